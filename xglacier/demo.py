@@ -1,0 +1,139 @@
+"""The end-to-end demo on the embedded synthetic sample (``xglacier demo``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from .datasets import open_sample
+from .io.store import to_netcdf
+from .preprocess.composite import composite
+from .preprocess.gapfill import fill_gaps
+from .preprocess.indices import ndsi
+from .preprocess.masks import mask_clouds, snow_mask
+from .preprocess.scenes import filter_scenes
+
+
+def _gapfill_rmse(before: xr.Dataset, after: xr.Dataset, truth: xr.Dataset, band: str):
+    """RMSE of filled values where the cube had nodata but the sky was clear."""
+    t = truth.sel(time=after.time)
+    where = t.nodata & t.clear_sky & after[band].notnull() & before[band].isnull()
+    err = (after[band] - t[f"true_{band}"]).where(where)
+    rmse = np.sqrt((err**2).mean())
+    return rmse, where.sum()
+
+
+def _quicklooks(out: Path, cube: xr.Dataset, filled: xr.Dataset, comp: xr.DataArray,
+                mask: xr.DataArray) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    gaps = cube.green.isnull().sum(("y", "x")).values
+    k = int(np.argmax(gaps))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), constrained_layout=True)
+    for ax, ds, title in ((axes[0], cube, "masked"), (axes[1], filled, "gap-filled")):
+        rgb = np.stack([ds[b].isel(time=k).values for b in ("red", "green", "blue")], -1)
+        ax.imshow(np.clip(np.nan_to_num(rgb, nan=1.0) * 1.3, 0, 1))
+        ax.set_title(f"{title} {str(ds.time.values[k])[:10]}")
+        ax.axis("off")
+    paths.append(out / "gapfill.png")
+    fig.savefig(paths[-1], dpi=80)
+    plt.close(fig)
+
+    for name, arr, cmap, vmin in (("ndsi_composites.png", comp, "RdBu", -1),
+                                  ("snow_mask.png", mask, "Blues", 0)):
+        n = arr.sizes["time"]
+        cols = min(n, 8)
+        rows = -(-n // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.1 * rows), squeeze=False,
+                                 constrained_layout=True)
+        for ax in axes.flat:
+            ax.axis("off")
+        for i in range(n):
+            ax = axes.flat[i]
+            ax.imshow(arr.isel(time=i).values, vmin=vmin, vmax=1, cmap=cmap)
+            flag = " (interp.)" if bool(arr.interpolated[i]) else ""
+            ax.set_title(str(arr.time.values[i])[:7] + flag, fontsize=8)
+        paths.append(out / name)
+        fig.savefig(paths[-1], dpi=80)
+        plt.close(fig)
+    return paths
+
+
+def run_demo(out: str | Path = "demo-output", seed: int = 42) -> dict[str, Any]:
+    """Run filter -> cloud mask -> gap fill -> NDSI -> 3-month composites on the sample.
+
+    Writes ``composites.nc`` and PNG quicklooks into ``out`` and returns a summary.
+
+    Examples
+    --------
+    >>> summary = run_demo("/tmp/xglacier-demo")  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cube, truth = open_sample(seed=seed)
+    kept = filter_scenes(cube, max_cloud=20, max_missing=0.5)
+    masked = mask_clouds(kept)
+    filled = fill_gaps(masked)
+    index = ndsi(filled)
+    comp = composite(index, freq="3MS")
+    mask = snow_mask(comp, threshold=0.3)
+    rmse_g, n_g = _gapfill_rmse(masked, filled, truth, "green")
+    rmse_s, n_s = _gapfill_rmse(masked, filled, truth, "swir16")
+    gaps_before = masked.green.isnull().sum()
+    # One pass over the graph for everything the summary and the files need.
+    (masked_c, filled_c, comp_c, mask_c, rmse_g, n_g, rmse_s, gaps_before) = dask.compute(
+        masked, filled, comp, mask, rmse_g, n_g, rmse_s, gaps_before
+    )
+    result = xr.Dataset({"ndsi": comp_c, "snow_mask": mask_c})
+    result.attrs = {
+        "title": "xglacier demo: 3-month NDSI composites of the synthetic sample",
+        "Conventions": "CF-1.8",
+        "history": comp_c.attrs.get("history", ""),
+    }
+    nc = to_netcdf(result, out / "composites.nc")
+    pngs = _quicklooks(out, masked_c, filled_c, comp_c, mask_c)
+    summary = {
+        "scenes": int(cube.sizes["time"]),
+        "kept": int(kept.sizes["time"]),
+        "dropped": int(cube.sizes["time"] - kept.sizes["time"]),
+        "gaps_before": int(gaps_before),
+        "gaps_left": int(filled_c["unfilled_green"].sum()),
+        "rmse_green": float(rmse_g),
+        "rmse_swir16": float(rmse_s),
+        "n_checked": int(n_g),
+        "periods": int(comp_c.sizes["time"]),
+        "interpolated_periods": [str(t)[:10] for t in comp_c.time.values[comp_c.interpolated.values]],
+        "snow_fraction": float((mask_c > 0).mean()),
+        "files": [str(nc), *map(str, pngs)],
+        "seconds": time.perf_counter() - t0,
+    }
+    return summary
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """Human-readable demo report."""
+    return "\n".join([
+        "xglacier demo: synthetic Parvati-like sample, 200x200 px, 2018-2021",
+        f"  scenes: {s['scenes']} acquired, {s['kept']} kept, {s['dropped']} dropped "
+        "(cloud cover > 20 % or > 50 % missing)",
+        f"  gap fill (green): {s['gaps_before']} masked/nodata pixels, {s['gaps_left']} left "
+        "after 16 passes of the 5x5 weighted average",
+        f"  filled vs truth under clear-sky nodata ({s['n_checked']} px): RMSE green "
+        f"{s['rmse_green']:.4f}, swir16 {s['rmse_swir16']:.4f} (reflectance)",
+        f"  NDSI 3-month composites: {s['periods']} periods, interpolated (no scene): "
+        f"{', '.join(s['interpolated_periods']) or 'none'}",
+        f"  snow/ice (NDSI >= 0.3) covers {100 * s['snow_fraction']:.1f} % of composite pixels",
+        "  wrote:",
+        *[f"    {f}" for f in s["files"]],
+        f"  done in {s['seconds']:.1f} s",
+    ])

@@ -1,0 +1,54 @@
+"""Exceptions and warnings raised by xglacier.
+
+Every error names the variable, dimension, file or parameter at fault and what was
+expected, so that a failing pipeline step can be fixed without reading the source.
+
+>>> from xglacier.errors import MissingBandError, XGlacierError
+>>> issubclass(MissingBandError, XGlacierError)
+True
+"""
+
+from __future__ import annotations
+
+
+class XGlacierError(Exception):
+    """Base class of every exception raised by xglacier."""
+
+
+class InputError(XGlacierError, ValueError):
+    """The input object does not follow the data model (see ``docs/data-model.md``)."""
+
+
+class MissingBandError(InputError, KeyError):
+    """A band or variable that the operation needs is not in the Dataset."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class DimensionError(InputError):
+    """A required dimension is missing, or the dimensions are in the wrong order."""
+
+
+class TimeAxisError(InputError):
+    """The ``time`` coordinate is missing, not sorted, duplicated or of the wrong type."""
+
+
+class ReflectanceRangeError(InputError):
+    """Values are not scaled surface reflectance (for example raw integer DNs)."""
+
+
+class EmptySceneError(InputError):
+    """A scene holds no valid pixel where at least one is required."""
+
+
+class MetadataError(InputError):
+    """Per-scene metadata (a coordinate along ``time``) is missing or malformed."""
+
+
+class ParameterError(XGlacierError, ValueError):
+    """A keyword argument has an invalid value."""
+
+
+class XGlacierWarning(UserWarning):
+    """Base class of warnings issued by xglacier."""

@@ -1,0 +1,1 @@
+"""Lazy, chunk-invariant preprocessing of scene cubes."""

@@ -1,0 +1,120 @@
+"""Normalized-difference spectral indices: NDSI, NDWI (Gao, McFeeters), NDVI.
+
+All are element-wise, hence lazy and chunk-invariant on Dask-backed cubes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import xarray as xr
+
+from .._attrs import product
+from .._validate import check_reflectance, get_band
+from ..errors import ParameterError
+
+
+def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
+    """Return ``(a - b) / (a + b)``, NaN where the denominator is 0 or an input is NaN.
+
+    Computed in the inputs' float precision; no warnings for a zero denominator.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> float(normalized_difference(xr.DataArray(0.6), xr.DataArray(0.2)))
+    0.5
+    """
+    den = a + b
+    # Masking the denominator first avoids division-by-zero warnings and infinities.
+    return (a - b) / den.where(den != 0)
+
+
+def _index(
+    ds: xr.Dataset, first: str, second: str, name: str, long_name: str, op: str, **params
+) -> xr.DataArray:
+    a = check_reflectance(get_band(ds, first))
+    b = check_reflectance(get_band(ds, second))
+    out = normalized_difference(a, b)
+    return product(
+        out, name, long_name, "1", op, history=ds.attrs.get("history"), **params
+    )
+
+
+def ndsi(ds: xr.Dataset, green: str = "green", swir: str = "swir16") -> xr.DataArray:
+    """Normalized Difference Snow Index, ``(green - swir) / (green + swir)``.
+
+    Snow and ice reflect strongly in the green and absorb in the shortwave infrared,
+    so NDSI >= 0.3 is the usual snow/ice criterion (see :func:`snow_mask`).
+
+    Parameters
+    ----------
+    ds
+        Scene cube with reflectance bands.
+    green, swir
+        Names of the green and SWIR-1 variables.
+
+    Returns
+    -------
+    xarray.DataArray
+        Named ``ndsi``, values in [-1, 1], NaN where an input is NaN or the sum is 0.
+
+    Examples
+    --------
+    >>> import xglacier
+    >>> cube, _ = xglacier.synthetic_cube(shape=(32, 32), end="2020-03-01")
+    >>> cube.glacier.ndsi().name
+    'ndsi'
+    """
+    return _index(
+        ds, green, swir, "ndsi", "normalized difference snow index", "ndsi",
+        green=green, swir=swir,
+    )
+
+
+def ndwi(
+    ds: xr.Dataset,
+    kind: Literal["gao", "mcfeeters"] = "gao",
+    green: str = "green",
+    nir: str = "nir08",
+    swir: str = "swir16",
+) -> xr.DataArray:
+    """Normalized Difference Water Index.
+
+    ``kind="gao"`` is Gao's (1996) vegetation-water index ``(nir - swir) / (nir + swir)``;
+    ``kind="mcfeeters"`` is McFeeters' (1996) open-water index ``(green - nir) / (green + nir)``.
+
+    Examples
+    --------
+    >>> import xglacier
+    >>> cube, _ = xglacier.synthetic_cube(shape=(32, 32), end="2020-03-01")
+    >>> cube.glacier.ndwi(kind="mcfeeters").attrs["long_name"]
+    'normalized difference water index (McFeeters)'
+    """
+    if kind == "gao":
+        return _index(
+            ds, nir, swir, "ndwi", "normalized difference water index (Gao)", "ndwi",
+            kind=kind, nir=nir, swir=swir,
+        )
+    if kind == "mcfeeters":
+        return _index(
+            ds, green, nir, "ndwi", "normalized difference water index (McFeeters)", "ndwi",
+            kind=kind, green=green, nir=nir,
+        )
+    raise ParameterError(f"ndwi: kind={kind!r}; expected 'gao' or 'mcfeeters'")
+
+
+def ndvi(ds: xr.Dataset, nir: str = "nir08", red: str = "red") -> xr.DataArray:
+    """Normalized Difference Vegetation Index, ``(nir - red) / (nir + red)``.
+
+    Examples
+    --------
+    >>> import xglacier
+    >>> cube, _ = xglacier.synthetic_cube(shape=(32, 32), end="2020-03-01")
+    >>> cube.glacier.ndvi().attrs["units"]
+    '1'
+    """
+    return _index(
+        ds, nir, red, "ndvi", "normalized difference vegetation index", "ndvi",
+        nir=nir, red=red,
+    )
