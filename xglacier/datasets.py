@@ -317,8 +317,9 @@ def _render(world: _World, sc: _Scene) -> dict[str, np.ndarray]:
 
     cloud = alpha > 0.35
     dilated = ndimage.binary_dilation(cloud, iterations=3) & ~cloud
-    shadow = (shade > 0.35) & ~cloud
-    cirrus = beta > 0.3
+    # Like Fmask, shadows are dilated (it uses 3 px); thin cirrus is flagged generously.
+    shadow = ndimage.binary_dilation(shade > 0.05, iterations=2) & ~cloud
+    cirrus = ndimage.binary_dilation(beta > 0.1, iterations=1)
     snowy = ((f_snow > 0.5) | ((g > 0.5) & (deb < 0.5))) & ~cloud
     water = (lake > 0.5) & (f_snow < 0.5) & ~cloud
     qa = np.full((h, w), _QA_CLEAR, np.uint16)
