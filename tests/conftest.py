@@ -33,8 +33,9 @@ def _forbid(dsk, keys, **kwargs):
 
 @pytest.fixture
 def no_compute():
-    """Context in which any Dask compute raises :class:`ComputeForbidden`."""
-    return dask.config.set(scheduler=_forbid)
+    """Factory of a context in which any Dask compute raises :class:`ComputeForbidden`."""
+    # dask.config.set takes effect when called, so hand out a factory, not the context
+    return lambda: dask.config.set(scheduler=_forbid)
 
 
 def assert_same(a: xr.DataArray | xr.Dataset, b: xr.DataArray | xr.Dataset) -> None:

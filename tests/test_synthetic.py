@@ -43,8 +43,8 @@ def test_deterministic_and_seeded():
 
 
 def test_lazy_one_task_per_scene(no_compute):
-    with no_compute:
-        cube, truth = xglacier.synthetic_cube(preset="parvati")
+    with no_compute():
+        cube, _ = xglacier.synthetic_cube(preset="parvati")
         assert cube.sizes["y"] == cube.sizes["x"] == 800
         assert 240 <= cube.sizes["time"] <= 300
         assert cube.green.chunks[0] == (1,) * cube.sizes["time"]
@@ -109,7 +109,7 @@ def test_seasonal_snow(small_loaded):
 
 
 def test_glacier_truth():
-    cube, truth = xglacier.synthetic_cube(shape=(96, 96), start="2013-01-01", end="2022-01-01",
+    _, truth = xglacier.synthetic_cube(shape=(96, 96), start="2013-01-01", end="2022-01-01",
                                           retreat_rate=30.0, seed=2)
     cls = truth.glacier_class.isel(time=[0, -1]).values
     assert {0, 1, 2} <= set(np.unique(cls[0]))

@@ -88,7 +88,7 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42) -> dict[str, Any]:
     comp = composite(index, freq="3MS")
     mask = snow_mask(comp, threshold=0.3)
     rmse_g, n_g = _gapfill_rmse(masked, filled, truth, "green")
-    rmse_s, n_s = _gapfill_rmse(masked, filled, truth, "swir16")
+    rmse_s, _ = _gapfill_rmse(masked, filled, truth, "swir16")
     gaps_before = masked.green.isnull().sum()
     # One pass over the graph for everything the summary and the files need.
     (masked_c, filled_c, comp_c, mask_c, rmse_g, n_g, rmse_s, gaps_before) = dask.compute(

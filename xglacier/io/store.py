@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
 from ..errors import InputError
@@ -45,6 +46,11 @@ def to_netcdf(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike) -> Path:
     if isinstance(obj, xr.DataArray) and obj.name is None:
         raise InputError("to_netcdf: the DataArray has no name; set one with .rename('name')")
     ds.attrs = _clean_attrs(ds.attrs)
+    grid_mapping = None
+    if "spatial_ref" in ds.coords and {"x", "y"} <= set(ds.dims):
+        # CF axis attributes on x/y are what GDAL needs to recover the geotransform
+        ds = ds.rio.write_coordinate_system()
+        grid_mapping = "spatial_ref"
     encoding = {}
     for name, var in ds.variables.items():
         var.attrs = _clean_attrs(var.attrs)
@@ -53,8 +59,9 @@ def to_netcdf(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike) -> Path:
             ds[name].attrs.update(flag_values=np.array([0, 1], "u1"), flag_meanings="false true")
         if name in ds.data_vars and var.ndim >= 2:
             encoding[name] = {"zlib": True, "complevel": 4}
-            if "grid_mapping" in var.encoding:
-                encoding[name]["grid_mapping"] = var.encoding["grid_mapping"]
+            gm = var.encoding.get("grid_mapping", grid_mapping if {"y", "x"} <= set(var.dims) else None)
+            if gm:
+                encoding[name]["grid_mapping"] = gm
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)

@@ -35,9 +35,11 @@ def period_starts(times: pd.DatetimeIndex, freq: str) -> pd.DatetimeIndex:
     >>> [str(d.date()) for d in period_starts(t, "3MS")]
     ['2020-01-01', '2020-04-01', '2020-07-01']
     """
+    if not isinstance(freq, str | pd.DateOffset):
+        raise ParameterError(f"composite: freq={freq!r}; expected a pandas frequency string")
     try:
         offset = pd.tseries.frequencies.to_offset(freq)
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise ParameterError(f"composite: freq={freq!r} is not a pandas frequency") from err
     times = times.as_unit("ns")
     origin = pd.Timestamp(year=times[0].year, month=1, day=1)
@@ -138,7 +140,7 @@ def composite(
     obj
         Cube with a sorted ``time`` dimension: DataArray, or Dataset (float variables
         are composited, integer ones such as ``qa_pixel`` and per-scene coordinates
-        are dropped).
+        are dropped, variables without ``time`` are kept as they are).
     freq
         Start-anchored pandas frequency.
     how
@@ -194,5 +196,8 @@ def composite(
         n for n, v in obj.data_vars.items()
         if "time" in v.dims and np.issubdtype(v.dtype, np.floating)
     ]
-    out = xr.Dataset({n: one(obj[n]) for n in names}, attrs=with_history(obj.attrs, "composite", **params))
-    return out
+    static = {n: v for n, v in obj.data_vars.items() if "time" not in v.dims}
+    return xr.Dataset(
+        {**{n: one(obj[n]) for n in names}, **static},
+        attrs=with_history(obj.attrs, "composite", **params),
+    )

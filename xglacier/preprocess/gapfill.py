@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from functools import partial
 from typing import Literal
@@ -11,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import with_history
-from .._validate import check_spatial, check_time
+from .._validate import check_spatial, check_time, get_band
 from ..errors import EmptySceneError, InputError, ParameterError
 from ..kernels import fill_gaps_stack, paper_weights
 
@@ -138,12 +139,18 @@ def fill_gaps(
     >>> fill_gaps(a).values.tolist()
     [[1.0, 2.0, 3.0]]
     """
-    if max_iter is not None and (int(max_iter) != max_iter or max_iter < 1):
+    if max_iter is not None and not (
+        isinstance(max_iter, numbers.Integral) and not isinstance(max_iter, bool) and max_iter >= 1
+    ):
         raise ParameterError(f"fill_gaps: max_iter={max_iter!r}; expected a positive integer or None")
     if empty not in ("raise", "keep"):
         raise ParameterError(f"fill_gaps: empty={empty!r}; expected 'raise' or 'keep'")
-    prof = np.asarray(weights, dtype=float)
-    if prof.ndim != 1 or prof.size % 2 == 0 or np.any(prof < 0) or prof.sum() <= 0:
+    try:
+        prof = np.asarray(weights, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ParameterError(f"fill_gaps: weights={weights!r} are not numbers") from err
+    if (prof.ndim != 1 or prof.size % 2 == 0 or not np.all(np.isfinite(prof))
+            or np.any(prof < 0) or prof.sum() <= 0):
         raise ParameterError(
             f"fill_gaps: weights={weights!r}; expected an odd-length 1-D profile of "
             "non-negative numbers"
@@ -163,14 +170,12 @@ def fill_gaps(
     if variables is None:
         variables = [
             n for n, v in obj.data_vars.items()
-            if np.issubdtype(v.dtype, np.floating) and v.dims[-2:] == ("y", "x")
+            if np.issubdtype(v.dtype, np.floating) and {"y", "x"} <= set(v.dims)
         ]
     out = obj.copy()
     totals = {}
     for name in variables:
-        if name not in obj.data_vars:
-            raise InputError(f"fill_gaps: variable {name!r} is not in the Dataset")
-        filled, left = _fill_array(obj[name], w, max_iter, empty)
+        filled, left = _fill_array(get_band(obj, name, role="variable"), w, max_iter, empty)
         out[name] = filled
         out = out.assign_coords({f"unfilled_{name}": left})
         if not isinstance(left.data, dsa.Array):

@@ -10,8 +10,8 @@ from typing import Literal
 import xarray as xr
 
 from .._attrs import product
-from .._validate import check_reflectance, get_band
-from ..errors import ParameterError
+from .._validate import check_reflectance, check_spatial, get_band
+from ..errors import DimensionError, ParameterError
 
 
 def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
@@ -35,6 +35,13 @@ def _index(
 ) -> xr.DataArray:
     a = check_reflectance(get_band(ds, first))
     b = check_reflectance(get_band(ds, second))
+    for band in (a, b):
+        check_spatial(band)
+    if a.dims != b.dims:
+        raise DimensionError(
+            f"bands {first!r} {a.dims} and {second!r} {b.dims} have different dimensions; "
+            "expected the same"
+        )
     out = normalized_difference(a, b)
     return product(
         out, name, long_name, "1", op, history=ds.attrs.get("history"), **params

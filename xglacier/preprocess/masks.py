@@ -9,7 +9,7 @@ import xarray as xr
 
 from .._attrs import product, with_history
 from .._validate import check_spatial, get_band
-from ..errors import InputError, ParameterError
+from ..errors import DimensionError, InputError, ParameterError
 from ..landsat import DEFAULT_MASK_FLAGS, QA_BAND, QA_BITS, QA_CONFIDENCE_BITS, flag_mask
 
 
@@ -86,7 +86,7 @@ def mask_clouds(
     >>> bool(clean.green.isnull().sum() >= cube.green.isnull().sum())
     True
     """
-    flags = tuple(flags)
+    flags = (flags,) if isinstance(flags, str) else tuple(flags)
     forbidden = {"snow", "water", "clear"} & set(flags)
     if forbidden:
         raise ParameterError(
@@ -103,6 +103,11 @@ def mask_clouds(
     for name in bands:
         band = get_band(ds, name)
         check_spatial(band)
+        if band.dims != qa_band.dims:
+            raise DimensionError(
+                f"mask_clouds: variable {name!r} has dimensions {band.dims} but {qa!r} has "
+                f"{qa_band.dims}; expected the same"
+            )
         out[name] = band.where(~bad)
         out[name].attrs = band.attrs
         out[name].encoding = band.encoding
@@ -143,7 +148,10 @@ def snow_mask(
     if not isinstance(ndsi, xr.DataArray):
         raise InputError(f"snow_mask expects an NDSI DataArray, got {type(ndsi).__name__}")
     many = np.ndim(threshold) > 0
-    thr = np.atleast_1d(np.asarray(threshold, dtype=float))
+    try:
+        thr = np.atleast_1d(np.asarray(threshold, dtype=float))
+    except (TypeError, ValueError) as err:
+        raise ParameterError(f"snow_mask: threshold={threshold!r} is not a number") from err
     if thr.size == 0 or not np.all(np.isfinite(thr)) or np.any(np.abs(thr) > 1):
         raise ParameterError(
             f"snow_mask: threshold={threshold!r}; expected values in [-1, 1]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import dask
@@ -106,7 +107,9 @@ def filter_scenes(
         raise InputError(f"filter_scenes expects a Dataset, got {type(ds).__name__}")
     check_time(ds)
     for label, value, hi in (("max_cloud", max_cloud, 100), ("max_missing", max_missing, 1)):
-        if value is not None and not (0 <= value <= hi):
+        if value is not None and not (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= hi
+        ):
             raise ParameterError(f"filter_scenes: {label}={value!r}; expected a value in [0, {hi}]")
     keep = np.ones(ds.sizes["time"], dtype=bool)
     if max_cloud is not None:

@@ -1,0 +1,54 @@
+"""The demo command end to end, and the atomic NetCDF writer."""
+
+from __future__ import annotations
+
+import dask.array
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+import xglacier
+from xglacier.cli import main
+from xglacier.io.store import to_netcdf
+
+
+def test_demo_command(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "scenes:" in text and "RMSE green" in text and "interpolated" in text
+    for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    ds = xr.open_dataset(tmp_path / "composites.nc", decode_coords="all")
+    assert ds.rio.crs.to_epsg() == 32643
+    assert ds.ndsi.dims == ("time", "y", "x") and ds.sizes["time"] == 16
+    assert ds.interpolated.values.astype(bool).sum() == 1  # the sample's empty quarter
+    assert float(ds.ndsi.min()) >= -1 and float(ds.ndsi.max()) <= 1
+    ds.close()
+
+
+def test_to_netcdf_roundtrip_and_atomic(tmp_path, small_loaded):
+    cube, _ = small_loaded
+    nd = xglacier.ndsi(cube)
+    path = to_netcdf(nd, tmp_path / "ndsi.nc")
+    assert [p.name for p in tmp_path.iterdir()] == ["ndsi.nc"]  # no temporary left
+    back = xr.open_dataset(path, decode_coords="all")
+    np.testing.assert_array_equal(back.ndsi.values, nd.values)
+    assert back.rio.crs == cube.rio.crs
+    back.close()
+    with rasterio.open(f"netcdf:{path}:ndsi") as src:
+        assert src.transform == cube.rio.transform()
+        assert src.crs == cube.rio.crs
+
+
+def _explode(block):
+    raise RuntimeError("disk full")
+
+
+def test_to_netcdf_failure_leaves_nothing(tmp_path):
+    """A write that fails after the file was created leaves no file at the final path."""
+    data = dask.array.zeros((4, 8, 8), chunks=(1, 8, 8)).map_blocks(_explode, dtype=float)
+    bad = xr.Dataset({"a": (("time", "y", "x"), data)})
+    with pytest.raises(RuntimeError, match="disk full"):
+        to_netcdf(bad, tmp_path / "bad.nc")
+    assert list(tmp_path.iterdir()) == []
