@@ -126,3 +126,15 @@ def test_filled_values_against_truth():
         assert rmse < 0.6 * rmse_naive
         assert rmse_near < 1.25 * texture
         assert rmse_near < rmse
+
+
+@pytest.mark.parametrize("max_iter", [15, 30, 100])
+def test_halo_larger_than_the_short_side(max_iter):
+    rng = np.random.default_rng(4)
+    img = rng.random((40, 400)).astype(np.float32)
+    img[:, 100:180] = np.nan
+    img[rng.random(img.shape) < 0.3] = np.nan
+    da = xr.DataArray(img, dims=("y", "x"))
+    eager = xglacier.fill_gaps(da, max_iter=max_iter)
+    lazy = xglacier.fill_gaps(da.chunk({"y": 20, "x": 100}), max_iter=max_iter)
+    np.testing.assert_array_equal(lazy.values, eager.values)

@@ -56,17 +56,18 @@ def _fill_array(
 
     data = da.data
     if isinstance(data, dsa.Array):
-        lead = {i: 0 for i in range(da.ndim - 2)}
-        if depth is None or depth >= max(ny, nx):
-            # The passes can reach across the whole frame: work on whole frames.
-            data = data.rechunk({da.ndim - 2: -1, da.ndim - 1: -1})
+        ay, ax = da.ndim - 2, da.ndim - 1
+        # Pass k reads pixels up to k * radius away, so `depth` is exactly enough. An
+        # axis the passes can cross entirely is processed whole instead of overlapped.
+        whole = {a: depth is None or depth >= n for a, n in ((ay, ny), (ax, nx))}
+        data = data.rechunk({a: -1 for a, w in whole.items() if w})
+        if all(whole.values()):
             filled = data.map_blocks(_fill_block, weights, iters, dtype=data.dtype)
         else:
-            # Pass k reads pixels up to k * radius away, so `depth` is exactly enough;
-            # no padding at the frame edges, where the kernel has no neighbours either.
+            # no padding at the frame edges, where the kernel has no neighbours either
             filled = data.map_overlap(
                 partial(_fill_block, weights=weights, max_iter=iters),
-                depth={**lead, da.ndim - 2: depth, da.ndim - 1: depth},
+                depth={**{i: 0 for i in range(ay)}, **{a: 0 if w else depth for a, w in whole.items()}},
                 boundary="none", dtype=data.dtype, allow_rechunk=True,
             )
         left = dsa.isnan(filled).sum(axis=(-2, -1))
@@ -88,9 +89,7 @@ def _fill_array(
         )
         filled = filled_flat.reshape(arr.shape)
         left = left.reshape(arr.shape[:-2])
-    out = da.copy(data=filled)
-    left_da = xr.DataArray(left, dims=da.dims[:-2], coords={d: da[d] for d in da.dims[:-2] if d in da.coords})
-    return out, left_da
+    return filled, xr.Variable(da.dims[:-2], left)
 
 
 def fill_gaps(
@@ -160,11 +159,14 @@ def fill_gaps(
     params = dict(max_iter=max_iter, weights=prof.tolist(), empty=empty)
 
     if isinstance(obj, xr.DataArray):
-        out, left = _fill_array(obj, w, max_iter, empty)
-        out = out.assign_coords(unfilled=left)
+        filled, left = _fill_array(obj, w, max_iter, empty)
+        attrs = with_history(obj.attrs, "fill_gaps", **params)
         if not isinstance(left.data, dsa.Array):
-            out.attrs["gaps_unfilled"] = int(left.sum())
-        out.attrs = with_history(out.attrs, "fill_gaps", **params)
+            attrs["gaps_unfilled"] = int(left.values.sum())
+        # direct construction: assign_coords costs more than the kernel on small frames
+        out = xr.DataArray(filled, dims=obj.dims, coords={**obj.coords, "unfilled": left},
+                           name=obj.name, attrs=attrs)
+        out.encoding = dict(obj.encoding)
         return out
 
     if variables is None:
@@ -176,10 +178,10 @@ def fill_gaps(
     totals = {}
     for name in variables:
         filled, left = _fill_array(get_band(obj, name, role="variable"), w, max_iter, empty)
-        out[name] = filled
-        out = out.assign_coords({f"unfilled_{name}": left})
+        out[name] = obj[name].copy(data=filled)
+        out.coords[f"unfilled_{name}"] = left
         if not isinstance(left.data, dsa.Array):
-            totals[name] = int(left.sum())
+            totals[name] = int(left.values.sum())
     if totals:
         out.attrs["gaps_unfilled"] = int(sum(totals.values()))
     out.attrs = with_history(out.attrs, "fill_gaps", **params)
