@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Examples
     --------
-    >>> main(["--version"])  # doctest: +SKIP
+    ``main(["demo", "--out", "demo-output"])`` is ``xglacier demo --out demo-output``.
     """
     from . import __version__
 

@@ -75,7 +75,10 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42) -> dict[str, Any]:
 
     Examples
     --------
-    >>> summary = run_demo("/tmp/xglacier-demo")  # doctest: +SKIP
+    From Python (the command line does the same: ``xglacier demo --out demo-output``)::
+
+        summary = run_demo("demo-output")
+        print(format_summary(summary))
     """
     t0 = time.perf_counter()
     out = Path(out)

@@ -22,7 +22,7 @@ def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
     Examples
     --------
     >>> import xarray as xr
-    >>> float(normalized_difference(xr.DataArray(0.6), xr.DataArray(0.2)))
+    >>> float(normalized_difference(xr.DataArray(0.75), xr.DataArray(0.25)))
     0.5
     """
     den = a + b
