@@ -111,3 +111,10 @@ def test_snow_mask():
     np.testing.assert_array_equal(many.sel(threshold=0.2).values, [0, 1, 1, 1, np.nan])
     np.testing.assert_array_equal(many.sel(threshold=0.5).values, [0, 0, 0, 1, np.nan])
     assert kept.attrs["threshold"] == pytest.approx(0.3)
+
+
+def test_negative_reflectance_is_clipped_unless_asked():
+    ds = _ds(green=[[0.10, 0.02]], swir16=[[-0.01, 0.04]])
+    np.testing.assert_allclose(xglacier.ndsi(ds).values, [[1.0, -1 / 3]], rtol=1e-6)
+    raw = xglacier.ndsi(ds, clip=False).values
+    assert raw[0, 0] == pytest.approx(0.11 / 0.09, rel=1e-5)

@@ -78,3 +78,12 @@ def test_provenance_recorded(small_loaded):
     assert [h.split()[2] for h in history] == ["mask_clouds", "fill_gaps", "ndsi"]
     assert '"max_iter": 4' in history[1]
     assert "units" in out.attrs and "scale_factor" not in out.attrs
+
+
+@pytest.mark.parametrize("chunks", [{"time": 1}, {"time": 5, "y": 16, "x": 40}])
+def test_filter_scenes_chunk_invariant(small, small_loaded, chunks):
+    cube, _ = small
+    eager = xglacier.filter_scenes(small_loaded[0], max_cloud=30, max_missing=0.3)
+    lazy = xglacier.filter_scenes(cube.chunk(chunks), max_cloud=30, max_missing=0.3)
+    np.testing.assert_array_equal(lazy.time.values, eager.time.values)
+    assert 0 < lazy.sizes["time"] < cube.sizes["time"]

@@ -42,7 +42,8 @@ def _empty_message(name, which) -> str:
 
 def _fill_array(
     da: xr.DataArray, weights: np.ndarray, max_iter: int | None, empty: str
-) -> tuple[xr.DataArray, xr.DataArray]:
+) -> tuple[np.ndarray | dsa.Array, xr.Variable]:
+    """Filled data of ``da`` and the gaps left per frame (Dask in, Dask out)."""
     check_spatial(da)
     if not np.issubdtype(da.dtype, np.floating):
         raise InputError(f"fill_gaps: variable {da.name!r} has dtype {da.dtype}; expected float")
@@ -70,12 +71,12 @@ def _fill_array(
                 depth={**{i: 0 for i in range(ay)}, **{a: 0 if w else depth for a, w in whole.items()}},
                 boundary="none", dtype=data.dtype, allow_rechunk=True,
             )
-        left = dsa.isnan(filled).sum(axis=(-2, -1))
         if empty == "raise":
             valid = (~dsa.isnan(data)).sum(axis=(-2, -1), keepdims=True)
             filled = filled.map_blocks(
                 _raise_if_empty, valid, labels, da.name, dtype=filled.dtype
             )
+        left = dsa.isnan(filled).sum(axis=(-2, -1))
     else:
         arr = np.asarray(data)
         if empty == "raise":

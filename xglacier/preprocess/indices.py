@@ -14,10 +14,12 @@ from .._validate import check_reflectance, check_spatial, get_band
 from ..errors import DimensionError, ParameterError
 
 
-def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
+def normalized_difference(a: xr.DataArray, b: xr.DataArray, clip: bool = True) -> xr.DataArray:
     """Return ``(a - b) / (a + b)``, NaN where the denominator is 0 or an input is NaN.
 
     Computed in the inputs' float precision; no warnings for a zero denominator.
+    Surface reflectance can be slightly negative (atmospheric correction over dark
+    water or shadow), which pushes the ratio outside [-1, 1]; ``clip=True`` bounds it.
 
     Examples
     --------
@@ -27,12 +29,14 @@ def normalized_difference(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
     """
     den = a + b
     # Masking the denominator first avoids division-by-zero warnings and infinities.
-    return (a - b) / den.where(den != 0)
+    out = (a - b) / den.where(den != 0)
+    return out.clip(-1, 1) if clip else out
 
 
 def _index(
     ds: xr.Dataset, first: str, second: str, name: str, long_name: str, op: str, **params
 ) -> xr.DataArray:
+    clip = params.pop("clip")
     a = check_reflectance(get_band(ds, first))
     b = check_reflectance(get_band(ds, second))
     for band in (a, b):
@@ -42,13 +46,15 @@ def _index(
             f"bands {first!r} {a.dims} and {second!r} {b.dims} have different dimensions; "
             "expected the same"
         )
-    out = normalized_difference(a, b)
+    out = normalized_difference(a, b, clip=clip)
     return product(
-        out, name, long_name, "1", op, history=ds.attrs.get("history"), **params
+        out, name, long_name, "1", op, history=ds.attrs.get("history"), clip=clip, **params
     )
 
 
-def ndsi(ds: xr.Dataset, green: str = "green", swir: str = "swir16") -> xr.DataArray:
+def ndsi(
+    ds: xr.Dataset, green: str = "green", swir: str = "swir16", clip: bool = True
+) -> xr.DataArray:
     """Normalized Difference Snow Index, ``(green - swir) / (green + swir)``.
 
     Snow and ice reflect strongly in the green and absorb in the shortwave infrared,
@@ -60,6 +66,8 @@ def ndsi(ds: xr.Dataset, green: str = "green", swir: str = "swir16") -> xr.DataA
         Scene cube with reflectance bands.
     green, swir
         Names of the green and SWIR-1 variables.
+    clip
+        Bound the index to [-1, 1] (negative reflectances can push it outside).
 
     Returns
     -------
@@ -75,7 +83,7 @@ def ndsi(ds: xr.Dataset, green: str = "green", swir: str = "swir16") -> xr.DataA
     """
     return _index(
         ds, green, swir, "ndsi", "normalized difference snow index", "ndsi",
-        green=green, swir=swir,
+        green=green, swir=swir, clip=clip,
     )
 
 
@@ -85,6 +93,7 @@ def ndwi(
     green: str = "green",
     nir: str = "nir08",
     swir: str = "swir16",
+    clip: bool = True,
 ) -> xr.DataArray:
     """Normalized Difference Water Index.
 
@@ -101,17 +110,19 @@ def ndwi(
     if kind == "gao":
         return _index(
             ds, nir, swir, "ndwi", "normalized difference water index (Gao)", "ndwi",
-            kind=kind, nir=nir, swir=swir,
+            kind=kind, nir=nir, swir=swir, clip=clip,
         )
     if kind == "mcfeeters":
         return _index(
             ds, green, nir, "ndwi", "normalized difference water index (McFeeters)", "ndwi",
-            kind=kind, green=green, nir=nir,
+            kind=kind, green=green, nir=nir, clip=clip,
         )
     raise ParameterError(f"ndwi: kind={kind!r}; expected 'gao' or 'mcfeeters'")
 
 
-def ndvi(ds: xr.Dataset, nir: str = "nir08", red: str = "red") -> xr.DataArray:
+def ndvi(
+    ds: xr.Dataset, nir: str = "nir08", red: str = "red", clip: bool = True
+) -> xr.DataArray:
     """Normalized Difference Vegetation Index, ``(nir - red) / (nir + red)``.
 
     Examples
@@ -123,5 +134,5 @@ def ndvi(ds: xr.Dataset, nir: str = "nir08", red: str = "red") -> xr.DataArray:
     """
     return _index(
         ds, nir, red, "ndvi", "normalized difference vegetation index", "ndvi",
-        nir=nir, red=red,
+        nir=nir, red=red, clip=clip,
     )
