@@ -138,3 +138,13 @@ def test_halo_larger_than_the_short_side(max_iter):
     eager = xglacier.fill_gaps(da, max_iter=max_iter)
     lazy = xglacier.fill_gaps(da.chunk({"y": 20, "x": 100}), max_iter=max_iter)
     np.testing.assert_array_equal(lazy.values, eager.values)
+
+
+def test_dataarray_of_filled_dataset_computes(small):
+    """A band of a filled Dataset carries every band's lazy `unfilled_*` coordinate."""
+    cube, _ = small
+    filled = xglacier.fill_gaps(xglacier.mask_clouds(cube)[["green", "swir16"]], max_iter=4,
+                                empty="raise")
+    green = filled.green.compute()
+    assert {"unfilled_green", "unfilled_swir16"} <= set(green.coords)
+    assert int(green.isnull().sum()) == int(green.unfilled_green.sum())

@@ -71,12 +71,14 @@ def _fill_array(
                 depth={**{i: 0 for i in range(ay)}, **{a: 0 if w else depth for a, w in whole.items()}},
                 boundary="none", dtype=data.dtype, allow_rechunk=True,
             )
+        # counted before the empty-scene check is attached: counting after it made dask
+        # 2026.8 drop keys of the check when a DataArray with both was computed
+        left = dsa.isnan(filled).sum(axis=(-2, -1))
         if empty == "raise":
             valid = (~dsa.isnan(data)).sum(axis=(-2, -1), keepdims=True)
             filled = filled.map_blocks(
                 _raise_if_empty, valid, labels, da.name, dtype=filled.dtype
             )
-        left = dsa.isnan(filled).sum(axis=(-2, -1))
     else:
         arr = np.asarray(data)
         if empty == "raise":
