@@ -14,6 +14,8 @@ import rioxarray  # noqa: F401  (registers the .rio accessor used on every outpu
 from . import errors
 from .accessor import GlacierAccessor
 from .datasets import open_sample, synthetic_cube
+from .motion import flow, plot_flow
+from .preprocess.align import align_ecc, apply_warps, estimate_ecc
 from .preprocess.composite import composite
 from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi, normalized_difference
@@ -23,11 +25,15 @@ from .preprocess.scenes import filter_scenes, missing_fraction
 __all__ = [
     "GlacierAccessor",
     "__version__",
+    "align_ecc",
+    "apply_warps",
     "composite",
     "decode_qa",
     "errors",
+    "estimate_ecc",
     "fill_gaps",
     "filter_scenes",
+    "flow",
     "mask_clouds",
     "missing_fraction",
     "ndsi",
@@ -35,6 +41,7 @@ __all__ = [
     "ndwi",
     "normalized_difference",
     "open_sample",
+    "plot_flow",
     "snow_mask",
     "synthetic_cube",
 ]

@@ -12,6 +12,8 @@ from typing import Any
 
 import xarray as xr
 
+from .motion import flow, plot_flow
+from .preprocess.align import align_ecc, apply_warps, estimate_ecc
 from .preprocess.composite import composite
 from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi
@@ -53,3 +55,8 @@ class GlacierAccessor:
     filter_scenes = _forward(filter_scenes)
     fill_gaps = _forward(fill_gaps)
     composite = _forward(composite)
+    align_ecc = _forward(align_ecc)
+    estimate_ecc = _forward(estimate_ecc)
+    apply_warps = _forward(apply_warps)
+    flow = _forward(flow)
+    plot_flow = _forward(plot_flow)

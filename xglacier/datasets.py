@@ -288,7 +288,8 @@ def _render(world: _World, sc: _Scene) -> dict[str, np.ndarray]:
     ground = (spec["rock"] * (1 - f_veg) + spec["vegetation"] * f_veg) * (1 + 0.2 * t_ground)
     ice = spec["ice"] * (1 + 0.15 * t_ice) * (1 - deb) + spec["debris"] * (1 + 0.3 * t_ice) * deb
     surface = ground * (1 - g - lake) + ice * g + spec["water"] * lake
-    snow = spec["snow"] * (1 + 0.03 * t_ground)
+    # snow lying on the glacier travels with the ice, so its faint texture is advected too
+    snow = spec["snow"] * (1 + 0.03 * (t_ground * (1 - g) + t_ice * g))
     refl = illum * (surface * (1 - f_snow) + snow * f_snow)
 
     # Atmosphere, in observed pixel coordinates.

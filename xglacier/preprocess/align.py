@@ -1,0 +1,507 @@
+"""Co-registration of scenes with OpenCV's Enhanced Correlation Coefficient (ECC).
+
+:func:`estimate_ecc` finds one warp per scene against a template, lazily; :func:`apply_warps`
+resamples every band of every scene with its warp; :func:`align_ecc` does both.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import cv2
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import ndimage
+
+from .._attrs import with_history
+from .._validate import check_spatial, check_time, get_band
+from ..errors import DimensionError, InputError, MissingBandError, ParameterError, XGlacierWarning
+
+MOTIONS = {
+    "translation": cv2.MOTION_TRANSLATION,
+    "euclidean": cv2.MOTION_EUCLIDEAN,
+    "affine": cv2.MOTION_AFFINE,
+    "homography": cv2.MOTION_HOMOGRAPHY,
+}
+_INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+#: Bands tried, in order, when ``band`` is not given (texture-rich ones first).
+DEFAULT_ALIGN_BANDS = ("nir08", "swir16", "red", "green", "blue", "swir22")
+# one row of the per-scene parameter block: 9 warp entries, correlation, converged flag
+_NPAR = 11
+
+
+class AlignmentWarning(XGlacierWarning):
+    """Some scenes could not be aligned and were kept unwarped."""
+
+
+# -- per-frame numerics (plain NumPy / OpenCV) ---------------------------------------------
+def _nan_blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    valid = np.isfinite(a)
+    num = ndimage.gaussian_filter(np.where(valid, a, 0.0), sigma, mode="nearest")
+    den = ndimage.gaussian_filter(valid.astype(np.float64), sigma, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
+
+
+def _prepare(channels: np.ndarray, highpass: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised (optionally high-passed) float32 image and its 8-bit validity mask.
+
+    High-passing removes what changes with the season at large scales (snow cover,
+    illumination) and keeps the terrain texture that co-registration should lock on.
+    """
+    valid = np.all(np.isfinite(channels), axis=0)
+    out = np.zeros(channels.shape, np.float32)
+    for k, a in enumerate(channels.astype(np.float64)):
+        b = a - _nan_blur(a, highpass) if highpass else a
+        v = b[valid]
+        if v.size:
+            out[k][valid] = (v - v.mean()) / (v.std() + 1e-12)
+    img = out[0] if len(out) == 1 else np.ascontiguousarray(np.moveaxis(out, 0, -1))
+    return img, valid.astype(np.uint8) * 255
+
+
+def _displacement(warp: np.ndarray, shape: tuple[int, int]) -> float:
+    """Largest displacement (pixels) the warp gives to the frame's corners and centre."""
+    ny, nx = shape
+    pts = np.array([[0, 0, 1], [nx - 1, 0, 1], [0, ny - 1, 1], [nx - 1, ny - 1, 1],
+                    [(nx - 1) / 2, (ny - 1) / 2, 1]], float)
+    moved = pts @ warp.T
+    if warp.shape[0] == 3:
+        moved = moved[:, :2] / moved[:, 2:3]
+    return float(np.max(np.hypot(*(moved[:, :2] - pts[:, :2]).T)))
+
+
+def _ecc_one(template, tmask, frame, init, opts) -> tuple[np.ndarray, float, bool]:
+    """Estimate one warp; never raises for a scene that cannot be aligned."""
+    img, fmask = _prepare(frame, opts["highpass"])
+    ident = np.eye(3)
+    if fmask.sum() < opts["min_valid"] or not np.any(img):
+        return ident, np.nan, False
+    motion = MOTIONS[opts["motion"]]
+    rows = 3 if motion == cv2.MOTION_HOMOGRAPHY else 2
+    warp = np.ascontiguousarray(init[:rows], dtype=np.float32)
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, opts["iterations"], opts["eps"])
+    if opts["pyramid_levels"] > 1:
+        # The pyramid only initialises: OpenCV 5.0's multi-scale ECC failed on zero-mean
+        # input and ignored the masks in our tests, so the single-scale masked estimate
+        # below always has the last word.
+        params = cv2.ECCParameters()
+        params.motionType, params.criteria = motion, crit
+        params.gaussFiltSize, params.nlevels = opts["gauss_size"], opts["pyramid_levels"]
+        try:
+            _, coarse = cv2.findTransformECCMultiScale(
+                template - template.min() + 1, img - img.min() + 1, warp.copy(), params, tmask, fmask
+            )
+            if np.all(np.isfinite(coarse)):
+                warp = coarse.astype(np.float32)
+        except cv2.error:
+            pass
+    try:
+        cc, out = cv2.findTransformECCWithMask(
+            template, img, tmask, fmask, warp.copy(), motion, crit, opts["gauss_size"]
+        )
+    except cv2.error:
+        return ident, np.nan, False
+    full = np.eye(3)
+    full[:rows] = out
+    ok = (np.all(np.isfinite(full)) and np.isfinite(cc) and cc >= opts["min_correlation"]
+          and _displacement(full, frame.shape[-2:]) <= opts["max_shift"])
+    return (full, float(cc), True) if ok else (ident, float(cc), False)
+
+
+def _estimate_block(frames, template, init, opts):
+    """(t, c, y, x) frames, (1, c, y, x) template, (t, 1, 1, 11) start -> (t, 1, 1, 11)."""
+    tmpl, tmask = _prepare(template[0], opts["highpass"])
+    out = np.empty((frames.shape[0], 1, 1, _NPAR))
+    for i in range(frames.shape[0]):
+        start = init[i, 0, 0, :9].reshape(3, 3) if init is not None else np.eye(3)
+        warp, cc, ok = _ecc_one(tmpl, tmask, frames[i], start, opts)
+        out[i, 0, 0, :9] = warp.ravel()
+        out[i, 0, 0, 9], out[i, 0, 0, 10] = cc, ok
+    return out
+
+
+def _warp_frame(frame: np.ndarray, warp: np.ndarray, interp: int, fill: float) -> np.ndarray:
+    if np.allclose(warp, np.eye(3)):
+        return frame
+    ny, nx = frame.shape
+    flags = interp | cv2.WARP_INVERSE_MAP
+    src = frame if frame.dtype in (np.float32, np.float64, np.uint8, np.uint16) else frame.astype(np.float64)
+    if np.allclose(warp[2], (0, 0, 1)):
+        out = cv2.warpAffine(src, warp[:2], (nx, ny), flags=flags,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    else:
+        out = cv2.warpPerspective(src, warp, (nx, ny), flags=flags,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    return out.astype(frame.dtype, copy=False)
+
+
+def _warp_block(block, params, interp, fill):
+    out = np.empty_like(block)
+    for i in range(block.shape[0]):
+        out[i] = _warp_frame(block[i], params[i, 0, :9].reshape(3, 3), interp, fill)
+    return out
+
+
+def _warn_block(converged, times):
+    bad = np.flatnonzero(~converged.astype(bool))
+    if bad.size:
+        warnings.warn(
+            f"align_ecc: {bad.size} of {converged.size} scenes could not be aligned (no "
+            f"convergence, too few valid pixels, correlation or shift out of bounds) and were "
+            f"kept unwarped; see ecc_converged. First: {[str(times[i])[:19] for i in bad[:5]]}",
+            AlignmentWarning, stacklevel=2,
+        )
+    return converged.astype(bool)
+
+
+# -- xarray / dask wiring --------------------------------------------------------------
+def _channels(obj: xr.Dataset | xr.DataArray, band) -> tuple[xr.DataArray, list[str]]:
+    """The (time, channel, y, x) stack used to estimate warps."""
+    if isinstance(obj, xr.DataArray):
+        if band is not None:
+            raise ParameterError("align_ecc: band= is for Datasets; a DataArray is its own band")
+        names, arrays = [str(obj.name)], [obj]
+    else:
+        if band is None:
+            names = [b for b in DEFAULT_ALIGN_BANDS if b in obj.data_vars][:3]
+            if not names:
+                raise MissingBandError(
+                    f"align_ecc: none of the bands {list(DEFAULT_ALIGN_BANDS)} is in the Dataset "
+                    f"(variables: {sorted(map(str, obj.data_vars))}); pass band=..."
+                )
+        else:
+            names = [band] if isinstance(band, str) else list(band)
+        if not 1 <= len(names) <= 3:
+            raise ParameterError(f"align_ecc: band={band!r}; expected one to three band names")
+        arrays = [get_band(obj, n) for n in names]
+    for a in arrays:
+        check_spatial(a)
+        if a.dims != ("time", "y", "x"):
+            raise DimensionError(
+                f"align_ecc: variable {a.name!r} has dimensions {a.dims}; expected ('time', 'y', 'x')"
+            )
+    if len(names) == 2:
+        names.append(names[1])  # OpenCV takes 1 or 3 channels
+        arrays.append(arrays[1])
+    stack = xr.concat([a.astype(np.float32) for a in arrays], dim="channel", coords="minimal",
+                      compat="override", join="override").transpose("time", "channel", "y", "x")
+    return stack, names
+
+
+def _as_dask(a: xr.DataArray) -> dsa.Array:
+    return a.data if isinstance(a.data, dsa.Array) else dsa.from_array(np.asarray(a.data), chunks=-1)
+
+
+def _nanreduce_block(block: np.ndarray, how: str) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels never valid stay NaN
+        red = np.nanmedian if how == "median" else np.nanmean
+        return red(block, axis=0).astype(block.dtype)
+
+
+def _reduce_time(data: dsa.Array, how: str) -> dsa.Array:
+    """Lazy NaN-ignoring median/mean over time, as one whole-frame (channel, y, x) chunk."""
+    byp = data.rechunk({0: -1, 1: 1, 2: "auto", 3: "auto"})
+    return byp.map_blocks(_nanreduce_block, how, drop_axis=0, dtype=data.dtype).rechunk(-1)
+
+
+def _template(stack: xr.DataArray, data: dsa.Array, reference) -> dsa.Array:
+    """Lazy (channel, y, x) template."""
+    if isinstance(reference, xr.DataArray):
+        ref = reference
+        if ref.dims != ("y", "x") or ref.shape != stack.shape[-2:]:
+            raise DimensionError(
+                f"align_ecc: reference DataArray has dims {ref.dims} and shape {ref.shape}; "
+                f"expected ('y', 'x') and {stack.shape[-2:]}"
+            )
+        one = _as_dask(ref.astype(np.float32))
+        return dsa.stack([one] * stack.sizes["channel"]).rechunk(-1)
+    if isinstance(reference, str) and reference in ("median", "mean"):
+        return _reduce_time(data, reference)
+    if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
+        n = stack.sizes["time"]
+        if not -n <= reference < n:
+            raise ParameterError(f"align_ecc: reference={reference}; the cube has {n} scenes")
+        return data[int(reference)].rechunk(-1)
+    try:
+        when = pd.Timestamp(reference)
+    except (TypeError, ValueError) as err:
+        raise ParameterError(
+            f"align_ecc: reference={reference!r}; expected 'median', 'mean', a scene index, "
+            "a date or a (y, x) DataArray"
+        ) from err
+    k = int(stack.indexes["time"].get_indexer([when], method="nearest")[0])
+    return data[k].rechunk(-1)
+
+
+def estimate_ecc(
+    obj: xr.Dataset | xr.DataArray,
+    band: str | Sequence[str] | None = None,
+    reference: str | int | Any = "median",
+    motion: Literal["translation", "euclidean", "affine", "homography"] = "translation",
+    refine: int = 2,
+    iterations: int = 200,
+    eps: float = 1e-6,
+    highpass: float | None = 1.5,
+    gauss_size: int = 1,
+    pyramid_levels: int = 1,
+    max_shift: float = 10.0,
+    min_correlation: float = 0.2,
+    min_valid: float = 0.1,
+) -> xr.Dataset:
+    """Estimate one ECC warp per scene against a template, lazily.
+
+    Returns a Dataset along ``time`` with ``ecc_warp`` (time, 3, 3; for the non-homography
+    motions the last row is (0, 0, 1)), ``ecc_correlation``, ``ecc_converged`` and, for
+    convenience, ``ecc_shift_x`` / ``ecc_shift_y`` (the warp's translation in pixels: a scene
+    whose content is displaced by +dx columns and +dy rows gets +dx, +dy). See
+    :func:`align_ecc` for the parameters.
+
+    Examples
+    --------
+    >>> import xglacier
+    >>> cube, truth = xglacier.synthetic_cube(shape=(64, 64), end="2020-03-01", max_shift=2)
+    >>> est = estimate_ecc(cube, band="nir08").compute()
+    >>> sorted(est.data_vars)[:2]
+    ['ecc_converged', 'ecc_correlation']
+    """
+    if motion not in MOTIONS:
+        raise ParameterError(f"align_ecc: motion={motion!r}; expected one of {sorted(MOTIONS)}")
+    for label, value, lo in (("iterations", iterations, 1), ("pyramid_levels", pyramid_levels, 1),
+                             ("gauss_size", gauss_size, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
+            raise ParameterError(f"align_ecc: {label}={value!r}; expected an integer >= {lo}")
+    if gauss_size % 2 == 0 and gauss_size != 0:
+        raise ParameterError(f"align_ecc: gauss_size={gauss_size}; expected an odd size (or 0)")
+    if not isinstance(refine, (int, np.integer)) or refine < 0:
+        raise ParameterError(f"align_ecc: refine={refine!r}; expected True/False or a count >= 0")
+    if not (eps > 0 and max_shift > 0 and 0 < min_valid <= 1 and min_correlation <= 1):
+        raise ParameterError(
+            "align_ecc: expected eps > 0, max_shift > 0, 0 < min_valid <= 1, min_correlation <= 1"
+        )
+    if highpass is not None and not highpass > 0:
+        raise ParameterError(f"align_ecc: highpass={highpass!r}; expected a sigma > 0 or None")
+    check_time(obj)
+    stack, names = _channels(obj, band)
+    if stack.sizes["time"] < 2 and not isinstance(reference, xr.DataArray):
+        raise InputError(
+            f"align_ecc: the cube has {stack.sizes['time']} scene; aligning needs at least two "
+            "(or a reference DataArray)"
+        )
+    ny, nx = stack.shape[-2:]
+    opts = dict(motion=motion, iterations=int(iterations), eps=float(eps), highpass=highpass,
+                gauss_size=int(gauss_size), pyramid_levels=int(pyramid_levels),
+                max_shift=float(max_shift), min_correlation=float(min_correlation),
+                min_valid=int(np.ceil(min_valid * ny * nx)))
+    # Each scene is aligned whole: one task per scene, frames not split in y/x.
+    data = _as_dask(stack).rechunk({0: 1, 1: -1, 2: -1, 3: -1})
+    times = stack["time"].values
+    template = _template(stack, data, reference)
+    out_chunks = (data.chunks[0], (1,), (1,), (_NPAR,))
+    params = None
+    for rnd in range(int(refine) + 1):
+        params = dsa.map_blocks(
+            _estimate_block, data, template[None], params, opts, chunks=out_chunks, dtype=np.float64,
+        )
+        if rnd < refine:
+            warped = dsa.map_blocks(_warp_stack_block, data, params, _INTERP["cubic"], dtype=data.dtype)
+            template = _reduce_time(warped, "median")
+    params = params[:, 0, 0, :]
+    warp = params[:, :9].reshape((-1, 3, 3))
+    converged = params[:, 10].rechunk(-1).map_blocks(_warn_block, times, dtype=bool)
+    coords = {"time": stack["time"]}
+    ds = xr.Dataset(
+        {
+            "ecc_warp": (("time", "warp_row", "warp_col"), warp, {
+                "long_name": "ECC warp mapping template pixel (col, row, 1) to scene pixel",
+                "motion": motion}),
+            "ecc_correlation": ("time", params[:, 9], {
+                "long_name": "enhanced correlation coefficient after alignment", "units": "1"}),
+            "ecc_converged": ("time", converged, {
+                "long_name": "scene aligned (False: kept unwarped)"}),
+            "ecc_shift_x": ("time", params[:, 2], {
+                "long_name": "scene displacement along columns", "units": "pixel"}),
+            "ecc_shift_y": ("time", params[:, 5], {
+                "long_name": "scene displacement along rows (southward)", "units": "pixel"}),
+        },
+        coords=coords,
+    )
+    ref_label = "DataArray" if isinstance(reference, xr.DataArray) else str(reference)
+    ds.attrs = with_history({}, "estimate_ecc", band=names, reference=ref_label, refine=int(refine),
+                            **opts)
+    return ds
+
+
+def _warp_stack_block(block, params, interp):
+    """(t, c, y, x) block warped frame by frame (NaN from outside the frame)."""
+    out = np.empty_like(block)
+    for i in range(block.shape[0]):
+        warp = params[i, 0, 0, :9].reshape(3, 3)
+        for c in range(block.shape[1]):
+            out[i, c] = _warp_frame(block[i, c], warp, interp, np.nan)
+    return out
+
+
+def apply_warps(
+    obj: xr.Dataset | xr.DataArray,
+    warps: xr.Dataset | xr.DataArray,
+    interpolation: Literal["nearest", "linear", "cubic"] = "cubic",
+) -> xr.Dataset | xr.DataArray:
+    """Resample every (time, y, x) variable of ``obj`` with one warp per scene.
+
+    Float variables are interpolated (``interpolation``) and get NaN where the warped frame
+    reaches outside the scene; integer variables (``qa_pixel``) use nearest neighbour and
+    get the Landsat fill value 1 (``qa_pixel``) or 0 there. Frames are processed whole in y/x
+    (rechunked internally, one task per scene); lazy for Dask input.
+
+    Examples
+    --------
+    >>> import xglacier
+    >>> cube, _ = xglacier.synthetic_cube(shape=(64, 64), end="2020-03-01")
+    >>> est = estimate_ecc(cube)
+    >>> apply_warps(cube, est).green.dims
+    ('time', 'y', 'x')
+    """
+    if interpolation not in _INTERP:
+        raise ParameterError(
+            f"apply_warps: interpolation={interpolation!r}; expected one of {sorted(_INTERP)}"
+        )
+    w = warps["ecc_warp"] if isinstance(warps, xr.Dataset) else warps
+    if w.dims != ("time", "warp_row", "warp_col") or w.sizes["time"] != obj.sizes.get("time"):
+        raise DimensionError(
+            f"apply_warps: warps have dims {w.dims} and {w.sizes.get('time')} scenes; expected "
+            f"('time', 'warp_row', 'warp_col') and {obj.sizes.get('time')} scenes"
+        )
+    params = _as_dask(w).reshape((-1, 1, 9)).rechunk({0: 1, 1: -1, 2: -1})
+
+    def one(da: xr.DataArray) -> xr.DataArray:
+        if da.dims != ("time", "y", "x"):
+            return da
+        is_float = np.issubdtype(da.dtype, np.floating)
+        interp = _INTERP[interpolation] if is_float else cv2.INTER_NEAREST
+        fill = np.nan if is_float else (1 if da.name == "qa_pixel" else 0)
+        data = _as_dask(da).rechunk({0: 1, 1: -1, 2: -1})
+        out = dsa.map_blocks(_warp_block, data, params, interp, fill, dtype=da.dtype)
+        if not isinstance(da.data, dsa.Array) and not isinstance(w.data, dsa.Array):
+            out = out.compute(scheduler="synchronous")
+        return da.copy(data=out)
+
+    if isinstance(obj, xr.DataArray):
+        return one(obj)
+    out = obj.copy()
+    for name in obj.data_vars:
+        out[name] = one(obj[name])
+    return out
+
+
+def align_ecc(
+    obj: xr.Dataset | xr.DataArray,
+    band: str | Sequence[str] | None = None,
+    reference: str | int | Any = "median",
+    motion: Literal["translation", "euclidean", "affine", "homography"] = "translation",
+    refine: int = 2,
+    iterations: int = 200,
+    eps: float = 1e-6,
+    highpass: float | None = 1.5,
+    gauss_size: int = 1,
+    pyramid_levels: int = 1,
+    max_shift: float = 10.0,
+    min_correlation: float = 0.2,
+    min_valid: float = 0.1,
+    interpolation: Literal["nearest", "linear", "cubic"] = "cubic",
+) -> xr.Dataset | xr.DataArray:
+    """Co-register every scene to a reference with ECC maximisation (OpenCV).
+
+    For each scene, the warp that maximises the enhanced correlation coefficient between
+    the scene and a template is estimated over pixels valid in both (NaN and cloud pixels
+    are masked out, not treated as data); all bands of the scene are then resampled with
+    that warp, and pixels that come from outside the frame become NaN.
+
+    Parameters
+    ----------
+    obj
+        Cube ``(time, y, x)``: a Dataset (all its ``(time, y, x)`` variables are warped) or
+        a DataArray. Mask clouds first so that they do not steer the estimate.
+    band
+        Dataset band(s) used for the estimate: one name, or up to three estimated jointly.
+        Default: the first three of nir08, swir16, red, green, blue, swir22 present.
+    reference
+        Template: ``"median"`` or ``"mean"`` of the stack (lazy reductions), a scene index,
+        a date (nearest scene), or a ``(y, x)`` DataArray.
+    motion
+        ``"translation"`` (right for co-registration), ``"euclidean"``, ``"affine"`` or
+        ``"homography"`` (the paper's choice).
+    refine
+        How many times the template is rebuilt as the median of the aligned frames and the
+        frames aligned again, starting from their previous warps (``True`` = once). The
+        paper's template (mean of unaligned frames) is blurred by the misregistration
+        itself; two rebuilds bring the error to a few hundredths of a pixel. ``0`` keeps
+        the first estimate.
+    iterations, eps
+        ECC termination: at most ``iterations`` per estimate, or a correlation increment
+        below ``eps``.
+    highpass
+        Sigma (pixels) of a NaN-aware Gaussian high-pass applied to template and scenes
+        before the estimate, so that seasonal snow and illumination do not pull the
+        alignment; ``None`` uses raw values.
+    gauss_size
+        OpenCV's Gaussian pre-filter size (odd; 1 = none; OpenCV's default is 5).
+    pyramid_levels
+        > 1 first runs ``cv2.findTransformECCMultiScale`` with that many levels to initialise
+        the masked single-scale estimate (useful for large shifts); if it fails or returns
+        NaN, the single-scale estimate starts from the previous warp.
+    max_shift
+        Largest plausible displacement (pixels) of the frame corners or centre; a larger
+        solution is rejected like a non-converged one.
+    min_correlation
+        Solutions with a lower correlation are rejected (pure noise, wrong lock).
+    min_valid
+        Smallest fraction of valid pixels for a scene to be aligned at all.
+    interpolation
+        Resampling of float variables (integer ones use nearest neighbour).
+
+    Returns
+    -------
+    Same type as ``obj``, lazy, with per-scene coordinates ``ecc_correlation``,
+    ``ecc_converged``, ``ecc_shift_x`` and ``ecc_shift_y`` (and, on a Dataset, ``ecc_warp``
+    with dims ``time, warp_row, warp_col``). A scene that cannot be aligned (OpenCV does not
+    converge, too few valid pixels, correlation or shift out of bounds) is kept unwarped
+    with ``ecc_converged=False``; an :class:`AlignmentWarning` with the count is issued once
+    when the coordinate is computed. Nothing about one scene stops the others.
+
+    Notes
+    -----
+    Work runs through Dask, one task per scene on whole frames (``y`` and ``x`` are
+    rechunked to one chunk internally); the template is a lazy reduction over time. With
+    ``refine > 0`` the estimation band(s) are used in every round: persist the cube first if
+    its source is expensive to read.
+
+    Examples
+    --------
+    >>> import xglacier
+    >>> cube, truth = xglacier.synthetic_cube(shape=(64, 64), end="2020-03-01", max_shift=2)
+    >>> aligned = cube.glacier.mask_clouds().glacier.align_ecc()
+    >>> aligned.ecc_shift_x.dims
+    ('time',)
+    """
+    est = estimate_ecc(
+        obj, band=band, reference=reference, motion=motion, refine=refine, iterations=iterations,
+        eps=eps, highpass=highpass, gauss_size=gauss_size, pyramid_levels=pyramid_levels,
+        max_shift=max_shift, min_correlation=min_correlation, min_valid=min_valid,
+    )
+    out = apply_warps(obj, est, interpolation=interpolation)
+    keep = ["ecc_correlation", "ecc_converged", "ecc_shift_x", "ecc_shift_y"]
+    if isinstance(obj, xr.Dataset):
+        keep.append("ecc_warp")
+    out = out.assign_coords({k: est[k] for k in keep})
+    history = est.attrs["history"].replace("estimate_ecc", "align_ecc", 1)
+    prev = out.attrs.get("history")
+    out.attrs = dict(out.attrs)
+    out.attrs["history"] = f"{prev}\n{history}" if prev else history
+    return out
+
