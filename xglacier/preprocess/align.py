@@ -47,17 +47,32 @@ def _nan_blur(a: np.ndarray, sigma: float) -> np.ndarray:
         return num / den
 
 
-def _prepare(channels: np.ndarray, highpass: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Standardised (optionally high-passed) float32 image and its 8-bit validity mask.
+def _normalise_block(block: np.ndarray, highpass: float | None) -> np.ndarray:
+    """(t, c, y, x) frames, each channel high-passed and scaled to zero mean, unit variance.
 
     High-passing removes what changes with the season at large scales (snow cover,
-    illumination) and keeps the terrain texture that co-registration should lock on.
+    illumination) and keeps the terrain texture that co-registration should lock on;
+    the scaling gives every frame the same weight in a template built from many frames,
+    so one odd frame (noise, a failed scene) cannot dominate it where others are clouded.
     """
+    out = np.full(block.shape, np.nan, np.float32)
+    for i in range(block.shape[0]):
+        for k in range(block.shape[1]):
+            a = block[i, k].astype(np.float64)
+            b = a - _nan_blur(a, highpass) if highpass else a
+            valid = np.isfinite(b)
+            if valid.sum() > 1:
+                v = b[valid]
+                out[i, k][valid] = (v - v.mean()) / (v.std() + 1e-12)
+    return out
+
+
+def _prepare(channels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV image (zero where invalid) and 8-bit mask of pixels valid in every channel."""
     valid = np.all(np.isfinite(channels), axis=0)
     out = np.zeros(channels.shape, np.float32)
-    for k, a in enumerate(channels.astype(np.float64)):
-        b = a - _nan_blur(a, highpass) if highpass else a
-        v = b[valid]
+    for k, a in enumerate(channels):
+        v = a[valid]
         if v.size:
             out[k][valid] = (v - v.mean()) / (v.std() + 1e-12)
     img = out[0] if len(out) == 1 else np.ascontiguousarray(np.moveaxis(out, 0, -1))
@@ -75,9 +90,40 @@ def _displacement(warp: np.ndarray, shape: tuple[int, int]) -> float:
     return float(np.max(np.hypot(*(moved[:, :2] - pts[:, :2]).T)))
 
 
+def _coarse_init(template, tmask, img, fmask, warp, motion, crit, opts) -> np.ndarray:
+    """Initial warp for scenes displaced by more than ECC's capture range (1-2 pixels).
+
+    ``coarse="phase"``: the translation found by phase correlation of the (normalised,
+    gap-zeroed) images, a global and cheap estimate. ``coarse="opencv"``: OpenCV's
+    ``findTransformECCMultiScale`` pyramid (in OpenCV 5.0 it failed on zero-mean input and
+    ignored the masks in our tests, hence not the default). A failed coarse step leaves
+    the warp as it was; the full-resolution masked estimate always has the last word.
+    """
+    if opts["coarse"] == "phase":
+        t = template if template.ndim == 2 else template.mean(axis=2)
+        f = img if img.ndim == 2 else img.mean(axis=2)
+        win = cv2.createHanningWindow(t.shape[::-1], cv2.CV_32F)
+        (dx, dy), _ = cv2.phaseCorrelate(np.ascontiguousarray(t), np.ascontiguousarray(f), win)
+        if np.hypot(dx, dy) <= opts["max_shift"]:
+            warp = warp.copy()
+            warp[0, 2] += dx
+            warp[1, 2] += dy
+        return warp
+    params = cv2.ECCParameters()
+    params.motionType, params.criteria = motion, crit
+    params.gaussFiltSize, params.nlevels = opts["gauss_size"], opts["pyramid_levels"]
+    try:
+        _, coarse = cv2.findTransformECCMultiScale(
+            template - template.min() + 1, img - img.min() + 1, warp.copy(), params, tmask, fmask
+        )
+    except cv2.error:
+        return warp
+    return coarse.astype(np.float32) if np.all(np.isfinite(coarse)) else warp
+
+
 def _ecc_one(template, tmask, frame, init, opts) -> tuple[np.ndarray, float, bool]:
     """Estimate one warp; never raises for a scene that cannot be aligned."""
-    img, fmask = _prepare(frame, opts["highpass"])
+    img, fmask = _prepare(frame)
     ident = np.eye(3)
     if fmask.sum() < opts["min_valid"] or not np.any(img):
         return ident, np.nan, False
@@ -85,21 +131,8 @@ def _ecc_one(template, tmask, frame, init, opts) -> tuple[np.ndarray, float, boo
     rows = 3 if motion == cv2.MOTION_HOMOGRAPHY else 2
     warp = np.ascontiguousarray(init[:rows], dtype=np.float32)
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, opts["iterations"], opts["eps"])
-    if opts["pyramid_levels"] > 1:
-        # The pyramid only initialises: OpenCV 5.0's multi-scale ECC failed on zero-mean
-        # input and ignored the masks in our tests, so the single-scale masked estimate
-        # below always has the last word.
-        params = cv2.ECCParameters()
-        params.motionType, params.criteria = motion, crit
-        params.gaussFiltSize, params.nlevels = opts["gauss_size"], opts["pyramid_levels"]
-        try:
-            _, coarse = cv2.findTransformECCMultiScale(
-                template - template.min() + 1, img - img.min() + 1, warp.copy(), params, tmask, fmask
-            )
-            if np.all(np.isfinite(coarse)):
-                warp = coarse.astype(np.float32)
-        except cv2.error:
-            pass
+    if opts["coarse"] and np.allclose(init, np.eye(3)):
+        warp = _coarse_init(template, tmask, img, fmask, warp, motion, crit, opts)
     try:
         cc, out = cv2.findTransformECCWithMask(
             template, img, tmask, fmask, warp.copy(), motion, crit, opts["gauss_size"]
@@ -115,7 +148,7 @@ def _ecc_one(template, tmask, frame, init, opts) -> tuple[np.ndarray, float, boo
 
 def _estimate_block(frames, template, init, opts):
     """(t, c, y, x) frames, (1, c, y, x) template, (t, 1, 1, 11) start -> (t, 1, 1, 11)."""
-    tmpl, tmask = _prepare(template[0], opts["highpass"])
+    tmpl, tmask = _prepare(template[0])
     out = np.empty((frames.shape[0], 1, 1, _NPAR))
     for i in range(frames.shape[0]):
         start = init[i, 0, 0, :9].reshape(3, 3) if init is not None else np.eye(3)
@@ -198,10 +231,14 @@ def _as_dask(a: xr.DataArray) -> dsa.Array:
 
 
 def _nanreduce_block(block: np.ndarray, how: str) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # pixels never valid stay NaN
-        red = np.nanmedian if how == "median" else np.nanmean
-        return red(block, axis=0).astype(block.dtype)
+    # Reduce only pixels with a value: never-valid pixels stay NaN without the all-NaN
+    # warning (silencing it with catch_warnings is not thread-safe under Dask).
+    valid = np.isfinite(block).any(axis=0)
+    out = np.full(block.shape[1:], np.nan, block.dtype)
+    red = np.nanmedian if how == "median" else np.nanmean
+    if valid.any():
+        out[valid] = red(block[:, valid], axis=0)
+    return out
 
 
 def _reduce_time(data: dsa.Array, how: str) -> dsa.Array:
@@ -210,8 +247,8 @@ def _reduce_time(data: dsa.Array, how: str) -> dsa.Array:
     return byp.map_blocks(_nanreduce_block, how, drop_axis=0, dtype=data.dtype).rechunk(-1)
 
 
-def _template(stack: xr.DataArray, data: dsa.Array, reference) -> dsa.Array:
-    """Lazy (channel, y, x) template."""
+def _template(stack: xr.DataArray, data: dsa.Array, reference, highpass) -> dsa.Array:
+    """Lazy (channel, y, x) template from normalised frames ``data``."""
     if isinstance(reference, xr.DataArray):
         ref = reference
         if ref.dims != ("y", "x") or ref.shape != stack.shape[-2:]:
@@ -220,7 +257,8 @@ def _template(stack: xr.DataArray, data: dsa.Array, reference) -> dsa.Array:
                 f"expected ('y', 'x') and {stack.shape[-2:]}"
             )
         one = _as_dask(ref.astype(np.float32))
-        return dsa.stack([one] * stack.sizes["channel"]).rechunk(-1)
+        both = dsa.stack([one] * stack.sizes["channel"])[None].rechunk(-1)
+        return both.map_blocks(_normalise_block, highpass, dtype=np.float32)[0]
     if isinstance(reference, str) and reference in ("median", "mean"):
         return _reduce_time(data, reference)
     if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
@@ -249,7 +287,8 @@ def estimate_ecc(
     eps: float = 1e-6,
     highpass: float | None = 1.5,
     gauss_size: int = 1,
-    pyramid_levels: int = 1,
+    coarse: Literal["phase", "opencv"] | None = "phase",
+    pyramid_levels: int = 3,
     max_shift: float = 10.0,
     min_correlation: float = 0.2,
     min_valid: float = 0.1,
@@ -272,6 +311,8 @@ def estimate_ecc(
     """
     if motion not in MOTIONS:
         raise ParameterError(f"align_ecc: motion={motion!r}; expected one of {sorted(MOTIONS)}")
+    if coarse not in ("phase", "opencv", None):
+        raise ParameterError(f"align_ecc: coarse={coarse!r}; expected 'phase', 'opencv' or None")
     for label, value, lo in (("iterations", iterations, 1), ("pyramid_levels", pyramid_levels, 1),
                              ("gauss_size", gauss_size, 0)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
@@ -295,13 +336,14 @@ def estimate_ecc(
         )
     ny, nx = stack.shape[-2:]
     opts = dict(motion=motion, iterations=int(iterations), eps=float(eps), highpass=highpass,
-                gauss_size=int(gauss_size), pyramid_levels=int(pyramid_levels),
+                gauss_size=int(gauss_size), coarse=coarse, pyramid_levels=int(pyramid_levels),
                 max_shift=float(max_shift), min_correlation=float(min_correlation),
                 min_valid=int(np.ceil(min_valid * ny * nx)))
     # Each scene is aligned whole: one task per scene, frames not split in y/x.
     data = _as_dask(stack).rechunk({0: 1, 1: -1, 2: -1, 3: -1})
+    data = data.map_blocks(_normalise_block, highpass, dtype=np.float32)
     times = stack["time"].values
-    template = _template(stack, data, reference)
+    template = _template(stack, data, reference, highpass)
     out_chunks = (data.chunks[0], (1,), (1,), (_NPAR,))
     params = None
     for rnd in range(int(refine) + 1):
@@ -409,7 +451,8 @@ def align_ecc(
     eps: float = 1e-6,
     highpass: float | None = 1.5,
     gauss_size: int = 1,
-    pyramid_levels: int = 1,
+    coarse: Literal["phase", "opencv"] | None = "phase",
+    pyramid_levels: int = 3,
     max_shift: float = 10.0,
     min_correlation: float = 0.2,
     min_valid: float = 0.1,
@@ -451,10 +494,13 @@ def align_ecc(
         alignment; ``None`` uses raw values.
     gauss_size
         OpenCV's Gaussian pre-filter size (odd; 1 = none; OpenCV's default is 5).
-    pyramid_levels
-        > 1 first runs ``cv2.findTransformECCMultiScale`` with that many levels to initialise
-        the masked single-scale estimate (useful for large shifts); if it fails or returns
-        NaN, the single-scale estimate starts from the previous warp.
+    coarse, pyramid_levels
+        First estimate for each scene, which widens ECC's capture range (1-2 pixels) to
+        large shifts: ``"phase"`` (phase correlation, a translation), ``"opencv"``
+        (``cv2.findTransformECCMultiScale`` with ``pyramid_levels`` levels; in OpenCV 5.0
+        it failed on zero-mean input and ignored masks in our tests) or ``None``. The
+        full-resolution masked estimate always has the last word; refinement rounds start
+        from the previous round's warps instead.
     max_shift
         Largest plausible displacement (pixels) of the frame corners or centre; a larger
         solution is rejected like a non-converged one.
@@ -492,6 +538,7 @@ def align_ecc(
     est = estimate_ecc(
         obj, band=band, reference=reference, motion=motion, refine=refine, iterations=iterations,
         eps=eps, highpass=highpass, gauss_size=gauss_size, pyramid_levels=pyramid_levels,
+        coarse=coarse,
         max_shift=max_shift, min_correlation=min_correlation, min_valid=min_valid,
     )
     out = apply_warps(obj, est, interpolation=interpolation)

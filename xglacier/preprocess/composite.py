@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import dask.array as dsa
@@ -54,10 +53,13 @@ def period_starts(times: pd.DatetimeIndex, freq: str) -> pd.DatetimeIndex:
 
 
 def _reduce_block(block: np.ndarray, how: str) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels give NaN
-        out = _REDUCERS[how](block.astype(np.float64), axis=0, keepdims=True)
-    return out.astype(block.dtype)
+    # Only pixels with a clear value are reduced: the others stay NaN without numpy's
+    # all-NaN warning (catch_warnings would not be thread-safe under Dask).
+    valid = np.isfinite(block).any(axis=0)
+    out = np.full((1, *block.shape[1:]), np.nan, block.dtype)
+    if valid.any():
+        out[0][valid] = _REDUCERS[how](block[:, valid].astype(np.float64), axis=0)
+    return out
 
 
 @njit(nogil=True, cache=True)
