@@ -17,7 +17,8 @@ def test_demo_command(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "scenes:" in text and "RMSE green" in text and "interpolated" in text
-    for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png"):
+    assert "ECC alignment" in text and "surface velocity" in text
+    for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png"):
         assert (tmp_path / name).stat().st_size > 1000
     ds = xr.open_dataset(tmp_path / "composites.nc", decode_coords="all")
     assert ds.rio.crs.to_epsg() == 32643

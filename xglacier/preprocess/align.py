@@ -158,19 +158,34 @@ def _estimate_block(frames, template, init, opts):
     return out
 
 
+def _cv_warp(src: np.ndarray, warp: np.ndarray, interp: int, fill: float) -> np.ndarray:
+    ny, nx = src.shape
+    flags = interp | cv2.WARP_INVERSE_MAP
+    if np.allclose(warp[2], (0, 0, 1)):
+        return cv2.warpAffine(src, warp[:2], (nx, ny), flags=flags,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    return cv2.warpPerspective(src, warp, (nx, ny), flags=flags,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+
+
 def _warp_frame(frame: np.ndarray, warp: np.ndarray, interp: int, fill: float) -> np.ndarray:
     if np.allclose(warp, np.eye(3)):
         return frame
-    ny, nx = frame.shape
-    flags = interp | cv2.WARP_INVERSE_MAP
-    src = frame if frame.dtype in (np.float32, np.float64, np.uint8, np.uint16) else frame.astype(np.float64)
-    if np.allclose(warp[2], (0, 0, 1)):
-        out = cv2.warpAffine(src, warp[:2], (nx, ny), flags=flags,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
-    else:
-        out = cv2.warpPerspective(src, warp, (nx, ny), flags=flags,
-                                  borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
-    return out.astype(frame.dtype, copy=False)
+    if not np.issubdtype(frame.dtype, np.floating):
+        src = frame if frame.dtype in (np.uint8, np.uint16) else frame.astype(np.float64)
+        return _cv_warp(src, warp, interp, fill).astype(frame.dtype, copy=False)
+    valid = np.isfinite(frame)
+    if valid.all():
+        return _cv_warp(frame, warp, interp, np.nan)
+    # Interpolating across NaN would spread every gap by the kernel's reach (2 px for
+    # cubic). Gaps are filled with a local mean for the interpolation instead, and a pixel
+    # is NaN only where the bilinear footprint of its source position touches a gap.
+    filled = np.where(valid, frame, _nan_blur(frame, 2.0)) if valid.any() else frame
+    filled = np.where(np.isfinite(filled), filled, 0).astype(frame.dtype)
+    out = _cv_warp(filled, warp, interp, np.nan)
+    reach = _cv_warp(valid.astype(np.float32), warp, cv2.INTER_LINEAR, 0.0)
+    out[reach < 0.999] = np.nan
+    return out
 
 
 def _warp_block(block, params, interp, fill):
