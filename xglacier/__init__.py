@@ -15,6 +15,7 @@ from . import errors
 from .accessor import GlacierAccessor
 from .datasets import open_sample, synthetic_cube
 from .motion import flow, plot_flow
+from .patches import PatchPlan, PatchSet, assemble, patches
 from .preprocess.align import align_ecc, apply_warps, estimate_ecc
 from .preprocess.composite import composite
 from .preprocess.gapfill import fill_gaps
@@ -24,9 +25,12 @@ from .preprocess.scenes import filter_scenes, missing_fraction
 
 __all__ = [
     "GlacierAccessor",
+    "PatchPlan",
+    "PatchSet",
     "__version__",
     "align_ecc",
     "apply_warps",
+    "assemble",
     "composite",
     "decode_qa",
     "errors",
@@ -41,6 +45,7 @@ __all__ = [
     "ndwi",
     "normalized_difference",
     "open_sample",
+    "patches",
     "plot_flow",
     "snow_mask",
     "synthetic_cube",

@@ -13,6 +13,7 @@ from typing import Any
 import xarray as xr
 
 from .motion import flow, plot_flow
+from .patches import patches
 from .preprocess.align import align_ecc, apply_warps, estimate_ecc
 from .preprocess.composite import composite
 from .preprocess.gapfill import fill_gaps
@@ -60,3 +61,4 @@ class GlacierAccessor:
     apply_warps = _forward(apply_warps)
     flow = _forward(flow)
     plot_flow = _forward(plot_flow)
+    patches = _forward(patches)

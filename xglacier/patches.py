@@ -1,0 +1,439 @@
+"""Patch engine: sample plans over a (time, y, x) cube, gathering, leak-free splits, reassembly.
+
+A :class:`PatchSet` describes every (n_in + n_out)-frame window of ``size`` x ``size``
+patches without materialising them: samples are gathered on demand by a Numba kernel
+from the cube held once in memory (a Parvati-size cube of 36 composites is 92 MB; its
+~170,000 samples would be 13 GB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+
+from ._validate import check_time
+from .errors import DimensionError, InputError, ParameterError
+from .kernels import gather_patches, scatter_patches
+
+
+class NaNInPatchError(InputError):
+    """A gathered sample contains NaN and ``nan="raise"`` was asked."""
+
+
+def positions(n: int, size: int, stride: int, edge: bool = True) -> np.ndarray:
+    """Patch origins along one axis of length ``n``; with ``edge`` the last patch ends at ``n``.
+
+    Examples
+    --------
+    >>> positions(800, 50, 10).size
+    76
+    >>> positions(105, 50, 25).tolist()
+    [0, 25, 50, 55]
+    """
+    starts = np.arange(0, n - size + 1, stride, dtype=np.int64)
+    if edge and starts[-1] != n - size:
+        starts = np.append(starts, n - size)
+    return starts
+
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """Where every sample comes from: ``samples[i] = (t0, y0, x0)``.
+
+    Inputs are frames ``t0 .. t0 + n_in - 1`` and targets the next ``n_out`` frames, over
+    rows ``y0 .. y0 + size - 1`` and columns ``x0 .. x0 + size - 1``.
+    """
+
+    size: int
+    stride: int
+    n_in: int
+    n_out: int
+    shape: tuple[int, int, int]  # (time, y, x) of the cube
+    samples: np.ndarray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def subset(self, index: np.ndarray) -> PatchPlan:
+        return PatchPlan(self.size, self.stride, self.n_in, self.n_out, self.shape,
+                         self.samples[np.asarray(index)])
+
+    def footprint(self, which: Literal["inputs", "targets", "all"] = "all") -> np.ndarray:
+        """Boolean (time, y, x) mask of the pixels the samples touch (for leak checks)."""
+        mask = np.zeros(self.shape, bool)
+        lo = {"inputs": 0, "targets": self.n_in, "all": 0}[which]
+        hi = {"inputs": self.n_in, "targets": self.n_in + self.n_out,
+              "all": self.n_in + self.n_out}[which]
+        s = self.size
+        for t0, y0, x0 in self.samples:
+            mask[t0 + lo : t0 + hi, y0 : y0 + s, x0 : x0 + s] = True
+        return mask
+
+
+def make_plan(shape: tuple[int, int, int], size: int, stride: int, n_in: int, n_out: int,
+              edge: bool = True, times: Sequence[int] | None = None) -> PatchPlan:
+    """Plan every window of ``n_in + n_out`` frames at every patch position.
+
+    Examples
+    --------
+    >>> len(make_plan((36, 800, 800), 50, 10, 4, 4))  # 29 windows x 76 x 76 positions
+    167504
+    """
+    nt, ny, nx = shape
+    ys, xs = positions(ny, size, stride, edge), positions(nx, size, stride, edge)
+    ts = np.arange(nt - (n_in + n_out) + 1) if times is None else np.asarray(times, np.int64)
+    t, y, x = np.meshgrid(ts, ys, xs, indexing="ij")
+    samples = np.stack([t.ravel(), y.ravel(), x.ravel()], axis=1).astype(np.int64)
+    return PatchPlan(size, stride, n_in, n_out, (nt, ny, nx), samples)
+
+
+class PatchSet:
+    """Lazy set of (inputs, targets) patch samples from a ``(time, y, x)`` DataArray.
+
+    Build it with :func:`patches` (or ``da.glacier.patches(...)``). Nothing is computed
+    until a sample is asked for; then the cube is loaded once (``load``) and samples are
+    gathered from it.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> cube = xr.DataArray(np.arange(10 * 8 * 8, dtype="f4").reshape(10, 8, 8),
+    ...                     dims=("time", "y", "x"),
+    ...                     coords={"time": pd.date_range("2020-01-01", periods=10, freq="MS")})
+    >>> ps = patches(cube, size=4, stride=2, n_in=2, n_out=1)
+    >>> len(ps), ps[0][0].shape, ps[0][1].shape
+    (72, (2, 4, 4), (1, 4, 4))
+    """
+
+    def __init__(self, da: xr.DataArray, plan: PatchPlan, nan: str = "raise",
+                 fill_value: float = 0.0) -> None:
+        self.da = da
+        self.plan = plan
+        self.nan = nan
+        self.fill_value = float(fill_value)
+        self._cube: np.ndarray | None = None
+        self._parent: PatchSet | None = None  # subsets share their parent's loaded cube
+
+    # -- basic protocol ----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __repr__(self) -> str:
+        p = self.plan
+        return (f"<PatchSet {len(self)} samples: {p.n_in} -> {p.n_out} frames of "
+                f"{p.size}x{p.size}, stride {p.stride}, cube {p.shape}>")
+
+    @property
+    def size(self) -> int:
+        return self.plan.size
+
+    @property
+    def n_in(self) -> int:
+        return self.plan.n_in
+
+    @property
+    def n_out(self) -> int:
+        return self.plan.n_out
+
+    def load(self) -> np.ndarray:
+        """The cube as a float32 NumPy array (computed once, shared by subsets)."""
+        if self._cube is None:
+            if self._parent is not None:
+                self._cube = self._parent.load()
+            else:
+                data = self.da.data
+                arr = data.compute() if isinstance(data, dsa.Array) else np.asarray(data)
+                self._cube = np.ascontiguousarray(arr, dtype=np.float32)
+        return self._cube
+
+    def _with(self, plan: PatchPlan) -> PatchSet:
+        out = PatchSet(self.da, plan, self.nan, self.fill_value)
+        out._cube, out._parent = self._cube, self
+        return out
+
+    def gather(self, index: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs ``(k, n_in, size, size)`` and targets ``(k, n_out, size, size)`` of samples."""
+        idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"sample index out of range for a PatchSet of {len(self)} samples")
+        idx = np.where(idx < 0, idx + len(self), idx)
+        cube = self.load()
+        p = self.plan
+        x = np.empty((idx.size, p.n_in, p.size, p.size), np.float32)
+        y = np.empty((idx.size, p.n_out, p.size, p.size), np.float32)
+        gather_patches(cube, p.samples[idx], p.size, p.n_in, p.n_out, x, y)
+        if self.nan == "fill":
+            np.nan_to_num(x, copy=False, nan=self.fill_value)
+            np.nan_to_num(y, copy=False, nan=self.fill_value)
+        elif np.isnan(x).any() or np.isnan(y).any():
+            bad = idx[np.isnan(x).any(axis=(1, 2, 3)) | np.isnan(y).any(axis=(1, 2, 3))]
+            t0, y0, x0 = p.samples[bad[0]]
+            raise NaNInPatchError(
+                f"{len(bad)} sample(s) of variable {self.da.name!r} contain NaN, the first at "
+                f"time index {t0}, y0={y0}, x0={x0}; fill the gaps first (fill_gaps, "
+                "composite) or build the PatchSet with nan='fill'"
+            )
+        return x, y
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.gather([i])
+        return x[0], y[0]
+
+    # -- torch ---------------------------------------------------------------------------
+    def to_torch(self, batch_size: int = 100, shuffle: bool = False, seed: int | None = None,
+                 drop_last: bool = False) -> PatchLoader:
+        """Iterable of float32 ``torch`` tensor batches ``(inputs, targets)``.
+
+        Each batch is gathered straight from the cube; nothing else is kept in memory.
+        """
+        return PatchLoader(self, batch_size, shuffle, seed, drop_last)
+
+    # -- splits --------------------------------------------------------------------------
+    def split(
+        self,
+        by: Literal["time", "space"] = "time",
+        test: float = 0.2,
+        val: float = 0.1,
+        block: int | None = None,
+        gap: int | None = None,
+        seed: int = 0,
+    ) -> tuple[PatchSet, PatchSet, PatchSet]:
+        """Leak-free (train, val, test) subsets.
+
+        ``by="time"``: the last frames hold the test targets, the ones before them the
+        validation targets; no training window reaches a validation or test target frame,
+        no validation window a test target frame (test inputs may use earlier frames, as a
+        real forecast would). ``by="space"``: the grid is cut into square blocks of
+        ``block`` pixels (default ``4 * size``) given at random to the three splits; a
+        sample belongs to a split only if its patch, widened by ``gap`` pixels (default
+        ``size``), lies in that split's blocks, so patches of different splits are at least
+        ``gap`` pixels apart. Fractions are of time windows (time) or of blocks (space).
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, xarray as xr
+        >>> cube = xr.DataArray(np.zeros((20, 16, 16), "f4"), dims=("time", "y", "x"),
+        ...     coords={"time": pd.date_range("2020-01-01", periods=20, freq="MS")})
+        >>> train, val, test = patches(cube, 8, 4, 2, 2).split(by="time")
+        >>> int(train.plan.samples[:, 0].max() + 4) <= int(test.plan.samples[:, 0].min() + 2)
+        True
+        """
+        if not (0 < test < 1 and 0 <= val < 1 and test + val < 1):
+            raise ParameterError(f"split: test={test}, val={val}; expected fractions with test + val < 1")
+        if by == "time":
+            idx = self._split_time(test, val)
+        elif by == "space":
+            idx = self._split_space(test, val, block or 4 * self.size,
+                                    self.size if gap is None else gap, seed)
+        else:
+            raise ParameterError(f"split: by={by!r}; expected 'time' or 'space'")
+        for name, ix in zip(("train", "val", "test"), idx, strict=True):
+            if name != "val" and ix.size == 0:
+                raise InputError(
+                    f"split(by={by!r}) left the {name} set empty; use more frames, a larger "
+                    "scene, smaller blocks or other fractions"
+                )
+        return tuple(self._with(self.plan.subset(ix)) for ix in idx)
+
+    def _split_time(self, test: float, val: float) -> list[np.ndarray]:
+        p = self.plan
+        t0 = p.samples[:, 0]
+        windows = np.unique(t0)
+        n = windows.size
+        n_test = max(1, round(test * n))
+        n_val = round(val * n)
+        # Targets of a window start at t0 + n_in: the first test target frame is b, the
+        # first validation target frame is a; a window is training data only if all of
+        # its frames come before a.
+        b = windows[n - n_test] + p.n_in
+        # validation windows have all their targets in [a, b): n_val of them need
+        # b - a = n_out + n_val - 1 frames
+        a = b - p.n_out - n_val + 1 if n_val else b
+        end = t0 + p.n_in + p.n_out  # one past the last frame of the window
+        is_test = t0 + p.n_in >= b
+        is_val = ~is_test & (t0 + p.n_in >= a) & (end <= b)
+        is_train = end <= a
+        return [np.flatnonzero(m) for m in (is_train, is_val, is_test)]
+
+    def _split_space(self, test: float, val: float, block: int, gap: int, seed: int) -> list[np.ndarray]:
+        p = self.plan
+        _, ny, nx = p.shape
+        by, bx = -(-ny // block), -(-nx // block)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(by * bx)
+        n_test = max(1, round(test * by * bx))
+        n_val = round(val * by * bx)
+        label = np.zeros(by * bx, np.int8)  # 0 train, 1 val, 2 test
+        label[order[:n_test]] = 2
+        label[order[n_test : n_test + n_val]] = 1
+        pix = np.repeat(np.repeat(label.reshape(by, bx), block, 0), block, 1)[:ny, :nx]
+        out = []
+        y0, x0 = p.samples[:, 1], p.samples[:, 2]
+        ya, yb = np.clip(y0 - gap, 0, ny), np.clip(y0 + p.size + gap, 0, ny)
+        xa, xb = np.clip(x0 - gap, 0, nx), np.clip(x0 + p.size + gap, 0, nx)
+        for k in range(3):
+            # summed-area table: is the widened patch made only of this split's pixels?
+            sat = np.zeros((ny + 1, nx + 1), np.int64)
+            sat[1:, 1:] = np.cumsum(np.cumsum(pix != k, 0), 1)
+            foreign = sat[yb, xb] - sat[ya, xb] - sat[yb, xa] + sat[ya, xa]
+            out.append(np.flatnonzero(foreign == 0))
+        return out
+
+
+class PatchLoader:
+    """Batches of a :class:`PatchSet` as float32 torch tensors (see ``PatchSet.to_torch``)."""
+
+    def __init__(self, ps: PatchSet, batch_size: int, shuffle: bool, seed: int | None,
+                 drop_last: bool) -> None:
+        if batch_size < 1:
+            raise ParameterError(f"to_torch: batch_size={batch_size}; expected >= 1")
+        self.ps, self.batch_size, self.shuffle, self.drop_last = ps, batch_size, shuffle, drop_last
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        n = len(self.ps)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[Any]:
+        import torch
+
+        n = len(self.ps)
+        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        for k in range(len(self)):
+            x, y = self.ps.gather(order[k * self.batch_size : (k + 1) * self.batch_size])
+            yield torch.from_numpy(x), torch.from_numpy(y)
+
+
+def patches(
+    da: xr.DataArray,
+    size: int = 50,
+    stride: int = 10,
+    n_in: int = 4,
+    n_out: int = 4,
+    edge: bool = True,
+    nan: Literal["raise", "fill"] = "raise",
+    fill_value: float = 0.0,
+) -> PatchSet:
+    """Sample plan of ``n_in`` -> ``n_out`` frame patches over a ``(time, y, x)`` cube.
+
+    The paper's setting: 50x50 patches, stride 10, 4 frames in and 4 out, over 3-month
+    NDSI composites. Nothing is computed here.
+
+    Parameters
+    ----------
+    da
+        ``(time, y, x)`` DataArray, NumPy or Dask backed.
+    size, stride
+        Patch side and step between patch origins (pixels).
+    n_in, n_out
+        Input and target frames of a sample (consecutive).
+    edge
+        Add a last row/column of patches flush with the bottom/right edge when the stride
+        does not land there, so that every pixel is covered.
+    nan
+        ``"raise"``: gathering a sample with NaN raises :class:`NaNInPatchError`;
+        ``"fill"``: NaN becomes ``fill_value``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> cube = xr.DataArray(np.zeros((36, 800, 800), "f4"), dims=("time", "y", "x"),
+    ...     coords={"time": pd.date_range("2013-01-01", periods=36, freq="3MS")})
+    >>> ps = cube.glacier.patches(size=50, stride=10, n_in=4, n_out=4)
+    >>> len(ps)
+    167504
+    """
+    if not isinstance(da, xr.DataArray):
+        raise InputError(f"patches expects a (time, y, x) DataArray, got {type(da).__name__}")
+    if da.dims != ("time", "y", "x"):
+        raise DimensionError(f"patches: variable {da.name!r} has dimensions {da.dims}; "
+                             "expected ('time', 'y', 'x')")
+    check_time(da)
+    for label, value in (("size", size), ("stride", stride), ("n_in", n_in), ("n_out", n_out)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ParameterError(f"patches: {label}={value!r}; expected a positive integer")
+    nt, ny, nx = da.shape
+    if size > min(ny, nx):
+        raise InputError(f"patches: size={size} is larger than the scene of variable {da.name!r} "
+                         f"({ny} x {nx} pixels)")
+    if nt < n_in + n_out:
+        raise InputError(f"patches: variable {da.name!r} has {nt} frames; a sample needs "
+                         f"n_in + n_out = {n_in + n_out}")
+    if nan not in ("raise", "fill"):
+        raise ParameterError(f"patches: nan={nan!r}; expected 'raise' or 'fill'")
+    plan = make_plan(da.shape, int(size), int(stride), int(n_in), int(n_out), edge)
+    return PatchSet(da, plan, nan=nan, fill_value=fill_value)
+
+
+def assemble(
+    predictions: np.ndarray,
+    origins: np.ndarray | PatchPlan,
+    like: xr.DataArray,
+    weight: Literal["uniform", "hann"] = "uniform",
+    dim: str = "lead_time",
+) -> xr.DataArray:
+    """Put patch predictions back on the grid, averaging where patches overlap.
+
+    Parameters
+    ----------
+    predictions
+        ``(k, steps, size, size)`` array (or torch tensor), one per patch.
+    origins
+        ``(k, 2)`` array of patch origins ``(y0, x0)``, or a :class:`PatchPlan` whose
+        samples give them.
+    like
+        DataArray with the target grid (``y``, ``x`` coordinates and CRS are copied).
+    weight
+        ``"uniform"`` averages overlapping predictions; ``"hann"`` weights each patch by a
+        smooth window that is highest at its centre (its edges are least reliable).
+    dim
+        Name of the leading output dimension.
+
+    Returns
+    -------
+    xarray.DataArray ``(dim, y, x)``; NaN where no patch reaches.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> scene = xr.DataArray(np.arange(100.0).reshape(10, 10), dims=("y", "x"))
+    >>> yx = np.array([(y, x) for y in positions(10, 4, 3) for x in positions(10, 4, 3)])
+    >>> preds = np.stack([scene.values[y:y + 4, x:x + 4][None] for y, x in yx])
+    >>> bool((assemble(preds, yx, like=scene)[0] == scene).all())
+    True
+    """
+    pred = np.asarray(predictions.detach().cpu().numpy() if hasattr(predictions, "detach")
+                      else predictions)
+    if pred.ndim != 4 or pred.shape[2] != pred.shape[3]:
+        raise DimensionError(
+            f"assemble: predictions have shape {pred.shape}; expected (k, steps, size, size)"
+        )
+    yx = origins.samples[:, 1:] if isinstance(origins, PatchPlan) else np.asarray(origins, np.int64)
+    if yx.shape != (pred.shape[0], 2):
+        raise DimensionError(f"assemble: {yx.shape[0]} origins for {pred.shape[0]} predictions")
+    ny, nx = like.sizes["y"], like.sizes["x"]
+    size = pred.shape[-1]
+    if yx.size and (yx.min() < 0 or yx[:, 0].max() + size > ny or yx[:, 1].max() + size > nx):
+        raise InputError(f"assemble: a patch of size {size} reaches outside the {ny} x {nx} grid")
+    if weight == "uniform":
+        w = np.ones((size, size))
+    elif weight == "hann":
+        h = np.hanning(size + 2)[1:-1]  # strictly positive: every covered pixel gets weight
+        w = np.outer(h, h)
+    else:
+        raise ParameterError(f"assemble: weight={weight!r}; expected 'uniform' or 'hann'")
+    num = np.zeros((pred.shape[1], ny, nx))
+    den = np.zeros((ny, nx))
+    scatter_patches(np.ascontiguousarray(pred, dtype=np.float32), yx, w, num, den)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, num / den, np.nan).astype(np.float32)
+    coords = {k: v for k, v in like.coords.items() if set(v.dims) <= {"y", "x"}}
+    res = xr.DataArray(out, dims=(dim, "y", "x"), coords=coords)
+    if "grid_mapping" in like.encoding:
+        res.encoding["grid_mapping"] = like.encoding["grid_mapping"]
+    return res
