@@ -1,0 +1,95 @@
+"""Naive forecasts behind the model interface: every model is scored beside them."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ParameterError
+from .base import ForecastModel
+
+
+class _Baseline(ForecastModel):
+    trainable = False
+
+    def __init__(self, patch_size: int = 50, n_in: int = 4, n_out: int = 4, **config) -> None:
+        super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, **config)
+
+
+class Persistence(_Baseline):
+    """Every future frame equals the last input frame.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(4.0).reshape(1, 4, 1, 1).expand(1, 4, 2, 2)
+    >>> Persistence(patch_size=2)(x)[0, :, 0, 0].tolist()
+    [3.0, 3.0, 3.0, 3.0]
+    """
+
+    def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
+        self._check(x)
+        return x[:, -1:].expand(-1, n_out or self.n_out, -1, -1).clone()
+
+
+class SeasonalPersistence(_Baseline):
+    """Each future frame equals the frame one seasonal ``period`` earlier (4 quarters).
+
+    Frames beyond the inputs' reach repeat the cycle (lead ``k`` uses input
+    ``n_in - period + (k - 1) % period``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(4.0).reshape(1, 4, 1, 1)
+    >>> SeasonalPersistence(patch_size=1)(x)[0, :, 0, 0].tolist()
+    [0.0, 1.0, 2.0, 3.0]
+    """
+
+    def __init__(self, patch_size: int = 50, n_in: int = 4, n_out: int = 4, period: int = 4) -> None:
+        if not 1 <= period <= n_in:
+            raise ParameterError(f"SeasonalPersistence: period={period}; expected 1 <= period <= n_in={n_in}")
+        super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, period=period)
+        self.period = period
+
+    def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
+        self._check(x)
+        steps = n_out or self.n_out
+        idx = [self.n_in - self.period + k % self.period for k in range(steps)]
+        return x[:, idx].clone()
+
+
+class Climatology(_Baseline):
+    """Every future frame equals the per-pixel mean of the inputs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> Climatology(patch_size=1)(torch.arange(4.0).reshape(1, 4, 1, 1))[0, :, 0, 0].tolist()
+    [1.5, 1.5, 1.5, 1.5]
+    """
+
+    def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
+        self._check(x)
+        return x.mean(dim=1, keepdim=True).expand(-1, n_out or self.n_out, -1, -1).clone()
+
+
+class LinearTrend(_Baseline):
+    """Per-pixel least-squares line through the inputs, extrapolated.
+
+    Examples
+    --------
+    >>> import torch
+    >>> LinearTrend(patch_size=1)(torch.tensor([1.0, 3, 5, 7]).reshape(1, 4, 1, 1))[0, :, 0, 0].tolist()
+    [9.0, 11.0, 13.0, 15.0]
+    """
+
+    def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
+        self._check(x)
+        steps = n_out or self.n_out
+        t = torch.arange(self.n_in, dtype=x.dtype, device=x.device)
+        tc = t - t.mean()
+        mean = x.mean(dim=1, keepdim=True)
+        cov = (tc[None, :, None, None] * (x - mean)).sum(dim=1, keepdim=True)
+        slope = cov / (tc**2).sum().clamp_min(1e-12)
+        future = torch.arange(self.n_in, self.n_in + steps, dtype=x.dtype, device=x.device) - t.mean()
+        return mean + slope * future[None, :, None, None]

@@ -1,0 +1,66 @@
+"""LSTM encoder-decoder over flattened patches."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import ForecastModel, resolve_preset
+
+#: The paper's Table 2 (300,120,000 parameters) and a CPU-sized variant.
+PRESETS = {
+    "paper": dict(patch_size=50, n_in=4, n_out=4, hidden=2500, layers=3, dropout=0.0),
+    "small": dict(patch_size=50, n_in=4, n_out=4, hidden=256, layers=2, dropout=0.1),
+}
+
+
+class LSTMEncoderDecoder(ForecastModel):
+    """Stacked LSTM encoder and decoder; the decoder reads its previous frame.
+
+    The encoder's final states initialise the decoder, whose first input is the last
+    input frame. With ``hidden == patch_size ** 2`` (the paper) the decoder's top hidden
+    state is the predicted frame itself (an LSTM output lies in (-1, 1), the NDSI range);
+    otherwise a linear layer maps it to a frame.
+
+    Examples
+    --------
+    >>> import torch
+    >>> LSTMEncoderDecoder(preset="small", patch_size=8)(torch.zeros(1, 4, 8, 8)).shape
+    torch.Size([1, 4, 8, 8])
+    >>> LSTMEncoderDecoder(preset="paper").n_parameters()
+    300120000
+    """
+
+    def __init__(self, patch_size: int | None = None, n_in: int | None = None,
+                 n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
+                 dropout: float | None = None, preset: str | None = None) -> None:
+        kw = resolve_preset("LSTMEncoderDecoder", preset, PRESETS, dict(
+            patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
+            dropout=dropout))
+        patch_size = kw["patch_size"] or 50
+        pix = patch_size * patch_size
+        hidden, layers = kw["hidden"] or pix, kw["layers"] or 3
+        dropout = float(kw["dropout"] or 0.0)
+        super().__init__(patch_size=patch_size, n_in=kw["n_in"] or 4, n_out=kw["n_out"] or 4,
+                         hidden=hidden, layers=layers, dropout=dropout)
+        drop = dropout if layers > 1 else 0.0
+        self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)
+        self.decoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)
+        self.head = nn.Linear(hidden, pix) if hidden != pix else None
+
+    def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
+                teacher_forcing: float = 0.0) -> torch.Tensor:
+        self._check(x)
+        steps = n_out or self.n_out
+        b, p = x.shape[0], self.patch_size
+        seq = x.reshape(b, self.n_in, p * p)
+        _, state = self.encoder(seq)
+        inp = seq[:, -1:]
+        out = []
+        for k in range(steps):
+            dec, state = self.decoder(inp, state)
+            frame = dec[:, 0] if self.head is None else self.head(dec[:, 0])
+            out.append(frame)
+            use = self._use_truth(targets, teacher_forcing, self.training)
+            inp = (targets[:, k].reshape(b, 1, p * p) if use else frame[:, None])
+        return torch.stack(out, dim=1).reshape(b, steps, p, p)

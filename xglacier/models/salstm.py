@@ -1,0 +1,89 @@
+"""SA-LSTM-H: LSTM encoder, multi-head self-attention, linear head, recursive decoding."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ParameterError
+from .base import ForecastModel, resolve_preset
+
+#: The paper's Table 2 (200,072,500 parameters) and a CPU-sized variant.
+PRESETS = {
+    "paper": dict(patch_size=50, n_in=4, n_out=4, hidden=2500, layers=3, heads=5, dropout=0.0),
+    "small": dict(patch_size=50, n_in=4, n_out=4, hidden=128, layers=2, heads=4, dropout=0.1),
+}
+
+
+class SALSTM(ForecastModel):
+    """Self-attention LSTM hybrid (SA-LSTM-H) of Müller et al. (2023).
+
+    The ``n_in`` input patches, flattened, pass through a stacked LSTM; multi-head
+    self-attention weighs the ``n_in`` hidden states of its last layer; the attended
+    states, flattened (``n_in * hidden``), go through a linear layer to one frame. That
+    frame joins the end of the sequence of states (the oldest leaves, first in first out)
+    and the attention and head run again, ``n_out`` times.
+
+    Parameters
+    ----------
+    patch_size, n_in, n_out
+        Patch side and frames in/out.
+    hidden
+        LSTM hidden size; default ``patch_size ** 2`` (the paper), in which case a
+        predicted frame joins the state sequence as it is; otherwise through a linear
+        embedding.
+    layers, heads, dropout
+        LSTM layers, attention heads (must divide ``hidden``), dropout.
+    preset
+        ``"paper"`` (Table 2: 200,072,500 parameters) or ``"small"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = SALSTM(preset="small", patch_size=8)
+    >>> m(torch.zeros(2, 4, 8, 8)).shape
+    torch.Size([2, 4, 8, 8])
+    >>> SALSTM(preset="paper").n_parameters()
+    200072500
+    """
+
+    def __init__(self, patch_size: int | None = None, n_in: int | None = None,
+                 n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
+                 heads: int | None = None, dropout: float | None = None,
+                 preset: str | None = None) -> None:
+        kw = resolve_preset("SALSTM", preset, PRESETS, dict(
+            patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
+            heads=heads, dropout=dropout))
+        patch_size = kw["patch_size"] or 50
+        n_in, n_out = kw["n_in"] or 4, kw["n_out"] or 4
+        pix = patch_size * patch_size
+        hidden = kw["hidden"] or pix
+        layers, heads = kw["layers"] or 3, kw["heads"] or 5
+        dropout = float(kw["dropout"] or 0.0)
+        if hidden % heads:
+            raise ParameterError(f"SALSTM: hidden={hidden} is not divisible by heads={heads}")
+        super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden,
+                         layers=layers, heads=heads, dropout=dropout)
+        self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True,
+                               dropout=dropout if layers > 1 else 0.0)
+        self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.head = nn.Linear(n_in * hidden, pix)
+        self.embed = nn.Linear(pix, hidden) if hidden != pix else None
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
+                teacher_forcing: float = 0.0) -> torch.Tensor:
+        self._check(x)
+        steps = n_out or self.n_out
+        b, p = x.shape[0], self.patch_size
+        states, _ = self.encoder(x.reshape(b, self.n_in, p * p))
+        out = []
+        for k in range(steps):
+            att, _ = self.attention(states, states, states, need_weights=False)
+            frame = self.head(self.drop(att.reshape(b, -1)))
+            out.append(frame)
+            fed = targets[:, k].reshape(b, p * p) if self._use_truth(
+                targets, teacher_forcing, self.training) else frame
+            token = self.embed(fed) if self.embed is not None else fed
+            states = torch.cat([states[:, 1:], token[:, None]], dim=1)
+        return torch.stack(out, dim=1).reshape(b, steps, p, p)
