@@ -14,6 +14,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor used on every outpu
 from . import errors
 from .accessor import GlacierAccessor
 from .datasets import open_sample, synthetic_cube
+from .forecast import forecast
 from .motion import flow, plot_flow
 from .patches import PatchPlan, PatchSet, assemble, patches
 from .preprocess.align import align_ecc, apply_warps, estimate_ecc
@@ -38,6 +39,7 @@ __all__ = [
     "fill_gaps",
     "filter_scenes",
     "flow",
+    "forecast",
     "mask_clouds",
     "missing_fraction",
     "ndsi",

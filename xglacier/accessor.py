@@ -12,6 +12,7 @@ from typing import Any
 
 import xarray as xr
 
+from .forecast import forecast
 from .motion import flow, plot_flow
 from .patches import patches
 from .preprocess.align import align_ecc, apply_warps, estimate_ecc
@@ -62,3 +63,4 @@ class GlacierAccessor:
     flow = _forward(flow)
     plot_flow = _forward(plot_flow)
     patches = _forward(patches)
+    forecast = _forward(forecast)

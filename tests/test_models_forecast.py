@@ -1,0 +1,128 @@
+"""Forecast models (shapes, paper parameter counts, baselines by hand) and full-scene forecasts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+import xglacier
+from xglacier.errors import DimensionError, InputError, ParameterError
+from xglacier.models import (
+    SALSTM,
+    Climatology,
+    ConvLSTM,
+    LinearTrend,
+    LSTMEncoderDecoder,
+    Persistence,
+    SeasonalPersistence,
+)
+from xglacier.patches import NaNInPatchError
+
+
+@pytest.mark.parametrize("cls, count", [(SALSTM, 200_072_500), (LSTMEncoderDecoder, 300_120_000),
+                                        (ConvLSTM, 842_233)])
+def test_paper_presets_have_table_2_parameter_counts(cls, count):
+    model = cls(preset="paper")
+    assert model.n_parameters() == count
+    assert model.patch_size == 50 and model.n_in == model.n_out == 4
+
+
+@pytest.mark.parametrize("cls", [SALSTM, LSTMEncoderDecoder, ConvLSTM])
+@pytest.mark.parametrize("size", [7, 12])
+def test_small_models_shapes_and_recursion(cls, size):
+    torch.manual_seed(0)
+    model = cls(preset="small", patch_size=size, n_in=3, n_out=2)
+    x = torch.randn(5, 3, size, size)
+    assert model(x).shape == (5, 2, size, size)
+    assert model(x, n_out=6).shape == (5, 6, size, size)  # recursive beyond n_out
+    with pytest.raises(ParameterError, match="expected"):
+        model(torch.randn(5, 4, size, size))
+    rebuilt = cls(**model.config)
+    assert rebuilt.n_parameters() == model.n_parameters()
+
+
+def test_teacher_forcing_feeds_the_truth_in_training_only():
+    torch.manual_seed(0)
+    model = SALSTM(preset="small", patch_size=6, n_in=3, n_out=3, dropout=0.0)
+    x, y = torch.randn(2, 3, 6, 6), torch.randn(2, 3, 6, 6)
+    model.train()
+    free = model(x, targets=y, teacher_forcing=0.0)
+    forced = model(x, targets=y, teacher_forcing=1.0)
+    assert torch.equal(free[:, 0], forced[:, 0])  # the first step never sees a target
+    assert not torch.allclose(free[:, 1:], forced[:, 1:])
+    model.eval()
+    assert torch.equal(model(x, targets=y, teacher_forcing=1.0), model(x))
+
+
+def test_baselines_by_hand():
+    a = torch.tensor([1.0, 2, 4, 8])
+    b = torch.tensor([5.0, 5, 5, 5])
+    kw = dict(patch_size=1, n_in=4, n_out=3)
+    x = a.reshape(1, 4, 1, 1)
+    assert Persistence(**kw)(x)[0, :, 0, 0].tolist() == [8.0, 8.0, 8.0]
+    assert SeasonalPersistence(**kw)(x)[0, :, 0, 0].tolist() == [1.0, 2.0, 4.0]
+    assert Climatology(**kw)(x)[0, :, 0, 0].tolist() == [3.75, 3.75, 3.75]
+    # least squares through (0,1) (1,2) (2,4) (3,8): slope 11.5 / 5 = 2.3, intercept 0.3
+    np.testing.assert_allclose(LinearTrend(**kw)(x)[0, :, 0, 0].numpy(), [9.5, 11.8, 14.1],
+                               rtol=1e-6)
+    flat = b.reshape(1, 4, 1, 1)
+    for cls in (Persistence, SeasonalPersistence, Climatology, LinearTrend):
+        assert torch.allclose(cls(**kw)(flat), torch.full((1, 3, 1, 1), 5.0))
+        assert cls(**kw).n_parameters() == 0 and not cls.trainable
+    with pytest.raises(ParameterError, match="period"):
+        SeasonalPersistence(patch_size=1, n_in=2, n_out=2, period=4)
+
+
+def composites(nt=10, ny=30, nx=26, seed=0):
+    rng = np.random.default_rng(seed)
+    data = rng.random((nt, ny, nx)).astype(np.float32)
+    return xr.DataArray(data, dims=("time", "y", "x"), name="ndsi", attrs={"units": "1"},
+                        coords={"time": pd.date_range("2015-01-01", periods=nt, freq="3MS"),
+                                "y": 3.5e6 - 30 * np.arange(ny), "x": 7e5 + 30 * np.arange(nx)},
+                        ).rio.write_crs("EPSG:32643")
+
+
+def test_forecast_lazy_chunk_invariant_and_equal_to_eager(no_compute):
+    torch.manual_seed(1)
+    model = SALSTM(preset="small", patch_size=8, n_in=4, n_out=2)
+    da = composites()
+    eager = xglacier.forecast(da, model, steps=5, stride=3)
+    assert eager.dims == ("lead_time", "y", "x") and eager.sizes["lead_time"] == 5
+    for chunks in ({"time": 1}, {"time": 3, "y": 7, "x": 20}):
+        with no_compute():
+            lazy = da.chunk(chunks).glacier.forecast(model, steps=5, stride=3)
+        np.testing.assert_array_equal(lazy.values, eager.values)
+    assert not np.isnan(eager.values).any()  # edges included
+    assert eager.rio.crs.to_epsg() == 32643
+    assert str(eager.forecast_reference_time.values)[:10] == "2017-04-01"
+    assert [str(t)[:10] for t in eager.time.values[:2]] == ["2017-07-01", "2017-10-01"]
+    assert eager.lead_time.attrs["standard_name"] == "forecast_period"
+
+
+def test_forecast_equals_a_plain_patch_loop():
+    """One patch position per model call, averaged by hand, gives the same scene."""
+    model = Climatology(patch_size=10, n_in=3, n_out=1)
+    da = composites(nt=5, ny=20, nx=20)
+    fc = xglacier.forecast(da, model, steps=1, stride=10, weight="uniform")
+    expected = da.values[-3:].mean(axis=0)
+    np.testing.assert_allclose(fc.values[0], expected, rtol=1e-6)
+
+
+def test_forecast_bad_input():
+    model = Persistence(patch_size=8, n_in=4, n_out=1)
+    da = composites(nt=6)
+    with pytest.raises(InputError, match="n_in=4"):
+        xglacier.forecast(da.isel(time=slice(0, 3)), model)
+    with pytest.raises(InputError, match="larger than the scene"):
+        xglacier.forecast(da.isel(y=slice(0, 5)), model)
+    with pytest.raises(DimensionError, match="time, y, x"):
+        xglacier.forecast(da.transpose("y", "x", "time"), model)
+    gappy = da.copy()
+    gappy[-1, 3, 3] = np.nan
+    with pytest.raises(NaNInPatchError, match="fill the gaps first"):
+        xglacier.forecast(gappy, model).values  # noqa: B018
+    filled = xglacier.forecast(gappy, model, nan="fill", fill_value=0.0)
+    assert filled.values[0, 3, 3] == 0.0
