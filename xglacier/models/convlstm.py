@@ -48,8 +48,6 @@ class ConvLSTM(ForecastModel):
     >>> import torch
     >>> ConvLSTM(preset="small", patch_size=8)(torch.zeros(1, 4, 8, 8)).shape
     torch.Size([1, 4, 8, 8])
-    >>> ConvLSTM(preset="paper").n_parameters()
-    842233
     """
 
     def __init__(self, patch_size: int | None = None, n_in: int | None = None,

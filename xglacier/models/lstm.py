@@ -27,8 +27,6 @@ class LSTMEncoderDecoder(ForecastModel):
     >>> import torch
     >>> LSTMEncoderDecoder(preset="small", patch_size=8)(torch.zeros(1, 4, 8, 8)).shape
     torch.Size([1, 4, 8, 8])
-    >>> LSTMEncoderDecoder(preset="paper").n_parameters()
-    300120000
     """
 
     def __init__(self, patch_size: int | None = None, n_in: int | None = None,

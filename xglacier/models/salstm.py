@@ -43,8 +43,6 @@ class SALSTM(ForecastModel):
     >>> m = SALSTM(preset="small", patch_size=8)
     >>> m(torch.zeros(2, 4, 8, 8)).shape
     torch.Size([2, 4, 8, 8])
-    >>> SALSTM(preset="paper").n_parameters()
-    200072500
     """
 
     def __init__(self, patch_size: int | None = None, n_in: int | None = None,
