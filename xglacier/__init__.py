@@ -24,6 +24,26 @@ from .preprocess.indices import ndsi, ndvi, ndwi, normalized_difference
 from .preprocess.masks import decode_qa, mask_clouds, snow_mask
 from .preprocess.scenes import filter_scenes, missing_fraction
 
+# Modules that import torch load on first use, so that `import xglacier` stays light.
+_LAZY = {
+    "fit": "xglacier.training",
+    "evaluate": "xglacier.training",
+    "save_model": "xglacier.models.checkpoint",
+    "load_model": "xglacier.models.checkpoint",
+    "models": "xglacier.models",
+    "training": "xglacier.training",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__.endswith(name) else getattr(module, name)
+    raise AttributeError(f"module 'xglacier' has no attribute {name!r}")
+
+
 __all__ = [
     "GlacierAccessor",
     "PatchPlan",
@@ -36,10 +56,13 @@ __all__ = [
     "decode_qa",
     "errors",
     "estimate_ecc",
+    "evaluate",
     "fill_gaps",
     "filter_scenes",
+    "fit",
     "flow",
     "forecast",
+    "load_model",
     "mask_clouds",
     "missing_fraction",
     "ndsi",
@@ -49,6 +72,7 @@ __all__ = [
     "open_sample",
     "patches",
     "plot_flow",
+    "save_model",
     "snow_mask",
     "synthetic_cube",
 ]

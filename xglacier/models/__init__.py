@@ -6,6 +6,7 @@ All share one interface (:class:`~xglacier.models.base.ForecastModel`): ``model(
 
 from .base import ForecastModel
 from .baselines import Climatology, LinearTrend, Persistence, SeasonalPersistence
+from .checkpoint import CheckpointError, CheckpointNotFoundError, load_model, save_model
 from .convlstm import ConvLSTM
 from .lstm import LSTMEncoderDecoder
 from .salstm import SALSTM
@@ -24,6 +25,8 @@ __all__ = [
     "BASELINES",
     "MODEL_CLASSES",
     "SALSTM",
+    "CheckpointError",
+    "CheckpointNotFoundError",
     "Climatology",
     "ConvLSTM",
     "ForecastModel",
@@ -31,4 +34,6 @@ __all__ = [
     "LinearTrend",
     "Persistence",
     "SeasonalPersistence",
+    "load_model",
+    "save_model",
 ]
