@@ -158,7 +158,9 @@ def forecast(
     args = (model, steps, stride, batch_size, weight, nan, fill_value)
     if isinstance(last.data, dsa.Array):
         frames = last.data.rechunk(-1)
-        task = dask.delayed(_predict_scene, pure=True)(frames, *args)
+        # not pure: hashing the model's weights for a deterministic key would cost seconds
+        # for large models (11 s for the paper's SA-LSTM-H), before anything is computed
+        task = dask.delayed(_predict_scene, pure=False)(frames, *args)
         data = dsa.from_delayed(task, (steps, ny, nx), dtype=np.float32)
     else:
         data = _predict_scene(np.asarray(last.data), *args)
