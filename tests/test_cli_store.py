@@ -14,18 +14,23 @@ from xglacier.io.store import to_netcdf
 
 
 def test_demo_command(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
     text = capsys.readouterr().out
     assert "scenes:" in text and "RMSE green" in text and "interpolated" in text
     assert "ECC alignment" in text and "surface velocity" in text
-    for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png"):
+    assert "forecasting" in text and "seasonal_persistence" in text
+    for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png",
+                 "forecast.png", "salstm_small.json", "salstm_small.safetensors"):
         assert (tmp_path / name).stat().st_size > 1000
     ds = xr.open_dataset(tmp_path / "composites.nc", decode_coords="all")
     assert ds.rio.crs.to_epsg() == 32643
-    assert ds.ndsi.dims == ("time", "y", "x") and ds.sizes["time"] == 16
+    assert ds.ndsi.dims == ("time", "y", "x") and ds.sizes["time"] == 24
     assert ds.interpolated.values.astype(bool).sum() == 1  # the sample's empty quarter
     assert float(ds.ndsi.min()) >= -1 and float(ds.ndsi.max()) <= 1
     ds.close()
+    fc = xr.open_zarr(tmp_path / "forecast.zarr")
+    assert fc.ndsi_forecast.dims == ("lead_time", "y", "x") and fc.sizes["lead_time"] == 4
+    assert "forecast_reference_time" in fc.coords
 
 
 def test_to_netcdf_roundtrip_and_atomic(tmp_path, small_loaded):

@@ -15,6 +15,8 @@ from . import errors
 from .accessor import GlacierAccessor
 from .datasets import open_sample, synthetic_cube
 from .forecast import forecast
+from .io.stac import load, search
+from .io.store import to_netcdf, to_zarr
 from .motion import flow, plot_flow
 from .patches import PatchPlan, PatchSet, assemble, patches
 from .preprocess.align import align_ecc, apply_warps, estimate_ecc
@@ -62,6 +64,7 @@ __all__ = [
     "fit",
     "flow",
     "forecast",
+    "load",
     "load_model",
     "mask_clouds",
     "missing_fraction",
@@ -73,6 +76,9 @@ __all__ = [
     "patches",
     "plot_flow",
     "save_model",
+    "search",
     "snow_mask",
     "synthetic_cube",
+    "to_netcdf",
+    "to_zarr",
 ]

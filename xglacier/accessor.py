@@ -13,6 +13,7 @@ from typing import Any
 import xarray as xr
 
 from .forecast import forecast
+from .io.store import to_netcdf, to_zarr
 from .motion import flow, plot_flow
 from .patches import patches
 from .preprocess.align import align_ecc, apply_warps, estimate_ecc
@@ -64,3 +65,5 @@ class GlacierAccessor:
     plot_flow = _forward(plot_flow)
     patches = _forward(patches)
     forecast = _forward(forecast)
+    to_netcdf = _forward(to_netcdf)
+    to_zarr = _forward(to_zarr)

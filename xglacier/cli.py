@@ -21,12 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the preprocessing pipeline on the synthetic sample")
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     demo.add_argument("--seed", type=int, default=42, help="seed of the synthetic sample")
+    demo.add_argument("--epochs", type=int, default=15, help="training epochs of the forecast model")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
         from .demo import format_summary, run_demo
 
-        print(format_summary(run_demo(args.out, seed=args.seed)))
+        print(format_summary(run_demo(args.out, seed=args.seed, epochs=args.epochs)))
     return 0
 
 

@@ -543,7 +543,7 @@ def _georeference(ds: xr.Dataset, crs: str) -> xr.Dataset:
 
 
 def open_sample(seed: int = 42) -> tuple[xr.Dataset, xr.Dataset]:
-    """The demo's sample: a 200x200 synthetic cube over 2018-2021 and its truth.
+    """The demo's sample: a 200x200 synthetic cube over 2016-2021 and its truth.
 
     Examples
     --------
@@ -552,6 +552,6 @@ def open_sample(seed: int = 42) -> tuple[xr.Dataset, xr.Dataset]:
     (200, 200)
     """
     return synthetic_cube(
-        shape=(200, 200), start="2018-01-01", end="2022-01-01", seed=seed,
+        shape=(200, 200), start="2016-01-01", end="2022-01-01", seed=seed,
         gaps=(("2019-07-01", "2019-10-01"),),
     )

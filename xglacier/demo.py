@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .datasets import open_sample
+from .demo_forecast import format_forecast, run_forecast_demo
 from .io.store import to_netcdf
 from .motion import flow, plot_flow
 from .preprocess.align import apply_warps, estimate_ecc
@@ -97,7 +98,7 @@ def _quicklooks(out: Path, cube: xr.Dataset, filled: xr.Dataset, comp: xr.DataAr
     return paths
 
 
-def run_demo(out: str | Path = "demo-output", seed: int = 42) -> dict[str, Any]:
+def run_demo(out: str | Path = "demo-output", seed: int = 42, epochs: int = 15) -> dict[str, Any]:
     """Run filter -> cloud mask -> ECC alignment -> gap fill -> NDSI -> 3-month composites
     -> flow on the sample.
 
@@ -157,7 +158,9 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42) -> dict[str, Any]:
     nc = to_netcdf(result, out / "composites.nc")
     pngs = _quicklooks(out, aligned_c, filled_c, comp_c, mask_c)
     pngs.append(_flow_png(out, vel_c, filled_c.nir08.median("time")))
+    forecast_summary = run_forecast_demo(comp_c, out, epochs=epochs, seed=seed)
     summary = {
+        "forecast": forecast_summary,
         "scenes": int(cube.sizes["time"]),
         "kept": int(kept.sizes["time"]),
         "dropped": int(cube.sizes["time"] - kept.sizes["time"]),
@@ -177,7 +180,7 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42) -> dict[str, Any]:
         "true_speed": float(np.median(truth.speed.values[fast])),
         "flow_error": float(np.nanmedian(np.hypot(u_med - truth.velocity_x.values,
                                                   v_med - truth.velocity_y.values)[fast])),
-        "files": [str(nc), *map(str, pngs)],
+        "files": [str(nc), *map(str, pngs), *forecast_summary["files"]],
         "seconds": time.perf_counter() - t0,
     }
     return summary
@@ -186,7 +189,7 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42) -> dict[str, Any]:
 def format_summary(s: dict[str, Any]) -> str:
     """Human-readable demo report."""
     return "\n".join([
-        "xglacier demo: synthetic Parvati-like sample, 200x200 px, 2018-2021",
+        "xglacier demo: synthetic Parvati-like sample, 200x200 px, 2016-2021",
         f"  scenes: {s['scenes']} acquired, {s['kept']} kept, {s['dropped']} dropped "
         "(cloud cover > 20 % or > 50 % missing)",
         f"  gap fill (green): {s['gaps_before']} masked/nodata pixels, {s['gaps_left']} left "
@@ -198,6 +201,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  ECC alignment: {s['aligned']} of {s['kept']} scenes aligned; shift error against the "
         f"truth: mean {s['align_mean']:.3f} px, largest {s['align_max']:.3f} px",
         f"  snow/ice (NDSI >= 0.3) covers {100 * s['snow_fraction']:.1f} % of composite pixels",
+        *format_forecast(s["forecast"]),
         f"  surface velocity (Farneback between quarterly NIR composites, per-pixel median "
         f"over {s['pairs']} pairs) on ice faster than 30 m/yr: median speed "
         f"{s['flow_speed']:.0f} m/yr (truth {s['true_speed']:.0f}), median vector error "

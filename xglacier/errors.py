@@ -52,3 +52,26 @@ class ParameterError(XGlacierError, ValueError):
 
 class XGlacierWarning(UserWarning):
     """Base class of warnings issued by xglacier."""
+
+
+class StacError(XGlacierError):
+    """A STAC API could not be reached, answered with an error, or returned nothing.
+
+    The message names the URL and what was asked (collection, bbox, dates, cloud limit).
+    """
+
+
+class EmptySearchError(StacError):
+    """A STAC search matched no item."""
+
+
+class AssetError(XGlacierError):
+    """A STAC asset cannot be found in an item, opened or read; the message names it."""
+
+
+class StoreError(XGlacierError):
+    """A NetCDF or Zarr store cannot be written as asked (exists, or does not match on append)."""
+
+
+class SkippedSceneWarning(XGlacierWarning):
+    """Scenes were dropped because an asset could not be opened (``load(on_error="skip")``)."""
