@@ -26,10 +26,11 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, epochs: int = 15, seed: int
     from .training import evaluate, fit
 
     torch.manual_seed(seed)
-    # the paper's stride is 10; 20 keeps the demo to a few minutes on two cores
-    ps = patches(ndsi, size=50, stride=20, n_in=4, n_out=4)
-    train, val, test = ps.split(by="time", test=0.15, val=0.15)
     model = SALSTM(preset="small")
+    model_patch = model.patch_size
+    # the small preset works on 20x20 patches (the paper: 50x50, with a 2500-wide LSTM)
+    ps = patches(ndsi, size=model_patch, stride=10, n_in=4, n_out=4)
+    train, val, test = ps.split(by="time", test=0.15, val=0.15)
     history = fit(model, train, val, epochs=epochs, batch_size=100, lr=1e-3, patience=5,
                   seed=seed, progress=False)
     # overlapping patches are correlated: the intervals are narrower than for independent samples
@@ -48,7 +49,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, epochs: int = 15, seed: int
     png = _forecast_png(out, history_frames.isel(time=slice(-4, None)), fc, future, err)
     overall = table[table["lead"].astype(str) == "all"].set_index("model")
     return {
-        "train": len(train), "val": len(val), "test": len(test),
+        "patch": model_patch, "train": len(train), "val": len(val), "test": len(test),
         "epochs_run": int(history["epoch"].max()),
         "table": overall[["mse", "mse_low", "mse_high", "mae"]],
         "forecast_mae": float(np.nanmean(err)),
@@ -85,8 +86,8 @@ def _forecast_png(out: Path, inputs: xr.DataArray, fc: xr.DataArray, truth: xr.D
 def format_forecast(s: dict[str, Any]) -> list[str]:
     """Report lines of the forecasting demo."""
     lines = [
-        f"  forecasting: small SA-LSTM-H on 50x50 NDSI patches, time split {s['train']} train / "
-        f"{s['val']} val / {s['test']} test samples, {s['epochs_run']} epochs",
+        f"  forecasting: small SA-LSTM-H on {s['patch']}x{s['patch']} NDSI patches, time split "
+        f"{s['train']} train / {s['val']} val / {s['test']} test samples, {s['epochs_run']} epochs",
         "    test MSE (95 % bootstrap interval), all lead times:",
     ]
     for name, row in s["table"].iterrows():

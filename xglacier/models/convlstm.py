@@ -13,7 +13,7 @@ from .base import ForecastModel, resolve_preset
 PRESETS = {
     "paper": dict(patch_size=50, n_in=4, n_out=4, encoder=(64, 64, 24), decoder=(24, 64, 24),
                   kernel=3),
-    "small": dict(patch_size=50, n_in=4, n_out=4, encoder=(16, 16, 8), decoder=(8, 16, 8),
+    "small": dict(patch_size=20, n_in=4, n_out=4, encoder=(16, 16, 8), decoder=(8, 16, 8),
                   kernel=3),
 }
 

@@ -10,7 +10,7 @@ from .base import ForecastModel, resolve_preset
 #: The paper's Table 2 (300,120,000 parameters) and a CPU-sized variant.
 PRESETS = {
     "paper": dict(patch_size=50, n_in=4, n_out=4, hidden=2500, layers=3, dropout=0.0),
-    "small": dict(patch_size=50, n_in=4, n_out=4, hidden=256, layers=2, dropout=0.1),
+    "small": dict(patch_size=20, n_in=4, n_out=4, hidden=400, layers=2, dropout=0.1),
 }
 
 

@@ -11,7 +11,8 @@ from .base import ForecastModel, resolve_preset
 #: The paper's Table 2 (200,072,500 parameters) and a CPU-sized variant.
 PRESETS = {
     "paper": dict(patch_size=50, n_in=4, n_out=4, hidden=2500, layers=3, heads=5, dropout=0.0),
-    "small": dict(patch_size=50, n_in=4, n_out=4, hidden=128, layers=2, heads=4, dropout=0.1),
+    # hidden = patch_size ** 2 as in the paper: a narrower state cannot carry the frame
+    "small": dict(patch_size=20, n_in=4, n_out=4, hidden=400, layers=2, heads=4, dropout=0.1),
 }
 
 
