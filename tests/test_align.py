@@ -156,6 +156,23 @@ def test_bad_input(shifted):
     with pytest.raises(ParameterError, match="gauss_size"):
         xglacier.align_ecc(cube, gauss_size=4)
     with pytest.raises(ParameterError, match="reference"):
-        xglacier.align_ecc(cube, reference="best")
+        xglacier.align_ecc(cube, reference="nearest-to-noon")
     with pytest.raises(xglacier.errors.DimensionError, match="expected"):
         xglacier.align_ecc(cube.transpose("y", "x", "time"))
+
+
+def test_min_valid_and_few_scenes():
+    cube, truth = xglacier.synthetic_cube(shape=(256, 256), start="2020-01-01", end="2020-12-31",
+                                          max_shift=3.0, seed=3)
+    t = ["2020-01-07", "2020-04-20", "2020-06-07", "2020-07-25", "2020-10-21", "2020-11-22"]
+    sub = xglacier.mask_clouds(cube[["nir08", "qa_pixel"]].sel(time=t, method="nearest")).compute()
+    tr = truth.sel(time=sub.time)
+    # six scenes: a median template would be blurred by the misregistration itself
+    est = xglacier.estimate_ecc(sub, band="nir08").compute()
+    err = warp_errors(est.ecc_warp.values, tr.shift_x.values, tr.shift_y.values, (256, 256))
+    assert est.ecc_converged.all() and err.max() < 0.15
+    sparse = sub.copy(deep=True)
+    sparse.nir08[0, :, :200] = np.nan  # about 22 % of the scene left
+    with pytest.warns(AlignmentWarning):
+        flagged = xglacier.estimate_ecc(sparse, band="nir08", min_valid=0.5).compute()
+    assert not flagged.ecc_converged.values[0] and flagged.ecc_converged.values[1:].all()

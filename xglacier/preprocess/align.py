@@ -125,7 +125,7 @@ def _ecc_one(template, tmask, frame, init, opts) -> tuple[np.ndarray, float, boo
     """Estimate one warp; never raises for a scene that cannot be aligned."""
     img, fmask = _prepare(frame)
     ident = np.eye(3)
-    if fmask.sum() < opts["min_valid"] or not np.any(img):
+    if np.count_nonzero(fmask) < opts["min_valid"] or not np.any(img):
         return ident, np.nan, False
     motion = MOTIONS[opts["motion"]]
     rows = 3 if motion == cv2.MOTION_HOMOGRAPHY else 2
@@ -153,6 +153,12 @@ def _estimate_block(frames, template, init, opts):
     for i in range(frames.shape[0]):
         start = init[i, 0, 0, :9].reshape(3, 3) if init is not None else np.eye(3)
         warp, cc, ok = _ecc_one(tmpl, tmask, frames[i], start, opts)
+        if not ok and not np.allclose(start, np.eye(3)):
+            # the previous warp may have been a wrong lock: start afresh (coarse step
+            # included) against the better template, else keep the previous estimate
+            warp, cc, ok = _ecc_one(tmpl, tmask, frames[i], np.eye(3), opts)
+            if not ok and init[i, 0, 0, 10]:
+                warp, cc, ok = start, float(init[i, 0, 0, 9]), True
         out[i, 0, 0, :9] = warp.ravel()
         out[i, 0, 0, 9], out[i, 0, 0, 10] = cc, ok
     return out
@@ -256,6 +262,11 @@ def _nanreduce_block(block: np.ndarray, how: str) -> np.ndarray:
     return out
 
 
+def _best_frame(block: np.ndarray) -> np.ndarray:
+    """The frame with the most valid pixels (ties: the earliest)."""
+    return block[int(np.argmax(np.isfinite(block).sum(axis=(1, 2, 3))))]
+
+
 def _reduce_time(data: dsa.Array, how: str) -> dsa.Array:
     """Lazy NaN-ignoring median/mean over time, as one whole-frame (channel, y, x) chunk."""
     byp = data.rechunk({0: -1, 1: 1, 2: "auto", 3: "auto"})
@@ -274,6 +285,9 @@ def _template(stack: xr.DataArray, data: dsa.Array, reference, highpass) -> dsa.
         one = _as_dask(ref.astype(np.float32))
         both = dsa.stack([one] * stack.sizes["channel"])[None].rechunk(-1)
         return both.map_blocks(_normalise_block, highpass, dtype=np.float32)[0]
+    if isinstance(reference, str) and reference == "best":
+        frames = data.rechunk({0: -1})
+        return frames.map_blocks(_best_frame, drop_axis=0, dtype=data.dtype).rechunk(-1)
     if isinstance(reference, str) and reference in ("median", "mean"):
         return _reduce_time(data, reference)
     if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
@@ -285,7 +299,7 @@ def _template(stack: xr.DataArray, data: dsa.Array, reference, highpass) -> dsa.
         when = pd.Timestamp(reference)
     except (TypeError, ValueError) as err:
         raise ParameterError(
-            f"align_ecc: reference={reference!r}; expected 'median', 'mean', a scene index, "
+            f"align_ecc: reference={reference!r}; expected 'median', 'mean', 'best', a scene index, "
             "a date or a (y, x) DataArray"
         ) from err
     k = int(stack.indexes["time"].get_indexer([when], method="nearest")[0])
@@ -299,7 +313,7 @@ def estimate_ecc(
     motion: Literal["translation", "euclidean", "affine", "homography"] = "translation",
     refine: int = 2,
     iterations: int = 200,
-    eps: float = 1e-6,
+    eps: float = 1e-5,
     highpass: float | None = 1.5,
     gauss_size: int = 1,
     coarse: Literal["phase", "opencv"] | None = "phase",
@@ -307,6 +321,7 @@ def estimate_ecc(
     max_shift: float = 10.0,
     min_correlation: float = 0.2,
     min_valid: float = 0.1,
+    few_scenes: int = 10,
 ) -> xr.Dataset:
     """Estimate one ECC warp per scene against a template, lazily.
 
@@ -349,6 +364,10 @@ def estimate_ecc(
             f"align_ecc: the cube has {stack.sizes['time']} scene; aligning needs at least two "
             "(or a reference DataArray)"
         )
+    if isinstance(reference, str) and reference == "median" and stack.sizes["time"] < few_scenes:
+        # a median of a few misregistered frames keeps no common fine texture: every scene
+        # would lock onto its own share of it; start from the clearest scene instead
+        reference = "best"
     ny, nx = stack.shape[-2:]
     opts = dict(motion=motion, iterations=int(iterations), eps=float(eps), highpass=highpass,
                 gauss_size=int(gauss_size), coarse=coarse, pyramid_levels=int(pyramid_levels),
@@ -463,7 +482,7 @@ def align_ecc(
     motion: Literal["translation", "euclidean", "affine", "homography"] = "translation",
     refine: int = 2,
     iterations: int = 200,
-    eps: float = 1e-6,
+    eps: float = 1e-5,
     highpass: float | None = 1.5,
     gauss_size: int = 1,
     coarse: Literal["phase", "opencv"] | None = "phase",
@@ -471,6 +490,7 @@ def align_ecc(
     max_shift: float = 10.0,
     min_correlation: float = 0.2,
     min_valid: float = 0.1,
+    few_scenes: int = 10,
     interpolation: Literal["nearest", "linear", "cubic"] = "cubic",
 ) -> xr.Dataset | xr.DataArray:
     """Co-register every scene to a reference with ECC maximisation (OpenCV).
@@ -489,8 +509,11 @@ def align_ecc(
         Dataset band(s) used for the estimate: one name, or up to three estimated jointly.
         Default: the first three of nir08, swir16, red, green, blue, swir22 present.
     reference
-        Template: ``"median"`` or ``"mean"`` of the stack (lazy reductions), a scene index,
-        a date (nearest scene), or a ``(y, x)`` DataArray.
+        Template: ``"median"`` or ``"mean"`` of the stack (lazy reductions), ``"best"``
+        (the scene with the most valid pixels), a scene index, a date (nearest scene), or a
+        ``(y, x)`` DataArray. With fewer than ``few_scenes`` scenes, ``"median"`` starts
+        from ``"best"`` instead: the median of a few misregistered frames keeps no common
+        fine texture, and each scene would lock onto its own share of it.
     motion
         ``"translation"`` (right for co-registration), ``"euclidean"``, ``"affine"`` or
         ``"homography"`` (the paper's choice).
@@ -555,6 +578,7 @@ def align_ecc(
         eps=eps, highpass=highpass, gauss_size=gauss_size, pyramid_levels=pyramid_levels,
         coarse=coarse,
         max_shift=max_shift, min_correlation=min_correlation, min_valid=min_valid,
+        few_scenes=few_scenes,
     )
     out = apply_warps(obj, est, interpolation=interpolation)
     keep = ["ecc_correlation", "ecc_converged", "ecc_shift_x", "ecc_shift_y"]
