@@ -334,7 +334,8 @@ def estimate_ecc(
     Examples
     --------
     >>> import xglacier
-    >>> cube, truth = xglacier.synthetic_cube(shape=(64, 64), end="2020-03-01", max_shift=2)
+    >>> cube, truth = xglacier.synthetic_cube(shape=(64, 64), end="2020-03-01", max_shift=2,
+    ...                                       cloud_scale=0)
     >>> est = estimate_ecc(cube, band="nir08").compute()
     >>> sorted(est.data_vars)[:2]
     ['ecc_converged', 'ecc_correlation']
@@ -568,7 +569,8 @@ def align_ecc(
     Examples
     --------
     >>> import xglacier
-    >>> cube, truth = xglacier.synthetic_cube(shape=(64, 64), end="2020-03-01", max_shift=2)
+    >>> cube, truth = xglacier.synthetic_cube(shape=(64, 64), end="2020-03-01", max_shift=2,
+    ...                                       cloud_scale=0)
     >>> aligned = cube.glacier.mask_clouds().glacier.align_ecc()
     >>> aligned.ecc_shift_x.dims
     ('time',)
