@@ -30,7 +30,7 @@ Methods, all on the same band (``nir08``) unless said otherwise:
   thread pool (OpenCV releases the GIL), as a second baseline using both cores; it must
   give the same warps.
 * ``xglacier default``: ``estimate_ecc(cube, band="nir08")`` with its defaults
-  (translation, median template, ``refine=2``, 200 iterations, eps 1e-6, high-pass
+  (translation, median template, ``refine=2``, 200 iterations, eps 1e-5, high-pass
   sigma 1.5, masks), computed with the threaded scheduler on ``--workers`` threads. Time
   per scene = total time / scenes (template and refinement rounds included). Failures =
   scenes with ``ecc_converged == False`` (kept unwarped).
@@ -62,6 +62,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import inspect
 import os
 import platform
 import sys
@@ -305,8 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"paper setup: findTransformECC, MOTION_HOMOGRAPHY, {PAPER_CRITERIA[1]} iterations, "
           f"eps {PAPER_CRITERIA[2]:g}, gaussFiltSize {PAPER_GAUSS}, template = nanmean of the "
           "unaligned band, frame validity as inputMask")
-    print("xglacier: estimate_ecc defaults (translation, median template, refine=2, 200 "
-          "iterations, eps 1e-6, highpass 1.5), threaded scheduler; 1 timed run per method")
+    d = {k: v.default for k, v in inspect.signature(estimate_ecc).parameters.items()
+         if v.default is not inspect.Parameter.empty}
+    print(f"xglacier: estimate_ecc defaults (motion {d['motion']}, reference {d['reference']}, "
+          f"refine={d['refine']}, {d['iterations']} iterations, eps {d['eps']:g}, highpass "
+          f"{d['highpass']}), threaded scheduler; 1 timed run per method")
     print(f"xglacier/preprocess/align.py: {stamp}")
     warm_up(args.workers)
 
