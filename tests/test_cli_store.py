@@ -20,7 +20,8 @@ def test_demo_command(tmp_path, capsys):
     assert "ECC alignment" in text and "surface velocity" in text
     assert "forecasting" in text and "seasonal_persistence" in text
     for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png",
-                 "forecast.png", "salstm_small.json", "salstm_small.safetensors"):
+                 "forecast.png", "forecast_flow.png", "salstm_small.json",
+                 "salstm_small.safetensors"):
         assert (tmp_path / name).stat().st_size > 1000
     ds = xr.open_dataset(tmp_path / "composites.nc", decode_coords="all")
     assert ds.rio.crs.to_epsg() == 32643

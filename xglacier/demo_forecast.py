@@ -47,6 +47,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, epochs: int = 15, seed: int
                                                         {"long_name": "absolute error", "units": "1"})})
     zarr_path = to_zarr(ds, out / "forecast.zarr", mode="w")
     png = _forecast_png(out, history_frames.isel(time=slice(-4, None)), fc, future, err)
+    flow_png = _forecast_flow_png(out, vel, fc)
     overall = table[table["lead"].astype(str) == "all"].set_index("model")
     return {
         "patch": model_patch, "train": len(train), "val": len(val), "test": len(test),
@@ -55,7 +56,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, epochs: int = 15, seed: int
         "forecast_mae": float(np.nanmean(err)),
         "seasonal_mae": float(np.nanmean(persistence)),
         "flow_pairs": int(vel.sizes["pair"]),
-        "files": [str(ckpt), str(zarr_path), str(png)],
+        "files": [str(ckpt), str(zarr_path), str(png), str(flow_png)],
     }
 
 
@@ -79,6 +80,26 @@ def _forecast_png(out: Path, inputs: xr.DataArray, fc: xr.DataArray, truth: xr.D
             ax.set_title(f"{label} {pd.Timestamp(when):%Y-%m}", fontsize=8)
     path = out / "forecast.png"
     fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _forecast_flow_png(out: Path, vel: xr.Dataset, fc: xr.DataArray) -> Path:
+    """Flow arrows between consecutive forecast frames, over the later frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .motion import plot_flow
+
+    n = vel.sizes["pair"]
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4.2), constrained_layout=True, squeeze=False)
+    for k in range(n):
+        plot_flow(vel, pair=k, image=fc.isel(lead_time=k + 1), ax=axes[0, k], step=10)
+        axes[0, k].set_title(f"forecast flow, lead {k + 1} -> {k + 2}", fontsize=9)
+    path = out / "forecast_flow.png"
+    fig.savefig(path, dpi=70)
     plt.close(fig)
     return path
 
