@@ -166,3 +166,35 @@ def scatter_patches(pred, origins, weight, num, den):  # pragma: no cover - comp
                 den[y0 + i, x0 + j] += w
                 for s in range(pred.shape[1]):
                     num[s, y0 + i, x0 + j] += w * pred[k, s, i, j]
+
+
+@njit(nogil=True, cache=True)
+def nanmedian_first_axis(stack, out):  # pragma: no cover - compiled
+    """Median over axis 0 of a (n, m) array ignoring NaN (mean of the two middle values
+    for an even count, as ``numpy.nanmedian``); ``out[j]`` stays as given where column
+    ``j`` holds no finite value."""
+    n = stack.shape[0]
+    buf = np.empty(n, np.float64)
+    for j in range(stack.shape[1]):
+        k = 0
+        for i in range(n):
+            v = stack[i, j]
+            if np.isfinite(v):
+                buf[k] = v
+                k += 1
+        if k == 0:
+            continue
+        if k <= 48:
+            # insertion sort in place: no allocation per pixel for the usual short stacks
+            for a in range(1, k):
+                v = buf[a]
+                b = a - 1
+                while b >= 0 and buf[b] > v:
+                    buf[b + 1] = buf[b]
+                    b -= 1
+                buf[b + 1] = v
+            s = buf
+        else:
+            s = np.sort(buf[:k])
+        h = k // 2
+        out[j] = s[h] if k % 2 else 0.5 * (s[h - 1] + s[h])
