@@ -25,6 +25,9 @@ from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi, normalized_difference
 from .preprocess.masks import decode_qa, mask_clouds, snow_mask
 from .preprocess.scenes import filter_scenes, missing_fraction
+from .segmentation.features import features
+from .segmentation.labels import geodesic_area, polygonize, rasterize, write_vector
+from .segmentation.terrain import slope
 
 # Modules that import torch load on first use, so that `import xglacier` stays light.
 _LAZY = {
@@ -59,11 +62,13 @@ __all__ = [
     "errors",
     "estimate_ecc",
     "evaluate",
+    "features",
     "fill_gaps",
     "filter_scenes",
     "fit",
     "flow",
     "forecast",
+    "geodesic_area",
     "load",
     "load_model",
     "mask_clouds",
@@ -75,10 +80,14 @@ __all__ = [
     "open_sample",
     "patches",
     "plot_flow",
+    "polygonize",
+    "rasterize",
     "save_model",
     "search",
+    "slope",
     "snow_mask",
     "synthetic_cube",
     "to_netcdf",
     "to_zarr",
+    "write_vector",
 ]

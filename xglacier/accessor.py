@@ -22,6 +22,8 @@ from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi
 from .preprocess.masks import decode_qa, mask_clouds, snow_mask
 from .preprocess.scenes import filter_scenes, missing_fraction
+from .segmentation.features import features
+from .segmentation.labels import polygonize
 
 
 def _forward(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,5 +67,7 @@ class GlacierAccessor:
     plot_flow = _forward(plot_flow)
     patches = _forward(patches)
     forecast = _forward(forecast)
+    features = _forward(features)
+    polygonize = _forward(polygonize)
     to_netcdf = _forward(to_netcdf)
     to_zarr = _forward(to_zarr)
