@@ -25,8 +25,11 @@ from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi, normalized_difference
 from .preprocess.masks import decode_qa, mask_clouds, snow_mask
 from .preprocess.scenes import filter_scenes, missing_fraction
+from .segmentation.baselines import PixelClassifier, ndsi_rule, train_baselines
 from .segmentation.features import features
 from .segmentation.labels import geodesic_area, polygonize, rasterize, write_vector
+from .segmentation.metrics import confusion_matrix, evaluate_segmentation, relabel, scores
+from .segmentation.segment import segment
 from .segmentation.terrain import slope
 
 # Modules that import torch load on first use, so that `import xglacier` stays light.
@@ -53,15 +56,18 @@ __all__ = [
     "GlacierAccessor",
     "PatchPlan",
     "PatchSet",
+    "PixelClassifier",
     "__version__",
     "align_ecc",
     "apply_warps",
     "assemble",
     "composite",
+    "confusion_matrix",
     "decode_qa",
     "errors",
     "estimate_ecc",
     "evaluate",
+    "evaluate_segmentation",
     "features",
     "fill_gaps",
     "filter_scenes",
@@ -74,6 +80,7 @@ __all__ = [
     "mask_clouds",
     "missing_fraction",
     "ndsi",
+    "ndsi_rule",
     "ndvi",
     "ndwi",
     "normalized_difference",
@@ -82,12 +89,16 @@ __all__ = [
     "plot_flow",
     "polygonize",
     "rasterize",
+    "relabel",
     "save_model",
+    "scores",
     "search",
+    "segment",
     "slope",
     "snow_mask",
     "synthetic_cube",
     "to_netcdf",
     "to_zarr",
+    "train_baselines",
     "write_vector",
 ]

@@ -22,8 +22,10 @@ from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi
 from .preprocess.masks import decode_qa, mask_clouds, snow_mask
 from .preprocess.scenes import filter_scenes, missing_fraction
+from .segmentation.baselines import ndsi_rule
 from .segmentation.features import features
 from .segmentation.labels import polygonize
+from .segmentation.segment import segment
 
 
 def _forward(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,5 +71,7 @@ class GlacierAccessor:
     forecast = _forward(forecast)
     features = _forward(features)
     polygonize = _forward(polygonize)
+    segment = _forward(segment)
+    ndsi_rule = _forward(ndsi_rule)
     to_netcdf = _forward(to_netcdf)
     to_zarr = _forward(to_zarr)
