@@ -40,6 +40,9 @@ _LAZY = {
     "load_model": "xglacier.models.checkpoint",
     "models": "xglacier.models",
     "training": "xglacier.training",
+    "fit_segmentation": "xglacier.segmentation.train",
+    "segmentation_tiles": "xglacier.segmentation.data",
+    "SegmentationTiles": "xglacier.segmentation.data",
 }
 
 
@@ -57,6 +60,7 @@ __all__ = [
     "PatchPlan",
     "PatchSet",
     "PixelClassifier",
+    "SegmentationTiles",
     "__version__",
     "align_ecc",
     "apply_warps",
@@ -72,6 +76,7 @@ __all__ = [
     "fill_gaps",
     "filter_scenes",
     "fit",
+    "fit_segmentation",
     "flow",
     "forecast",
     "geodesic_area",
@@ -94,6 +99,7 @@ __all__ = [
     "scores",
     "search",
     "segment",
+    "segmentation_tiles",
     "slope",
     "snow_mask",
     "synthetic_cube",

@@ -63,15 +63,21 @@ def _check_number(func: str, label: str, value: Any, *, low: float, integer: boo
         raise ParameterError(f"{func}: {label}={value!r}; expected {what} {bound}")
 
 
-def _check_patchset(func: str, label: str, ps: Any, allow_none: bool = False) -> None:
-    if ps is None and allow_none:
+def _check_samples(func: str, label: str, samples: Any, kind: type, what: str,
+                   allow_none: bool = False) -> None:
+    """InputError unless ``samples`` is a non-empty ``kind`` (``what`` names it for the message)."""
+    if samples is None and allow_none:
         return
-    if not isinstance(ps, PatchSet):
-        raise InputError(f"{func}: {label} is a {type(ps).__name__}; expected a PatchSet "
-                         "(xglacier.patches(...) or its .split())")
-    if len(ps) == 0:
+    if not isinstance(samples, kind):
+        raise InputError(f"{func}: {label} is a {type(samples).__name__}; expected {what}")
+    if len(samples) == 0:
         raise InputError(f"{func}: {label} has no samples" + (
             "; pass val=None to train without validation" if label == "val" else ""))
+
+
+def _check_patchset(func: str, label: str, ps: Any, allow_none: bool = False) -> None:
+    _check_samples(func, label, ps, PatchSet, "a PatchSet (xglacier.patches(...) or its .split())",
+                   allow_none)
 
 
 def _check_compatible(func: str, name: str, model: nn.Module, ps: PatchSet, label: str) -> None:
@@ -271,68 +277,110 @@ def fit(
 
     device = _device(model)
     n_out = train.plan.n_out
+    loss_label = loss if isinstance(loss, str) else "training"
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        xb, yb = (t.to(device) for t in batch)
+        pred = model(xb, n_out=n_out, targets=yb, teacher_forcing=teacher_forcing)
+        _check_output("fit", name, pred, yb)
+        batch_loss = loss_fn(pred, yb)
+        return batch_loss, batch_loss, len(xb)
+
+    return _train_epochs(
+        "fit", model, params,
+        setup=lambda: (torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
+                       train.to_torch(batch_size=batch_size, shuffle=True, seed=int(seed))),
+        step=step,
+        val_loss=None if val is None else (
+            lambda: _mean_loss(model, val, loss_fn, batch_size, device, n_out)),
+        epochs=epochs, patience=patience, clip=clip, seed=int(seed), progress=progress,
+        loss_label=loss_label, hint=f"lower lr={lr}, set clip, or check the samples for extreme values",
+    )
+
+
+def _train_epochs(
+    func: str,
+    model: nn.Module,
+    params: list[torch.nn.Parameter],
+    *,
+    setup: Callable[[], tuple[torch.optim.Optimizer, Any]],
+    step: Callable[[Any], tuple[torch.Tensor, torch.Tensor, int]],
+    val_loss: Callable[[], float] | None,
+    epochs: int,
+    patience: int | None,
+    clip: float | None,
+    seed: int,
+    progress: bool,
+    loss_label: str,
+    hint: str,
+) -> pd.DataFrame:
+    """The training loop shared by every ``fit`` of xglacier (forecasting, segmentation).
+
+    Inside :func:`_seeded` it calls ``setup()`` for the optimizer and the training
+    loader (a re-iterable whose batches come in a new seeded order every epoch), then
+    for each epoch and batch: ``step(batch) -> (objective, reported, n)`` (the tensor to
+    minimise, the loss to report, the batch's sample count), a divergence check,
+    backward, gradient clipping, an optimizer step and the tqdm bar. After each epoch
+    ``val_loss()`` (which must put the model in eval mode) gives the validation loss;
+    early stopping after ``patience`` epochs without improvement, restoring the best
+    weights (also when training diverges). Returns the history DataFrame of ``fit``.
+    """
+    name = type(model).__name__
+    device = _device(model)
     rows: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state = math.inf, 0, None
     stopped_early = False
     was_training = model.training
-    with _seeded(int(seed), device):
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-        # one loader for all epochs: its generator gives a new, seeded order each epoch
-        loader = train.to_torch(batch_size=batch_size, shuffle=True, seed=int(seed))
+
+    def restored() -> str:
+        if best_state is None:
+            return ""
+        model.load_state_dict(best_state)
+        return f" (weights of epoch {best_epoch} restored)"
+
+    with _seeded(seed, device):
+        optimizer, loader = setup()
         bar = tqdm(total=epochs * len(loader), disable=not progress, unit="batch",
-                   desc=f"fit {name}", dynamic_ncols=True)
+                   desc=f"{func} {name}", dynamic_ncols=True)
         try:
             for epoch in range(1, epochs + 1):
                 start = time.perf_counter()
                 model.train()
                 total, count = 0.0, 0
-                for xb, yb in loader:
-                    xb, yb = xb.to(device), yb.to(device)
+                for batch in loader:
                     optimizer.zero_grad(set_to_none=True)
-                    pred = model(xb, n_out=n_out, targets=yb, teacher_forcing=teacher_forcing)
-                    _check_output("fit", name, pred, yb)
-                    batch_loss = loss_fn(pred, yb)
-                    value = float(batch_loss.detach())
+                    objective, reported, n = step(batch)
+                    value = float(objective.detach())
                     if not math.isfinite(value):
-                        if best_state is not None:
-                            model.load_state_dict(best_state)
                         raise TrainingDivergedError(
-                            f"fit: the {loss if isinstance(loss, str) else 'training'} loss of "
-                            f"model {name!r} became {value} in epoch {epoch}; lower lr={lr}, "
-                            "set clip, or check the samples for extreme values"
-                            + (f" (weights of epoch {best_epoch} restored)" if best_state else "")
-                        )
-                    batch_loss.backward()
+                            f"{func}: the {loss_label} loss of model {name!r} became {value} in epoch "
+                            f"{epoch}; {hint}" + restored())
+                    objective.backward()
                     if clip is not None:
                         nn.utils.clip_grad_norm_(params, clip)
                     optimizer.step()
-                    total += value * len(xb)
-                    count += len(xb)
+                    total += float(reported.detach()) * n
+                    count += n
                     bar.update()
                     bar.set_postfix(epoch=epoch, loss=f"{total / count:.4g}", refresh=False)
                 train_loss = total / count
-                val_loss = (_mean_loss(model, val, loss_fn, batch_size, device, n_out)
-                            if val is not None else math.nan)
-                if val is not None and not math.isfinite(val_loss):
-                    if best_state is not None:
-                        model.load_state_dict(best_state)
+                val = val_loss() if val_loss is not None else math.nan
+                if val_loss is not None and not math.isfinite(val):
                     raise TrainingDivergedError(
-                        f"fit: the validation loss of model {name!r} is {val_loss} after epoch "
-                        f"{epoch}; check the validation samples, lower lr={lr}"
-                        + (f" (weights of epoch {best_epoch} restored)" if best_state else "")
-                    )
-                if val is None or val_loss < best_loss:
-                    best_loss, best_epoch = val_loss, epoch
-                    if val is not None:
+                        f"{func}: the validation loss of model {name!r} is {val} after epoch "
+                        f"{epoch}; check the validation samples; {hint}" + restored())
+                if val_loss is None or val < best_loss:
+                    best_loss, best_epoch = val, epoch
+                    if val_loss is not None:
                         # a CPU copy: the GPU keeps room for training
                         best_state = {k: v.detach().to("cpu", copy=True)
                                       for k, v in model.state_dict().items()}
-                rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val,
                              "lr": optimizer.param_groups[0]["lr"],
                              "seconds": time.perf_counter() - start})
-                if val is not None:
-                    bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
-                if patience is not None and val is not None and epoch - best_epoch >= patience:
+                if val_loss is not None:
+                    bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4g}", val=f"{val:.4g}")
+                if patience is not None and val_loss is not None and epoch - best_epoch >= patience:
                     stopped_early = epoch < epochs
                     break
         finally:

@@ -5,8 +5,9 @@ A checkpoint ``<path>`` is two files written side by side:
 - ``<path>.safetensors``: the ``state_dict`` tensors (no pickle: loading a checkpoint
   cannot run code);
 - ``<path>.json``: the model class and the keyword arguments that rebuild it, the patch
-  size and frame counts, the input variable and its value range, metrics, the SHA-256 of
-  the weights file and the xglacier / torch versions.
+  size and frame counts, the input variable and its value range, for segmentation models
+  the channel and class names (the normalisation statistics are in the keyword
+  arguments), metrics, the SHA-256 of the weights file and the xglacier / torch versions.
 
 :func:`load_model` rebuilds the model from a registry of classes and refuses a
 checkpoint that does not match the data it will be applied to.
@@ -17,6 +18,7 @@ Typical use (not run as a doctest)::
 
     save_model(model, "runs/salstm", variable="ndsi", value_range=(-1, 1), metrics=table)
     model = load_model("runs/salstm", expect=test_patches)   # raises CheckpointError on mismatch
+    unet = load_model("runs/unet", expect=features)          # features' channels, in order
 """
 
 from __future__ import annotations
@@ -236,6 +238,7 @@ def save_model(
         "trainable": bool(getattr(model, "trainable", True)),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "variable": variable,
+        **_names_of(model),
         "value_range": _value_range(value_range),
         "metrics": _jsonable(metrics, "metrics"),
         "extra": _jsonable(extra, "extra"),
@@ -263,6 +266,16 @@ def save_model(
     with _atomic(json_path) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return json_path
+
+
+def _names_of(model: nn.Module) -> dict[str, list[str]]:
+    """Channel and class names of a segmentation model (nothing for other models)."""
+    out = {}
+    for key in ("channels", "classes"):
+        names = getattr(model, key, None)
+        if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+            out[key] = list(names)
+    return out
 
 
 def _xglacier_version() -> str:
@@ -311,14 +324,16 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _expected(expect: Any) -> dict[str, Any]:
-    """What ``expect`` says the data looks like: patch_size, n_in, n_out, variable."""
+    """What ``expect`` says the data looks like: patch_size, n_in, n_out, variable, channels, classes."""
     from xglacier.patches import PatchSet  # late: avoid a cycle when xglacier imports models
 
     if isinstance(expect, PatchSet):
         p = expect.plan
         return {"patch_size": p.size, "n_in": p.n_in, "n_out": p.n_out, "variable": expect.da.name}
+    if hasattr(expect, "channels") and hasattr(expect, "classes") and hasattr(expect, "statistics"):
+        return {"channels": list(expect.channels)}  # SegmentationTiles: the channels matter
     if isinstance(expect, Mapping):
-        known = {"patch_size", "size", "n_in", "n_out", "variable"}
+        known = {"patch_size", "size", "n_in", "n_out", "variable", "channels", "classes"}
         unknown = sorted(map(str, set(expect) - known))
         if unknown:
             raise ParameterError(f"load_model: expect has unknown key(s) {unknown}; expected some of "
@@ -327,10 +342,15 @@ def _expected(expect: Any) -> dict[str, Any]:
         if "size" in out:
             out.setdefault("patch_size", out.pop("size"))
         return out
-    if hasattr(expect, "dims") and hasattr(expect, "name"):  # a DataArray: only its name
-        return {"variable": expect.name}
+    if hasattr(expect, "dims") and hasattr(expect, "name"):
+        if "channel" in expect.dims:  # a feature cube: its channel names, in order
+            if "channel" not in expect.coords:
+                raise ParameterError("load_model: expect is a feature DataArray without a 'channel' "
+                                     "coordinate; name the channels to check them")
+            return {"variable": expect.name, "channels": [str(c) for c in expect["channel"].values]}
+        return {"variable": expect.name}  # another DataArray: only its name
     raise ParameterError(f"load_model: expect is a {type(expect).__name__}; expected a PatchSet, "
-                         "a DataArray or a dict")
+                         "SegmentationTiles, a DataArray or a dict")
 
 
 def _check_expect(meta: dict[str, Any], expect: Any, json_path: Path) -> None:
@@ -343,6 +363,16 @@ def _check_expect(meta: dict[str, Any], expect: Any, json_path: Path) -> None:
     have_var, want_var = meta.get("variable"), want.get("variable")
     if have_var is not None and want_var is not None and str(want_var) != have_var:
         diffs.append(f"variable: checkpoint was trained on {have_var!r}, data is {want_var!r}")
+    for key in ("channels", "classes"):
+        if want.get(key) is None:
+            continue
+        wanted = [str(c) for c in want[key]]
+        have = meta.get(key)
+        if have is None:
+            diffs.append(f"{key}: the checkpoint records no {key[:-1]} names, data has {wanted}")
+        elif list(have) != wanted:
+            order = " (same names, other order)" if sorted(have) == sorted(wanted) else ""
+            diffs.append(f"{key}: checkpoint was trained on {list(have)}, data has {wanted}{order}")
     if diffs:
         raise CheckpointError(f"checkpoint {json_path} does not match the data: " + "; ".join(diffs))
 
@@ -361,9 +391,12 @@ def load_model(
         Checkpoint path, with or without ``.json`` / ``.safetensors``.
     expect
         What the model will be applied to: a :class:`~xglacier.PatchSet` (patch size,
-        n_in, n_out and variable name are checked), a DataArray (its name is checked), or
-        a dict with some of ``patch_size``, ``n_in``, ``n_out``, ``variable``. A variable
-        is compared only when both the checkpoint and ``expect`` name one.
+        n_in, n_out and variable name are checked), a feature DataArray with a
+        ``channel`` dimension or :class:`~xglacier.segmentation.data.SegmentationTiles`
+        (the channel names and their order are checked), another DataArray (its name is
+        checked), or a dict with some of ``patch_size``, ``n_in``, ``n_out``,
+        ``variable``, ``channels``, ``classes``. A variable is compared only when both
+        the checkpoint and ``expect`` name one.
     model_classes
         ``{class name: class}`` to rebuild from; default ``xglacier.models.MODEL_CLASSES``.
     device
