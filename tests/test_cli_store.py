@@ -14,14 +14,16 @@ from xglacier.io.store import to_netcdf
 
 
 def test_demo_command(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "2", "--seg-epochs", "2"]) == 0
     text = capsys.readouterr().out
     assert "scenes:" in text and "RMSE green" in text and "interpolated" in text
     assert "ECC alignment" in text and "surface velocity" in text
     assert "forecasting" in text and "seasonal_persistence" in text
+    assert "segmentation" in text and "random_forest" in text and "NDSI > 0.4" in text
     for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png",
                  "forecast.png", "forecast_flow.png", "salstm_small.json",
-                 "salstm_small.safetensors"):
+                 "salstm_small.safetensors", "unet_small.json", "unet_small.safetensors",
+                 "labels.nc", "glaciers.gpkg", "segmentation.png"):
         assert (tmp_path / name).stat().st_size > 1000
     ds = xr.open_dataset(tmp_path / "composites.nc", decode_coords="all")
     assert ds.rio.crs.to_epsg() == 32643
@@ -32,6 +34,14 @@ def test_demo_command(tmp_path, capsys):
     fc = xr.open_zarr(tmp_path / "forecast.zarr")
     assert fc.ndsi_forecast.dims == ("lead_time", "y", "x") and fc.sizes["lead_time"] == 4
     assert "forecast_reference_time" in fc.coords
+    labels = xr.open_dataset(tmp_path / "labels.nc", decode_coords="all").label
+    assert labels.shape == (200, 200) and set(np.unique(labels.values)) <= {0, 1, 2}
+    assert labels.rio.crs.to_epsg() == 32643
+    import geopandas as gpd
+
+    polys = gpd.read_file(tmp_path / "glaciers.gpkg")
+    assert polys.crs.to_epsg() == 32643 and (polys.area_m2 > 0).all()
+    assert set(polys["class"]) <= {1, 2}
 
 
 def test_to_netcdf_roundtrip_and_atomic(tmp_path, small_loaded):

@@ -22,12 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     demo.add_argument("--seed", type=int, default=42, help="seed of the synthetic sample")
     demo.add_argument("--epochs", type=int, default=15, help="training epochs of the forecast model")
+    demo.add_argument("--seg-epochs", type=int, default=40,
+                      help="training epochs of the segmentation U-Net")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
         from .demo import format_summary, run_demo
 
-        print(format_summary(run_demo(args.out, seed=args.seed, epochs=args.epochs)))
+        print(format_summary(run_demo(args.out, seed=args.seed, epochs=args.epochs,
+                                              seg_epochs=args.seg_epochs)))
     return 0
 
 

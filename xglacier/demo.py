@@ -13,6 +13,7 @@ import xarray as xr
 
 from .datasets import open_sample
 from .demo_forecast import format_forecast, run_forecast_demo
+from .demo_segment import format_segment, run_segment_demo
 from .io.store import to_netcdf
 from .motion import flow, plot_flow
 from .preprocess.align import apply_warps, estimate_ecc
@@ -99,11 +100,14 @@ def _quicklooks(out: Path, cube: xr.Dataset, filled: xr.Dataset, comp: xr.DataAr
     return paths
 
 
-def run_demo(out: str | Path = "demo-output", seed: int = 42, epochs: int = 15) -> dict[str, Any]:
+def run_demo(out: str | Path = "demo-output", seed: int = 42, epochs: int = 15,
+             seg_epochs: int = 40) -> dict[str, Any]:
     """Run filter -> cloud mask -> ECC alignment -> gap fill -> NDSI -> 3-month composites
-    -> flow on the sample.
+    -> flow on the sample, then forecasting and segmentation.
 
-    Writes ``composites.nc`` and PNG quicklooks into ``out`` and returns a summary.
+    Writes ``composites.nc``, the forecast, the U-Net's labels and polygons, checkpoints and
+    PNG quicklooks into ``out`` and returns a summary. ``epochs`` and ``seg_epochs`` are the
+    training epochs of the forecast model and of the segmentation U-Net.
 
     Examples
     --------
@@ -135,6 +139,7 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42, epochs: int = 15) 
         xr.Dataset({
             "true_green": t_kept.true_green, "true_swir16": t_kept.true_swir16,
             "nodata": t_kept.nodata.astype("u1"), "clear_sky": t_kept.clear_sky.astype("u1"),
+            "glacier_class": t_kept.glacier_class,
         }),
         est,
     )
@@ -142,8 +147,9 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42, epochs: int = 15) 
     rmse_s, _ = _gapfill_rmse(aligned, filled, t_al, "swir16")
     gaps_before = aligned.green.isnull().sum()
     # One pass over the graph for everything the summary and the files need.
-    (est_c, aligned_c, filled_c, comp_c, mask_c, vel_c, rmse_g, n_g, rmse_s, gaps_before) = dask.compute(
-        est, aligned, filled, comp, mask, vel, rmse_g, n_g, rmse_s, gaps_before
+    (est_c, aligned_c, filled_c, comp_c, mask_c, vel_c, rmse_g, n_g, rmse_s, gaps_before,
+     classes_c) = dask.compute(
+        est, aligned, filled, comp, mask, vel, rmse_g, n_g, rmse_s, gaps_before, t_al.glacier_class
     )
     align_err = _alignment_error(est_c, t_kept)
     glacier = truth.glacier_class.isel(time=-1).values > 0
@@ -162,8 +168,11 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42, epochs: int = 15) 
     pngs = _quicklooks(out, aligned_c, filled_c, comp_c, mask_c)
     pngs.append(_flow_png(out, vel_c, filled_c.nir08.median("time")))
     forecast_summary = run_forecast_demo(comp_c, out, epochs=epochs, seed=seed)
+    # the class truth moved by the alignment warps lies on the aligned scenes' grid
+    segment_summary = run_segment_demo(filled_c, classes_c, truth.dem, out, epochs=seg_epochs, seed=seed)
     summary = {
         "forecast": forecast_summary,
+        "segment": segment_summary,
         "scenes": int(cube.sizes["time"]),
         "kept": int(kept.sizes["time"]),
         "dropped": int(cube.sizes["time"] - kept.sizes["time"]),
@@ -183,7 +192,7 @@ def run_demo(out: str | Path = "demo-output", seed: int = 42, epochs: int = 15) 
         "true_speed": float(np.median(truth.speed.values[fast])),
         "flow_error": float(np.nanmedian(np.hypot(u_med - truth.velocity_x.values,
                                                   v_med - truth.velocity_y.values)[fast])),
-        "files": [str(nc), *map(str, pngs), *forecast_summary["files"]],
+        "files": [str(nc), *map(str, pngs), *forecast_summary["files"], *segment_summary["files"]],
         "seconds": time.perf_counter() - t0,
     }
     return summary
@@ -205,6 +214,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"truth: mean {s['align_mean']:.3f} px, largest {s['align_max']:.3f} px",
         f"  snow/ice (NDSI >= 0.3) covers {100 * s['snow_fraction']:.1f} % of composite pixels",
         *format_forecast(s["forecast"]),
+        *format_segment(s["segment"]),
         f"  surface velocity (Farneback between quarterly NIR composites, per-pixel median "
         f"over {s['pairs']} pairs) on ice faster than 30 m/yr: median speed "
         f"{s['flow_speed']:.0f} m/yr (truth {s['true_speed']:.0f}), median vector error "
