@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from _common import lowpass
 
 import xglacier
 from xglacier.models import SALSTM
@@ -63,14 +64,6 @@ STEPS, STRIDE, BATCH = 4, 25, 256
 
 
 # --------------------------------------------------------------------------- data
-def lowpass(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """White noise Gaussian-filtered (in Fourier space) at ``sigma`` px, unit variance."""
-    ny, nx = shape
-    k2 = np.fft.fftfreq(ny)[:, None] ** 2 + np.fft.rfftfreq(nx)[None, :] ** 2
-    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal(shape))
-                          * np.exp(-2 * np.pi**2 * sigma**2 * k2), s=shape)
-    return field / field.std()
-
 
 def scene(nt: int, n: int, seed: int = 0) -> np.ndarray:
     """(nt, n, n) float32 NDSI-like field: fixed pattern + seasonal cycle + smooth noise."""

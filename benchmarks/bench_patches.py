@@ -55,7 +55,6 @@ import platform
 import resource
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from importlib.metadata import version
@@ -69,6 +68,7 @@ import psutil
 import torch
 import xarray as xr
 import xbatcher
+from _common import PeakRSS, lowpass
 from xbatcher.loaders.torch import MapDataset
 
 import xglacier
@@ -82,36 +82,6 @@ MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": "2000000000", "MALLOC_MMAP_THRESHOLD_": 
 
 
 # --------------------------------------------------------------------------- helpers
-class PeakRSS:
-    """Sample the process's resident memory every 10 ms in a thread; keep the peak."""
-
-    def __enter__(self) -> PeakRSS:
-        self.proc = psutil.Process()
-        self.base = self.peak = self.proc.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.01)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-
-def lowpass(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """White noise Gaussian-filtered (in Fourier space) at ``sigma`` px, unit variance."""
-    ny, nx = shape
-    k2 = np.fft.fftfreq(ny)[:, None] ** 2 + np.fft.rfftfreq(nx)[None, :] ** 2
-    field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal(shape))
-                          * np.exp(-2 * np.pi**2 * sigma**2 * k2), s=shape)
-    return field / field.std()
-
 
 def smooth_cube(nt: int, n: int, seed: int = 0) -> np.ndarray:
     """(nt, n, n) float32 NDSI-like field: fixed pattern + seasonal cycle + smooth noise."""
@@ -340,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- xglacier: run 1 from a fresh PatchSet (includes the load), then 2 more
     base_rss = psutil.Process().memory_info().rss
-    with PeakRSS() as mem:
+    with PeakRSS(interval=0.01) as mem:
         r1 = run_xglacier(da)
     ps = r1["ps"]
     runs = [run_xglacier(da, ps) for _ in range(2)]
@@ -357,14 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     half = max(BATCH, args.xb_samples // 2 // BATCH * BATCH)
     mid = n // 2 // BATCH * BATCH
     blocks = [range(0, half), range(mid, mid + half)]
-    with PeakRSS() as mem_xd:
+    with PeakRSS(interval=0.01) as mem_xd:
         xd = run_xbatcher(da, blocks)
     assert xd["total_windows"] == n, (xd["total_windows"], n)
 
     # --- xbatcher, NumPy-backed (the cube loaded first; load not counted)
     da_np = da.compute()
     n_np = n if args.xb_numpy_samples in (0, None) else min(n, args.xb_numpy_samples)
-    with PeakRSS() as mem_xn:
+    with PeakRSS(interval=0.01) as mem_xn:
         xn = run_xbatcher(da_np, [range(0, n_np)])
     t_md, n_md = run_mapdataset(xn["gen"], min(2000, n_np))
     t_cc, n_cc, cc_err = run_concat(da, 10 if not args.quick else 4)

@@ -18,37 +18,13 @@ from __future__ import annotations
 
 import argparse
 import resource
-import threading
 import time
 
 import dask
 import numpy as np
-import psutil
+from _common import PeakRSS
 
 import xglacier
-
-
-class PeakRSS:
-    """Sample the process's resident memory every 50 ms; report the peak."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.peak = self.proc.memory_info().rss
-        self.base = self.peak
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def pipeline(cube):

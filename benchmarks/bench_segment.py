@@ -49,16 +49,15 @@ import datetime as dt
 import os
 import platform
 import resource
-import threading
 import time
 from typing import Any
 
 import dask
 import dask.array as dsa
 import numpy as np
-import psutil
 import torch
 import xarray as xr
+from _common import PeakRSS
 from torch import nn
 
 import xglacier
@@ -68,29 +67,6 @@ from xglacier.segmentation.segment import blend_weight, segment
 CHANNELS = ["blue", "green", "red", "nir08", "swir16", "swir22", "ndsi", "dem"]
 CLASSES = ["background", "clean_ice", "debris_covered_ice"]
 TILE, OVERLAP, BATCH = 512, 64, 4
-
-
-class PeakRSS:
-    """Sample the process's resident memory every 50 ms; report the peak (as in bench_pipeline_parvati)."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.peak = self.proc.memory_info().rss
-        self.base = self.peak
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 class SmallConv(SegmentationModel):
