@@ -10,6 +10,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+import xglacier
 from xglacier.errors import DimensionError, InputError, ParameterError
 from xglacier.models.segbase import SegmentationModel
 from xglacier.segmentation.segment import segment
@@ -223,8 +224,6 @@ def test_channel_errors(scene, convnet):
     extra = xr.concat([scene, scene.sel(channel=["ndsi"]).assign_coords(channel=["dem"])], "channel")
     with pytest.raises(InputError, match=r"expects exactly"):
         segment(extra, convnet)
-    with pytest.raises(InputError, match=r"xglacier\.features"):
-        segment(scene.to_dataset("channel"), convnet)
     with pytest.raises(DimensionError, match="dims"):
         segment(scene.isel(channel=0), convnet)
     with pytest.raises(InputError, match="'channel' coordinate"):
@@ -256,3 +255,22 @@ def test_threaded_scheduler_shared_model(scene, convnet):
     with dask.config.set(scheduler="threads", num_workers=2):
         a = segment(scene.chunk({"y": 40, "x": 40}), convnet, tile=32, overlap=8).probability.values
     np.testing.assert_array_equal(a, segment(scene, convnet, tile=32, overlap=8).probability.values)
+
+
+def test_dataset_input_builds_the_model_channels():
+    cube, truth = xglacier.synthetic_cube(shape=(48, 40), end="2020-03-01", max_shift=0)
+    ds = cube.drop_vars("qa_pixel")
+    torch.manual_seed(1)
+    model = ConvNet(channels=["green", "swir16", "ndsi", "elevation", "slope"], classes=CLASSES).eval()
+    out = segment(ds, model, tile=32, overlap=8, dem=truth.dem, time=0)
+    feats = xglacier.features(ds, bands=["green", "swir16"], indices=["ndsi"], dem=truth.dem, time=0)
+    assert feats["channel"].values.tolist() == list(model.channels)
+    want = segment(feats, model, tile=32, overlap=8)
+    np.testing.assert_array_equal(out.probability.values, want.probability.values)
+    np.testing.assert_array_equal(out.label.values, want.label.values)
+    with pytest.raises(InputError, match=r"terrain channel\(s\) \['elevation', 'slope'\]; pass dem="):
+        segment(ds, model, time=0)
+    with pytest.raises(InputError, match="swir16"):
+        segment(ds.drop_vars("swir16"), model, dem=truth.dem, time=0)
+    with pytest.raises(ParameterError, match="scene Dataset only"):
+        segment(feats, model, dem=truth.dem)

@@ -293,8 +293,24 @@ def _check_model(model: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(str(c) for c in model.channels), tuple(str(c) for c in model.classes)
 
 
-def segment(features: xr.DataArray, model: Any, tile: int = 512, overlap: int = 64, batch_size: int = 4,
-            device: str = "cpu", windows_per_chunk: int | None = None) -> xr.Dataset:
+def _features_for(ds: xr.Dataset, channels: Sequence[str], dem: Any, time: Any) -> xr.DataArray:
+    """The model's feature cube built from a scene Dataset (its bands, indices and terrain)."""
+    from .features import INDICES, features
+
+    names = [str(c) for c in channels]
+    terrain = [c for c in ("elevation", "slope") if c in names]
+    if terrain and dem is None:
+        raise InputError(f"segment: the model expects terrain channel(s) {terrain}; pass dem= (a DEM "
+                         "DataArray or raster path) to build them from the Dataset")
+    bands = [c for c in names if c in ds.data_vars and c not in INDICES and c not in terrain]
+    indices = [c for c in names if c in INDICES]
+    return features(ds, bands=bands, indices=indices, dem=dem if terrain else None,
+                    elevation="elevation" in names, slope="slope" in names, time=time)
+
+
+def segment(features: xr.DataArray | xr.Dataset, model: Any, tile: int = 512, overlap: int = 64,
+            batch_size: int = 4, device: str = "cpu", windows_per_chunk: int | None = None, *,
+            dem: Any = None, time: Any = None) -> xr.Dataset:
     """Segment a whole scene: class probabilities and labels from a tiled model, lazily.
 
     The model runs on ``tile`` x ``tile`` windows every ``tile - overlap`` pixels
@@ -311,6 +327,9 @@ def segment(features: xr.DataArray, model: Any, tile: int = 512, overlap: int = 
     features
         ``(channel, y, x)`` DataArray (e.g. from :func:`xglacier.features`) whose channel
         names equal ``model.channels`` in the same order; NaN allowed (the model imputes).
+        Or a scene Dataset of reflectance bands: the model's channels are then built from
+        it with :func:`xglacier.features` (bands, indices, and elevation / slope from
+        ``dem``), one scene picked by ``time`` when it has a time dimension.
     model
         A :class:`~xglacier.models.segbase.SegmentationModel` (``channels``, ``classes``,
         ``predict_proba``). It is put in eval mode (and moved to ``device``) when the
@@ -327,6 +346,8 @@ def segment(features: xr.DataArray, model: Any, tile: int = 512, overlap: int = 
         Windows per Dask block along y and x (default ``round(sqrt(batch_size))``): blocks
         are ``windows_per_chunk * (tile - overlap)`` pixels, aligned on the scene origin.
         Changes the float rounding order of the blend (not the windows nor the batches).
+    dem, time
+        Only for a Dataset input: passed to :func:`xglacier.features`.
 
     Returns
     -------
@@ -358,6 +379,11 @@ def segment(features: xr.DataArray, model: Any, tile: int = 512, overlap: int = 
     True
     """
     channels, classes = _check_model(model)
+    if isinstance(features, xr.Dataset):
+        features = _features_for(features, channels, dem, time)
+    elif dem is not None or time is not None:
+        raise ParameterError("segment: dem= and time= apply to a scene Dataset only; features is "
+                             "already a feature DataArray")
     features = check_features("segment", features, channels)
     for name, value, low in (("tile", tile, 1), ("overlap", overlap, 0), ("batch_size", batch_size, 1)):
         if not _is_int(value) or value < low:
