@@ -12,7 +12,7 @@ wrapping: patch cutting, batching, blending, xarray/Dask handling.
 * ``xglacier dask``: the same on a Dask-backed DataArray (chunks ``(1, y, x)``), then
   ``.compute()`` (threaded scheduler).
 * ``plain loop``: what a script without xglacier does: the same origins
-  (``xglacier.patches.positions(n, 50, 25)`` for y and x), patches sliced from the last 4
+  (``xglacier.forecasting.patches.positions(n, 50, 25)`` for y and x), patches sliced from the last 4
   frames with NumPy and stacked 256 at a time, the model called under
   ``torch.no_grad()``, each prediction added to a float64 numerator with the weight
   ``np.outer(h, h)``, ``h = np.hanning(52)[1:-1]`` (and the weight to a denominator) by a
@@ -57,8 +57,8 @@ import xarray as xr
 from _common import lowpass
 
 import xglacier
+from xglacier.forecasting.patches import positions
 from xglacier.models import SALSTM
-from xglacier.patches import positions
 
 STEPS, STRIDE, BATCH = 4, 25, 256
 

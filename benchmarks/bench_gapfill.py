@@ -58,7 +58,7 @@ from rasterio.fill import fillnodata
 from scipy import ndimage as ndi
 
 import xglacier
-from xglacier.kernels import paper_weights
+from xglacier.preprocess.kernels import paper_weights
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ATHABASCA = DATA / "athabasca" / "athabasca_2020229_B03_L30.tif"

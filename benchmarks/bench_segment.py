@@ -61,7 +61,7 @@ from _common import PeakRSS
 from torch import nn
 
 import xglacier
-from xglacier.models.segbase import SegmentationModel
+from xglacier.segmentation.models import SegmentationModel
 from xglacier.segmentation.segment import blend_weight, segment
 
 CHANNELS = ["blue", "green", "red", "nir08", "swir16", "swir22", "ndsi", "dem"]

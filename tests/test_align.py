@@ -215,7 +215,7 @@ def test_min_valid_and_few_scenes():
 
 @pytest.mark.parametrize("n", [1, 2, 7, 60])
 def test_nanmedian_kernel_matches_numpy(n):
-    from xglacier.kernels import nanmedian_first_axis
+    from xglacier.preprocess.kernels import nanmedian_first_axis
 
     rng = np.random.default_rng(n)
     a = rng.random((n, 500)).astype(np.float32)

@@ -16,8 +16,8 @@ from rasterio.warp import transform_bounds
 import xglacier
 from xglacier.errors import DimensionError, InputError, MissingBandError, ParameterError
 from xglacier.landsat import REFLECTANCE_BANDS
+from xglacier.preprocess.terrain import slope
 from xglacier.segmentation.features import features
-from xglacier.segmentation.terrain import slope
 
 from .conftest import ComputeForbidden, assert_same
 

@@ -9,7 +9,7 @@ import torch
 import xarray as xr
 
 import xglacier
-from xglacier.errors import DimensionError, InputError, ParameterError
+from xglacier.errors import DimensionError, InputError, NaNInPatchError, ParameterError
 from xglacier.models import (
     SALSTM,
     Climatology,
@@ -19,7 +19,6 @@ from xglacier.models import (
     Persistence,
     SeasonalPersistence,
 )
-from xglacier.patches import NaNInPatchError
 
 
 @pytest.mark.parametrize("cls, count", [(SALSTM, 200_072_500), (LSTMEncoderDecoder, 300_120_000),

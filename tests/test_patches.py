@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 
 import xglacier
-from xglacier.errors import DimensionError, InputError, ParameterError
-from xglacier.patches import NaNInPatchError, make_plan, positions
+from xglacier.errors import DimensionError, InputError, NaNInPatchError, ParameterError
+from xglacier.forecasting.patches import make_plan, positions
 
 
 def cube(nt=12, ny=40, nx=36, seed=0, chunks=None):

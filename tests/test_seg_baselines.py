@@ -9,7 +9,7 @@ import xarray as xr
 
 import xglacier
 from xglacier.errors import InputError, ParameterError
-from xglacier.segmentation.baselines import PixelClassifier, ndsi_rule, train_baselines
+from xglacier.segmentation.classical import PixelClassifier, ndsi_rule, train_baselines
 from xglacier.segmentation.metrics import confusion_matrix, relabel, scores
 
 from .conftest import ComputeForbidden

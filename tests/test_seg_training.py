@@ -9,8 +9,8 @@ import xarray as xr
 
 from xglacier.errors import DimensionError, InputError, ParameterError
 from xglacier.models import CombinedBinary, UNet
-from xglacier.models.checkpoint import CheckpointError, load_model, read_metadata, save_model
-from xglacier.segmentation.data import SegmentationTiles, segmentation_tiles
+from xglacier.nn.checkpoint import CheckpointError, load_model, read_metadata, save_model
+from xglacier.segmentation.tiles import SegmentationTiles, segmentation_tiles
 from xglacier.segmentation.train import fit_segmentation
 
 THREE = ["background", "clean_ice", "debris_covered_ice"]

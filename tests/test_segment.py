@@ -12,7 +12,7 @@ from torch import nn
 
 import xglacier
 from xglacier.errors import DimensionError, InputError, ParameterError
-from xglacier.models.segbase import SegmentationModel
+from xglacier.segmentation.models import SegmentationModel
 from xglacier.segmentation.segment import segment
 
 from .conftest import ComputeForbidden

@@ -11,17 +11,8 @@ from torch import nn
 
 import xglacier
 from xglacier.errors import InputError, ParameterError
+from xglacier.models import Climatology, Persistence, SeasonalPersistence  # noqa: F401
 from xglacier.training import TrainingDivergedError, evaluate, fit
-
-try:  # the baselines live in the models package (tests needing them skip without it)
-    from xglacier.models import Climatology, Persistence, SeasonalPersistence  # noqa: F401
-
-    HAVE_MODELS = True
-except ImportError:
-    HAVE_MODELS = False
-
-needs_models = pytest.mark.skipif(not HAVE_MODELS, reason="xglacier.models baselines not importable")
-
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -204,7 +195,6 @@ def test_fit_refuses_baselines_and_mismatched_models():
         fit(TinyNet(), np.zeros((3, 2, 8, 8)), progress=False)
 
 
-@needs_models
 def test_fit_refuses_library_baseline():
     ps = xglacier.patches(trend_cube(), size=8, stride=4, n_in=2, n_out=2)
     with pytest.raises(ParameterError, match="Persistence"):
@@ -301,7 +291,6 @@ def test_evaluate_errors():
         evaluate({"m": "persistence"}, ps, baselines=False)
 
 
-@needs_models
 def test_evaluate_includes_baselines_computed_by_hand():
     ps = xglacier.patches(random_cube(nt=12), size=4, stride=4, n_in=4, n_out=2)
     table = evaluate({"last": Last(n_in=4)}, ps, n_boot=200)
@@ -329,7 +318,6 @@ def test_evaluate_includes_baselines_computed_by_hand():
         evaluate({"persistence": Last(n_in=4)}, ps)
 
 
-@needs_models
 def test_seasonal_baseline_needs_a_year_of_inputs():
     monthly = xglacier.patches(random_cube(nt=10, freq="MS"), size=4, stride=4, n_in=4, n_out=2)
     assert "seasonal_persistence" not in set(evaluate(None, monthly, n_boot=0).model)

@@ -8,7 +8,7 @@ from torch import nn
 
 from xglacier.errors import InputError, ParameterError
 from xglacier.models import MODEL_CLASSES, CombinedBinary, SegmentationModel, UNet
-from xglacier.models.checkpoint import load_model, save_model
+from xglacier.nn.checkpoint import load_model, save_model
 from xglacier.segmentation.losses import binary_dice_loss, dice_loss, l1_penalty, segmentation_loss
 
 BANDS = ["blue", "green", "red", "nir08", "swir16", "swir22", "ndsi", "ndwi", "ndvi", "elevation", "slope"]

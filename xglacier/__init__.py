@@ -14,35 +14,36 @@ import rioxarray  # noqa: F401  (registers the .rio accessor used on every outpu
 from . import errors
 from .accessor import GlacierAccessor
 from .datasets import open_sample, synthetic_cube
-from .forecast import forecast
+from .forecasting.forecast import forecast
+from .forecasting.patches import PatchPlan, PatchSet, assemble, patches
 from .io.stac import load, search
 from .io.store import to_netcdf, to_zarr
 from .motion import flow, plot_flow
-from .patches import PatchPlan, PatchSet, assemble, patches
 from .preprocess.align import align_ecc, apply_warps, estimate_ecc
 from .preprocess.composite import composite
 from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi, normalized_difference
 from .preprocess.masks import decode_qa, mask_clouds, snow_mask
 from .preprocess.scenes import filter_scenes, missing_fraction
-from .segmentation.baselines import PixelClassifier, ndsi_rule, train_baselines
+from .preprocess.terrain import slope
+from .segmentation.classical import PixelClassifier, ndsi_rule, train_baselines
 from .segmentation.features import features
 from .segmentation.labels import geodesic_area, polygonize, rasterize, write_vector
 from .segmentation.metrics import confusion_matrix, evaluate_segmentation, relabel, scores
 from .segmentation.segment import segment
-from .segmentation.terrain import slope
 
 # Modules that import torch load on first use, so that `import xglacier` stays light.
 _LAZY = {
-    "fit": "xglacier.training",
-    "evaluate": "xglacier.training",
-    "save_model": "xglacier.models.checkpoint",
-    "load_model": "xglacier.models.checkpoint",
+    "fit": "xglacier.forecasting.train",
+    "evaluate": "xglacier.forecasting.train",
+    "save_model": "xglacier.nn.checkpoint",
+    "load_model": "xglacier.nn.checkpoint",
     "models": "xglacier.models",
     "training": "xglacier.training",
+    "nn": "xglacier.nn",
     "fit_segmentation": "xglacier.segmentation.train",
-    "segmentation_tiles": "xglacier.segmentation.data",
-    "SegmentationTiles": "xglacier.segmentation.data",
+    "segmentation_tiles": "xglacier.segmentation.tiles",
+    "SegmentationTiles": "xglacier.segmentation.tiles",
 }
 
 

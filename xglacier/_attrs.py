@@ -1,13 +1,20 @@
-"""Attribute conventions: CF names for derived products and parameter provenance."""
+"""Attribute conventions: CF names of derived products, provenance and georeferencing.
+
+Every output of xglacier gets its ``history`` line from :func:`with_history` and its CRS
+from :func:`georeference`; no module sets ``grid_mapping`` or ``spatial_ref`` by hand.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import rioxarray  # noqa: F401  (the .rio accessor used by georeference)
 import xarray as xr
 
 from . import __version__
+
+GRID_MAPPING = "spatial_ref"
 
 
 def _plain(value: Any) -> Any:
@@ -25,12 +32,60 @@ def provenance(op: str, **params: Any) -> str:
     return f"xglacier {__version__} {op} {args}"
 
 
-def with_history(attrs: dict[str, Any], op: str, **params: Any) -> dict[str, Any]:
-    """Return a copy of ``attrs`` with a provenance line appended to ``history``."""
+def with_history(attrs: dict[str, Any], op: str, *, source: Any = None, **params: Any) -> dict[str, Any]:
+    """Return a copy of ``attrs`` with a provenance line appended to ``history``.
+
+    ``source`` (an xarray object or an attrs mapping) gives the history to carry forward
+    when ``attrs`` are fresh ones.
+
+    Examples
+    --------
+    >>> a = with_history({}, "ndsi", clip=True)
+    >>> b = with_history({"units": "1"}, "composite", source=a, freq="3MS")
+    >>> [line.split()[2] for line in b["history"].splitlines()], b["units"]
+    (['ndsi', 'composite'], '1')
+    """
     out = dict(attrs)
+    if source is not None and not out.get("history"):
+        carried = (source if isinstance(source, dict) else getattr(source, "attrs", {})).get("history")
+        if carried:
+            out["history"] = carried
     line = provenance(op, **params)
     out["history"] = f"{out['history']}\n{line}" if out.get("history") else line
     return out
+
+
+def georeference(out: xr.DataArray | xr.Dataset, like: xr.DataArray | xr.Dataset | None
+                 ) -> xr.DataArray | xr.Dataset:
+    """Give ``out`` the CRS of ``like``: its ``spatial_ref`` coordinate and ``grid_mapping``.
+
+    Only where ``like`` has a CRS: otherwise any ``grid_mapping`` encoding ``out`` holds
+    is removed, so that no output points to a coordinate that is not there. The grid
+    mapping is written through rioxarray (``ds.rio.crs`` works on every output).
+
+    Examples
+    --------
+    >>> import numpy as np, rioxarray
+    >>> src = xr.DataArray(np.zeros((2, 2)), dims=("y", "x"), coords={"y": [1.0, 0.0], "x": [0.0, 1.0]})
+    >>> out = georeference(src * 2, src.rio.write_crs("EPSG:32643"))
+    >>> str(out.rio.crs), out.encoding["grid_mapping"]
+    ('EPSG:32643', 'spatial_ref')
+    >>> "grid_mapping" in georeference(out, src).encoding
+    False
+    """
+    crs = None if like is None else like.rio.crs
+    if crs is None:
+        if isinstance(out, xr.Dataset):
+            for var in out.data_vars.values():
+                var.encoding.pop("grid_mapping", None)
+        else:
+            out.encoding.pop("grid_mapping", None)
+        return out
+    if GRID_MAPPING in like.coords:
+        # the source's own coordinate keeps its GeoTransform and exact WKT
+        out = out.assign_coords({GRID_MAPPING: like.coords[GRID_MAPPING]})
+        return out.rio.write_grid_mapping(GRID_MAPPING)
+    return out.rio.write_crs(crs, grid_mapping_name=GRID_MAPPING)
 
 
 def product(
@@ -53,5 +108,5 @@ def product(
     attrs = with_history(attrs, op, **params)
     out = da.rename(name)
     out.attrs = attrs
-    out.encoding = {k: v for k, v in da.encoding.items() if k == "grid_mapping"}
-    return out
+    out.encoding = {}
+    return georeference(out, da)

@@ -7,7 +7,11 @@ array are added to the graph and raise when the data is computed.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import functools
+import math
+import warnings
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import dask.array as dsa
 import numpy as np
@@ -18,14 +22,18 @@ from .errors import (
     DimensionError,
     InputError,
     MissingBandError,
+    ParameterError,
     ReflectanceRangeError,
     TimeAxisError,
+    XGlacierDeprecationWarning,
 )
 from .landsat import REFLECTANCE_RANGE
 
 # A little slack around the C2 L2 range: resampling and noise can overshoot slightly,
 # while raw DNs (thousands) or percent reflectance (tens) are far outside.
 _RANGE_SLACK = 0.05
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def get_band(ds: xr.Dataset | xr.DataArray, name: Hashable, role: str = "band") -> xr.DataArray:
@@ -118,3 +126,200 @@ def check_reflectance(da: xr.DataArray) -> xr.DataArray:
         return da.copy(data=checked)
     _range_check_block(np.asarray(da.data), name, lo, hi)
     return da
+
+
+# -- keyword values -------------------------------------------------------------------------
+# One set of checks for every public function, so that the same kind of keyword is
+# accepted and refused the same way everywhere: integers accept NumPy integers and refuse
+# bools and floats; numbers refuse bools, NaN and infinity; flags accept only bools.
+
+
+def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"> {low}" if low_open else f">= {low}")
+    if high is not None:
+        parts.append(f"< {high}" if high_open else f"<= {high}")
+    return " and ".join(parts)
+
+
+def _in_range(value: float, low: float | None, high: float | None, low_open: bool,
+              high_open: bool) -> bool:
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return not (high is not None and (value >= high if high_open else value > high))
+
+
+def check_int(func: str, label: str, value: Any, *, low: int | None = None, high: int | None = None,
+              allow_none: bool = False) -> int | None:
+    """Return ``value`` as a Python ``int``, or raise :class:`ParameterError`.
+
+    Python and NumPy integers are accepted; ``bool`` (``True`` is not 1 pixel), floats and
+    strings are refused, and so are values outside ``[low, high]``.
+
+    Examples
+    --------
+    >>> check_int("patches", "size", np.int64(8), low=1)
+    8
+    >>> check_int("flow", "levels", True, low=1)
+    Traceback (most recent call last):
+    ...
+    xglacier.errors.ParameterError: flow: levels=True; expected an integer >= 1
+    """
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not _in_range(value, low, high, False, False):
+        bound = _bounds(low, high, False, False)
+        raise ParameterError(f"{func}: {label}={value!r}; expected an integer{' ' + bound if bound else ''}"
+                             + (" or None" if allow_none else ""))
+    return int(value)
+
+
+def check_number(func: str, label: str, value: Any, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False, high_open: bool = False,
+                 integer: bool = False, allow_none: bool = False) -> float | int | None:
+    """Return ``value`` as a finite Python number in range, or raise :class:`ParameterError`.
+
+    With ``integer=True`` this is :func:`check_int` (open bounds are made closed by one).
+
+    Examples
+    --------
+    >>> check_number("fit", "lr", np.float32(0.5), low=0, low_open=True)
+    0.5
+    >>> check_number("fit", "lr", float("nan"), low=0)
+    Traceback (most recent call last):
+    ...
+    xglacier.errors.ParameterError: fit: lr=nan; expected a finite number >= 0
+    """
+    if integer:
+        lo = None if low is None else (math.floor(low) + 1 if low_open else math.ceil(low))
+        hi = None if high is None else (math.ceil(high) - 1 if high_open else math.floor(high))
+        return check_int(func, label, value, low=lo, high=hi, allow_none=allow_none)
+    if value is None and allow_none:
+        return None
+    ok = (isinstance(value, (int, float, np.integer, np.floating))
+          and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
+    if not ok or not _in_range(value, low, high, low_open, high_open):
+        bound = _bounds(low, high, low_open, high_open)
+        raise ParameterError(f"{func}: {label}={value!r}; expected a finite number"
+                             f"{' ' + bound if bound else ''}" + (" or None" if allow_none else ""))
+    return float(value) if isinstance(value, (float, np.floating)) else int(value)
+
+
+def check_flag(func: str, label: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (Python or NumPy), else raise :class:`ParameterError`.
+
+    Examples
+    --------
+    >>> check_flag("ndsi", "clip", 1)
+    Traceback (most recent call last):
+    ...
+    xglacier.errors.ParameterError: ndsi: clip=1; expected True or False
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{func}: {label}={value!r}; expected True or False")
+    return bool(value)
+
+
+def check_choice(func: str, label: str, value: Any, choices: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise :class:`ParameterError`.
+
+    Examples
+    --------
+    >>> check_choice("forecast", "nan", "drop", ("raise", "fill"))
+    Traceback (most recent call last):
+    ...
+    xglacier.errors.ParameterError: forecast: nan='drop'; expected one of 'raise', 'fill'
+    """
+    options = tuple(choices)
+    if isinstance(value, Hashable) and not isinstance(value, (bool, np.bool_)) and value in options:
+        return value
+    raise ParameterError(f"{func}: {label}={value!r}; expected one of "
+                         + ", ".join(repr(c) for c in options))
+
+
+def check_samples(func: str, label: str, samples: Any, kind: type, what: str,
+                  allow_none: bool = False) -> None:
+    """:class:`InputError` unless ``samples`` is a non-empty ``kind`` (``what`` names it)."""
+    if samples is None and allow_none:
+        return
+    if not isinstance(samples, kind):
+        raise InputError(f"{func}: {label} is a {type(samples).__name__}; expected {what}")
+    if len(samples) == 0:
+        raise InputError(f"{func}: {label} has no samples" + (
+            "; pass val=None to train without validation" if label == "val" else ""))
+
+
+def check_bands(func: str, ds: Any, bands: Any, *, default: Sequence[Hashable] | None = None,
+                role: str = "band") -> list[Hashable]:
+    """The ``bands=`` keyword of Dataset functions, as a list of variables present in ``ds``.
+
+    ``bands`` is one name or a sequence of names; ``None`` means ``default`` (or every
+    data variable when there is no default). Missing names raise
+    :class:`MissingBandError`, naming the function and the variables present.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"green": ("x", [1.0]), "swir16": ("x", [2.0])})
+    >>> check_bands("mask_clouds", ds, "green")
+    ['green']
+    >>> check_bands("mask_clouds", ds, ["red"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xglacier.errors.MissingBandError: mask_clouds: band 'red' is not a variable ... ['green', 'swir16']
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise InputError(f"{func}: expected a Dataset with one variable per band, got "
+                         f"{type(ds).__name__}" + (f" named {ds.name!r}" if hasattr(ds, "name") else ""))
+    if bands is None:
+        names = list(default) if default is not None else list(ds.data_vars)
+    elif isinstance(bands, str) or not isinstance(bands, Iterable):
+        names = [bands]
+    else:
+        names = list(bands)
+    if not names:
+        raise ParameterError(f"{func}: bands={bands!r}; expected at least one band")
+    for name in names:
+        if not isinstance(name, Hashable) or name not in ds.data_vars:
+            raise MissingBandError(
+                f"{func}: {role} {name!r} is not a variable of the Dataset; variables present: "
+                f"{sorted(map(str, ds.data_vars))}"
+            )
+    return names
+
+
+def renamed_keywords(**renames: str) -> Callable[[F], F]:
+    """Decorator: accept old keyword names with a :class:`XGlacierDeprecationWarning`.
+
+    ``@renamed_keywords(band="bands")`` lets ``f(ds, band="nir08")`` work as
+    ``f(ds, bands="nir08")`` for one more release; passing both raises.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> @renamed_keywords(band="bands")
+    ... def f(ds, *, bands=None):
+    ...     return bands
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     f(None, band="nir08"), w[0].category.__name__
+    ('nir08', 'XGlacierDeprecationWarning')
+    """
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise ParameterError(f"{func.__name__}: {old}= and {new}= given together; "
+                                             f"{old}= is the old name of {new}=, pass only {new}=")
+                    warnings.warn(f"{func.__name__}: {old}= is deprecated, use {new}= "
+                                  "(the old name will be removed in xglacier 0.3)",
+                                  XGlacierDeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -12,17 +12,17 @@ from typing import Any
 
 import xarray as xr
 
-from .forecast import forecast
+from .forecasting.forecast import forecast
+from .forecasting.patches import patches
 from .io.store import to_netcdf, to_zarr
 from .motion import flow, plot_flow
-from .patches import patches
 from .preprocess.align import align_ecc, apply_warps, estimate_ecc
 from .preprocess.composite import composite
 from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi
 from .preprocess.masks import decode_qa, mask_clouds, snow_mask
 from .preprocess.scenes import filter_scenes, missing_fraction
-from .segmentation.baselines import ndsi_rule
+from .segmentation.classical import ndsi_rule
 from .segmentation.features import features
 from .segmentation.labels import polygonize
 from .segmentation.segment import segment

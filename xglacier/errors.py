@@ -50,6 +50,22 @@ class ParameterError(XGlacierError, ValueError):
     """A keyword argument has an invalid value."""
 
 
+class NaNInPatchError(InputError):
+    """A gathered patch sample contains NaN and ``nan="raise"`` was asked."""
+
+
+class TrainingDivergedError(XGlacierError, FloatingPointError):
+    """The training loss became NaN or infinite (the best weights so far are restored)."""
+
+
+class CheckpointError(XGlacierError):
+    """A checkpoint cannot be written or read, or does not match the data it is used on."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """One of the two files of a checkpoint is missing."""
+
+
 class XGlacierWarning(UserWarning):
     """Base class of warnings issued by xglacier."""
 
@@ -71,6 +87,18 @@ class AssetError(XGlacierError):
 
 class StoreError(XGlacierError):
     """A NetCDF or Zarr store cannot be written as asked (exists, or does not match on append)."""
+
+
+class XGlacierDeprecationWarning(XGlacierWarning, FutureWarning):
+    """A keyword or function was renamed; the old name still works for now."""
+
+
+class AlignmentWarning(XGlacierWarning):
+    """Some scenes could not be aligned and were kept unwarped."""
+
+
+class PixelUnitsWarning(XGlacierWarning):
+    """Velocities could not be put in metres (no CRS, or a geographic one)."""
 
 
 class SkippedSceneWarning(XGlacierWarning):

@@ -13,13 +13,9 @@ import xarray as xr
 
 from ._attrs import with_history
 from ._validate import check_spatial
-from .errors import DimensionError, InputError, ParameterError, XGlacierWarning
+from .errors import DimensionError, InputError, ParameterError, PixelUnitsWarning
 
 SECONDS_PER_YEAR = 365.25 * 86400
-
-
-class PixelUnitsWarning(XGlacierWarning):
-    """Velocities could not be put in metres (no CRS, or a geographic one)."""
 
 
 def _farneback_pair(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> np.ndarray:

@@ -1,30 +1,31 @@
-"""Models: forecasting (SA-LSTM-H, LSTM encoder-decoder, ConvLSTM, naive baselines) and
-segmentation (U-Net, two binary models combined).
+"""All models in one namespace (kept for user code written before the stage folders).
 
-Forecasting models share one interface (:class:`~xglacier.models.base.ForecastModel`):
-``model(x)`` maps ``(batch, n_in, P, P)`` to ``(batch, n_out, P, P)``. Segmentation models
-share :class:`~xglacier.models.segbase.SegmentationModel`: ``predict_proba(features)``
-maps raw ``(batch, channel, y, x)`` features to class probabilities ``(batch, class, y, x)``.
+The forecasting models live in :mod:`xglacier.forecasting.models`, the segmentation
+models in :mod:`xglacier.segmentation.models`, checkpoints in :mod:`xglacier.nn`.
+
+>>> from xglacier.models import SALSTM, UNet
+>>> SALSTM.__module__, UNet.__module__
+('xglacier.forecasting.models.salstm', 'xglacier.segmentation.models.unet')
 """
 
-from .base import ForecastModel
-from .baselines import Climatology, LinearTrend, Persistence, SeasonalPersistence
-from .checkpoint import CheckpointError, CheckpointNotFoundError, load_model, save_model
-from .convlstm import ConvLSTM
-from .lstm import LSTMEncoderDecoder
-from .salstm import SALSTM
-from .segbase import SegmentationModel
-from .unet import CombinedBinary, UNet
+from ..errors import CheckpointError, CheckpointNotFoundError
+from ..forecasting.models import (
+    BASELINES,
+    SALSTM,
+    Climatology,
+    ConvLSTM,
+    ForecastModel,
+    LinearTrend,
+    LSTMEncoderDecoder,
+    Persistence,
+    SeasonalPersistence,
+)
+from ..nn.checkpoint import load_model, save_model
+from ..nn.registry import registered_models
+from ..segmentation.models import CombinedBinary, SegmentationModel, UNet
 
 #: Every model class by name (what checkpoints refer to).
-MODEL_CLASSES: dict[str, type[ForecastModel] | type[SegmentationModel]] = {
-    cls.__name__: cls
-    for cls in (SALSTM, LSTMEncoderDecoder, ConvLSTM, Persistence, SeasonalPersistence,
-                Climatology, LinearTrend, UNet, CombinedBinary)
-}
-
-#: The naive baselines every evaluation reports.
-BASELINES = (Persistence, SeasonalPersistence, Climatology, LinearTrend)
+MODEL_CLASSES = registered_models()
 
 __all__ = [
     "BASELINES",

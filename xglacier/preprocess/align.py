@@ -18,8 +18,8 @@ import xarray as xr
 
 from .._attrs import with_history
 from .._validate import check_spatial, check_time, get_band
-from ..errors import DimensionError, InputError, MissingBandError, ParameterError, XGlacierWarning
-from ..kernels import nanmedian_first_axis
+from ..errors import AlignmentWarning, DimensionError, InputError, MissingBandError, ParameterError
+from .kernels import nanmedian_first_axis
 
 MOTIONS = {
     "translation": cv2.MOTION_TRANSLATION,
@@ -32,10 +32,6 @@ _INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv
 DEFAULT_ALIGN_BANDS = ("nir08", "swir16", "red", "green", "blue", "swir22")
 # one row of the per-scene parameter block: 9 warp entries, correlation, converged flag
 _NPAR = 11
-
-
-class AlignmentWarning(XGlacierWarning):
-    """Some scenes could not be aligned and were kept unwarped."""
 
 
 # -- per-frame numerics (plain NumPy / OpenCV) ---------------------------------------------

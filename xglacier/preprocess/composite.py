@@ -8,11 +8,11 @@ import dask.array as dsa
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numba import njit
 
 from .._attrs import with_history
 from .._validate import check_spatial, check_time
 from ..errors import ParameterError
+from .kernels import interp_time
 
 _REDUCERS = {
     "mean": np.nanmean,
@@ -62,30 +62,10 @@ def _reduce_block(block: np.ndarray, how: str) -> np.ndarray:
     return out
 
 
-@njit(nogil=True, cache=True)
-def _interp_time_kernel(stack, t):  # pragma: no cover - compiled
-    nt, ny, nx = stack.shape
-    out = stack.copy()
-    for i in range(ny):
-        for j in range(nx):
-            prev = -1
-            for k in range(nt):
-                if np.isnan(stack[k, i, j]):
-                    continue
-                if prev >= 0 and k - prev > 1:
-                    a = stack[prev, i, j]
-                    b = stack[k, i, j]
-                    for m in range(prev + 1, k):
-                        f = (t[m] - t[prev]) / (t[k] - t[prev])
-                        out[m, i, j] = a + f * (b - a)
-                prev = k
-    return out
-
-
 def _interp_block(block: np.ndarray, t: np.ndarray) -> np.ndarray:
     shape = block.shape
     flat = np.ascontiguousarray(block.reshape((shape[0], -1, shape[-1])))
-    return _interp_time_kernel(flat, t).reshape(shape)
+    return interp_time(flat, t).reshape(shape)
 
 
 def _composite_array(

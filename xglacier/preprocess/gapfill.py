@@ -14,7 +14,7 @@ import xarray as xr
 from .._attrs import with_history
 from .._validate import check_spatial, check_time, get_band
 from ..errors import EmptySceneError, InputError, ParameterError
-from ..kernels import fill_gaps_stack, paper_weights
+from .kernels import fill_gaps_stack, paper_weights
 
 
 def _fill_block(block: np.ndarray, weights: np.ndarray, max_iter: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from .._validate import check_reflectance, get_band
 from ..errors import DimensionError, InputError, MissingBandError, ParameterError
 from ..landsat import REFLECTANCE_BANDS
 from ..preprocess.indices import ndsi, ndvi, ndwi
-from .terrain import slope as _slope
+from ..preprocess.terrain import slope as terrain_slope
 
 #: Spectral indices :func:`features` knows, with the function computing each.
 INDICES: dict[str, Any] = {
@@ -308,7 +308,7 @@ def features(
             channels.append(z_data)
             units.append("m")
         if slope:
-            channels.append(_slope(grid).data)
+            channels.append(terrain_slope(grid).data)
             units.append("degree")
 
     lazy = any(isinstance(c, dsa.Array) for c in channels)

@@ -227,7 +227,7 @@ def segmentation_loss(
     Parameters
     ----------
     model
-        A :class:`~xglacier.models.segbase.SegmentationModel`: its ``probabilities`` turns
+        A :class:`~xglacier.segmentation.models.SegmentationModel`: its ``probabilities`` turns
         logits into probabilities, and a ``binary_head`` model gets the binary Dice (of the
         positive class) and the binary cross-entropy.
     loss

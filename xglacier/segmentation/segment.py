@@ -1,6 +1,6 @@
 """Lazy, chunk-invariant segmentation of a whole scene with a tiled model.
 
-:func:`segment` runs a :class:`~xglacier.models.segbase.SegmentationModel` over a
+:func:`segment` runs a :class:`~xglacier.segmentation.models.SegmentationModel` over a
 ``(channel, y, x)`` feature cube in overlapping windows and blends the class
 probabilities of overlapping windows with a smooth weight, lazily over Dask blocks.
 
@@ -289,7 +289,7 @@ def _check_model(model: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     for attr in ("channels", "classes", "predict_proba"):
         if not hasattr(model, attr):
             raise ParameterError(f"segment: model {type(model).__name__} has no {attr!r}; expected a "
-                                 "SegmentationModel (xglacier.models.segbase)")
+                                 "SegmentationModel (xglacier.segmentation.models)")
     return tuple(str(c) for c in model.channels), tuple(str(c) for c in model.classes)
 
 
@@ -331,7 +331,7 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, tile: int = 512, ov
         it with :func:`xglacier.features` (bands, indices, and elevation / slope from
         ``dem``), one scene picked by ``time`` when it has a time dimension.
     model
-        A :class:`~xglacier.models.segbase.SegmentationModel` (``channels``, ``classes``,
+        A :class:`~xglacier.segmentation.models.SegmentationModel` (``channels``, ``classes``,
         ``predict_proba``). It is put in eval mode (and moved to ``device``) when the
         graph runs, and enters the graph once (``dask.delayed(model, pure=False)``).
     tile
@@ -360,7 +360,7 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, tile: int = 512, ov
     Examples
     --------
     >>> import numpy as np, torch, xarray as xr
-    >>> from xglacier.models.segbase import SegmentationModel
+    >>> from xglacier.segmentation.models import SegmentationModel
     >>> class Pointwise(SegmentationModel):
     ...     def __init__(self, **kw):
     ...         super().__init__(**kw)

@@ -14,18 +14,19 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .._validate import check_number, check_samples
 from ..errors import InputError, ParameterError
-from ..models.segbase import SegmentationModel
-from ..models.unet import CombinedBinary
-from ..training import _check_number, _check_samples, _device, _train_epochs
-from .data import SegmentationTiles
+from ..nn.loop import model_device, train_epochs
 from .losses import LOSSES, l1_penalty, segmentation_loss
+from .models.base import SegmentationModel
+from .models.unet import CombinedBinary
+from .tiles import SegmentationTiles
 
 __all__ = ["fit_segmentation"]
 
 
 def _check_tiles(label: str, tiles: Any, model: SegmentationModel, allow_none: bool = False) -> None:
-    _check_samples("fit_segmentation", label, tiles, SegmentationTiles,
+    check_samples("fit_segmentation", label, tiles, SegmentationTiles,
                    "SegmentationTiles (segmentation_tiles(...) or its .split())", allow_none)
     if tiles is None:
         return
@@ -69,7 +70,7 @@ def fit_segmentation(
     Parameters
     ----------
     model
-        A :class:`~xglacier.models.segbase.SegmentationModel` (e.g.
+        A :class:`~xglacier.segmentation.models.SegmentationModel` (e.g.
         :class:`~xglacier.models.UNet`) with the tiles' channels (same order) and classes.
         A :class:`~xglacier.models.CombinedBinary` is trained part by part instead.
     train, val
@@ -124,7 +125,7 @@ def fit_segmentation(
     --------
     >>> import numpy as np, xarray as xr
     >>> from xglacier.models import UNet
-    >>> from xglacier.segmentation.data import segmentation_tiles
+    >>> from xglacier.segmentation.tiles import segmentation_tiles
     >>> rng = np.random.default_rng(0)
     >>> bright = rng.random((1, 32, 32), dtype="f4")
     >>> f = xr.DataArray(bright, dims=("channel", "y", "x"),
@@ -149,15 +150,15 @@ def fit_segmentation(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ParameterError(f"{func}: model {type(model).__name__!r} has no trainable parameters")
-    _check_number(func, "epochs", epochs, low=1, integer=True)
-    _check_number(func, "batch_size", batch_size, low=1, integer=True)
-    _check_number(func, "lr", lr, low=0, low_open=True)
-    _check_number(func, "l1", l1, low=0)
+    check_number(func, "epochs", epochs, low=1, integer=True)
+    check_number(func, "batch_size", batch_size, low=1, integer=True)
+    check_number(func, "lr", lr, low=0, low_open=True)
+    check_number(func, "l1", l1, low=0)
     if patience is not None:
-        _check_number(func, "patience", patience, low=1, integer=True)
+        check_number(func, "patience", patience, low=1, integer=True)
     if clip is not None:
-        _check_number(func, "clip", clip, low=0, low_open=True)
-    _check_number(func, "seed", seed, low=0, integer=True)
+        check_number(func, "clip", clip, low=0, low_open=True)
+    check_number(func, "seed", seed, low=0, integer=True)
     if loss not in LOSSES:
         raise ParameterError(f"{func}: loss={loss!r}; expected one of {list(LOSSES)}")
     _check_tiles("train", train, model)
@@ -170,7 +171,7 @@ def fit_segmentation(
     if statistics:
         model.set_statistics(*train.statistics())
     model.set_patch_size(train.size)
-    device = _device(model)
+    device = model_device(model)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
         xb, yb = (t.to(device) for t in batch)
@@ -187,7 +188,7 @@ def fit_segmentation(
                 count += len(xb)
         return total / count
 
-    history = _train_epochs(
+    history = train_epochs(
         func, model, params,
         setup=lambda: (torch.optim.Adam(params, lr=lr),
                        train.to_torch(batch_size=batch_size, shuffle=True, seed=int(seed),

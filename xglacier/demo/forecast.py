@@ -18,12 +18,13 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, epochs: int = 15, seed: int
     """
     import torch
 
-    from .forecast import forecast
-    from .io.store import to_zarr
-    from .models import SALSTM, save_model
-    from .motion import flow
-    from .patches import patches
-    from .training import evaluate, fit
+    from ..forecasting.forecast import forecast
+    from ..forecasting.models import SALSTM
+    from ..forecasting.patches import patches
+    from ..forecasting.train import evaluate, fit
+    from ..io.store import to_zarr
+    from ..motion import flow
+    from ..nn.checkpoint import save_model
 
     torch.manual_seed(seed)
     model = SALSTM(preset="small")
@@ -91,7 +92,7 @@ def _forecast_flow_png(out: Path, vel: xr.Dataset, fc: xr.DataArray) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .motion import plot_flow
+    from ..motion import plot_flow
 
     n = vel.sizes["pair"]
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 4.2), constrained_layout=True, squeeze=False)

@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import DimensionError, InputError, ParameterError
-from ..patches import PatchLoader
+from ..nn.batches import BatchLoader
 
 __all__ = ["DEFAULT_CLASSES", "IGNORE", "SegmentationTiles", "segmentation_tiles"]
 
@@ -492,14 +492,14 @@ class SegmentationTiles:
         return mean, np.where(std > 0, std, 1.0)
 
     def to_torch(self, batch_size: int = 8, shuffle: bool = False, seed: int | None = None,
-                 augment: bool = False, drop_last: bool = False) -> PatchLoader:
+                 augment: bool = False, drop_last: bool = False) -> BatchLoader:
         """Iterable of ``(features float32 (B, C, P, P), labels int64 (B, P, P))`` torch batches.
 
         ``augment=True`` turns each tile by a random element of the square's symmetry
         group (rotations by 90 degrees, flips): glaciers have no preferred orientation on
         the image grid, and every channel (bands, indices, elevation, slope magnitude)
-        is invariant under these. Batches are gathered one at a time by the loader of
-        :meth:`xglacier.PatchSet.to_torch`; with a ``seed`` the order and the turns repeat.
+        is invariant under these. Batches are gathered one at a time by
+        :class:`xglacier.nn.batches.BatchLoader`; with a ``seed`` the order and the turns repeat.
 
         Examples
         --------
@@ -512,11 +512,11 @@ class SegmentationTiles:
         ((3, 2, 4, 4), 'torch.int64')
         """
         source = _Batches(self, augment, None if seed is None else [int(seed), 1])
-        return PatchLoader(source, batch_size, shuffle, seed, drop_last)  # duck-typed: len(), gather()
+        return BatchLoader(source, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
 
 class _Batches:
-    """What :class:`~xglacier.patches.PatchLoader` gathers from: tiles as (float32, int64), turned."""
+    """What :class:`~xglacier.nn.batches.BatchLoader` gathers from: tiles as (float32, int64), turned."""
 
     def __init__(self, tiles: SegmentationTiles, augment: bool, seed: Any) -> None:
         self.tiles, self.augment = tiles, bool(augment)

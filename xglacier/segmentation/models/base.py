@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError, ParameterError
+from ...errors import InputError, ParameterError
 
 __all__ = ["SegmentationModel"]
 

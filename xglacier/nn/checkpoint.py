@@ -40,7 +40,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from xglacier.errors import ParameterError, XGlacierError
+from ..errors import CheckpointError, CheckpointNotFoundError, ParameterError, XGlacierError
+from .registry import registered_models
 
 __all__ = [
     "FORMAT",
@@ -59,14 +60,6 @@ FORMAT = "xglacier-model"
 FORMAT_VERSION = 1
 
 _SUFFIXES = (".json", ".safetensors")
-
-
-class CheckpointError(XGlacierError):
-    """A checkpoint cannot be written or read, or does not match the data it is used on."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """One of the two files of a checkpoint is missing."""
 
 
 # -- paths and atomic writes ----------------------------------------------------------------
@@ -295,7 +288,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     >>> read_metadata("nowhere/model")
     Traceback (most recent call last):
     ...
-    xglacier.models.checkpoint.CheckpointNotFoundError: checkpoint metadata nowhere/model.json does not exist
+    xglacier.errors.CheckpointNotFoundError: checkpoint metadata nowhere/model.json does not exist
     """
     json_path, _ = checkpoint_paths(path)
     if not json_path.is_file():
@@ -325,7 +318,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _expected(expect: Any) -> dict[str, Any]:
     """What ``expect`` says the data looks like: patch_size, n_in, n_out, variable, channels, classes."""
-    from xglacier.patches import PatchSet  # late: avoid a cycle when xglacier imports models
+    from xglacier.forecasting.patches import PatchSet  # late: avoid a cycle when xglacier imports models
 
     if isinstance(expect, PatchSet):
         p = expect.plan
@@ -398,7 +391,8 @@ def load_model(
         ``variable``, ``channels``, ``classes``. A variable is compared only when both
         the checkpoint and ``expect`` name one.
     model_classes
-        ``{class name: class}`` to rebuild from; default ``xglacier.models.MODEL_CLASSES``.
+        ``{class name: class}`` to rebuild from; default every class registered with
+        :func:`xglacier.nn.register_model`.
     device
         Where the weights are loaded.
 
@@ -425,11 +419,7 @@ def load_model(
     if expect is not None:
         _check_expect(meta, expect, json_path)
     if model_classes is None:
-        try:
-            from xglacier.models import MODEL_CLASSES as model_classes
-        except ImportError as err:
-            raise CheckpointError(f"load_model: cannot import the model registry "
-                                  f"xglacier.models.MODEL_CLASSES ({err})") from err
+        model_classes = registered_models()
     cls = model_classes.get(meta["class"])
     if cls is None:
         raise CheckpointError(f"checkpoint {json_path} holds a {meta['class']!r} model; known classes: "

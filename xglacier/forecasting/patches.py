@@ -8,21 +8,20 @@ from the cube held once in memory (a Parvati-size cube of 36 composites is 92 MB
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from ._validate import check_time
-from .errors import DimensionError, InputError, ParameterError
+from .._validate import check_time
+from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
 from .kernels import gather_patches, scatter_patches
 
-
-class NaNInPatchError(InputError):
-    """A gathered sample contains NaN and ``nan="raise"`` was asked."""
+if TYPE_CHECKING:
+    from ..nn.batches import BatchLoader
 
 
 def positions(n: int, size: int, stride: int, edge: bool = True) -> np.ndarray:
@@ -186,12 +185,14 @@ class PatchSet:
 
     # -- torch ---------------------------------------------------------------------------
     def to_torch(self, batch_size: int = 100, shuffle: bool = False, seed: int | None = None,
-                 drop_last: bool = False) -> PatchLoader:
+                 drop_last: bool = False) -> BatchLoader:
         """Iterable of float32 ``torch`` tensor batches ``(inputs, targets)``.
 
         Each batch is gathered straight from the cube; nothing else is kept in memory.
         """
-        return PatchLoader(self, batch_size, shuffle, seed, drop_last)
+        from ..nn.batches import BatchLoader  # late: torch loads on first use
+
+        return BatchLoader(self, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
     # -- splits --------------------------------------------------------------------------
     def split(
@@ -283,30 +284,6 @@ class PatchSet:
             foreign = sat[yb, xb] - sat[ya, xb] - sat[yb, xa] + sat[ya, xa]
             out.append(np.flatnonzero(foreign == 0))
         return out
-
-
-class PatchLoader:
-    """Batches of a :class:`PatchSet` as float32 torch tensors (see ``PatchSet.to_torch``)."""
-
-    def __init__(self, ps: PatchSet, batch_size: int, shuffle: bool, seed: int | None,
-                 drop_last: bool) -> None:
-        if batch_size < 1:
-            raise ParameterError(f"to_torch: batch_size={batch_size}; expected >= 1")
-        self.ps, self.batch_size, self.shuffle, self.drop_last = ps, batch_size, shuffle, drop_last
-        self._rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        n = len(self.ps)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[Any]:
-        import torch
-
-        n = len(self.ps)
-        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
-        for k in range(len(self)):
-            x, y = self.ps.gather(order[k * self.batch_size : (k + 1) * self.batch_size])
-            yield torch.from_numpy(x), torch.from_numpy(y)
 
 
 def patches(

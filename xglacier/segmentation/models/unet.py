@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError, ParameterError
-from .segbase import SegmentationModel
+from ...errors import InputError, ParameterError
+from ...nn.registry import register_model, registered_models
+from .base import SegmentationModel
 
 __all__ = ["COMBINE_RULES", "CombinedBinary", "UNet"]
 
@@ -47,6 +48,7 @@ def _positive_int(name: str, label: str, value: Any) -> int:
     return value
 
 
+@register_model
 class UNet(SegmentationModel):
     """U-Net mapping ``(batch, channel, y, x)`` features to per-class logits of the same size.
 
@@ -71,7 +73,7 @@ class UNet(SegmentationModel):
     binary_head
         One output channel with a sigmoid (two classes only).
     mean, std, patch_size
-        See :class:`~xglacier.models.segbase.SegmentationModel`.
+        See :class:`~xglacier.segmentation.models.SegmentationModel`.
     pad_mode
         How inputs are padded to a multiple of ``2**depth``: ``"reflect"`` (mirror
         without repeating the edge; ``"replicate"`` where the input is too small to
@@ -178,6 +180,7 @@ COMBINE_RULES = {
 }
 
 
+@register_model
 class CombinedBinary(SegmentationModel):
     """Two binary models (clean ice, debris-covered ice) combined into three classes.
 
@@ -203,7 +206,7 @@ class CombinedBinary(SegmentationModel):
     clean, debris
         Two-class segmentation models with the same channels in the same order; or, as
         checkpoints store them, ``{"class": name, "config": {...}}`` dicts rebuilt from
-        :data:`xglacier.models.MODEL_CLASSES`.
+        :func:`xglacier.nn.registered_models`.
     rule
         ``"debris_first"`` or ``"normalised"`` (see above and :data:`COMBINE_RULES`).
     classes
@@ -328,13 +331,12 @@ class CombinedBinary(SegmentationModel):
 def _part(name: str, label: str, model: Any) -> SegmentationModel:
     """A part given as a model, or as the ``{"class", "config"}`` dict a checkpoint stores."""
     if isinstance(model, Mapping):
-        from . import MODEL_CLASSES  # late: this module is imported while the registry is built
-
-        cls = MODEL_CLASSES.get(str(model.get("class")))
+        known = registered_models()
+        cls = known.get(str(model.get("class")))
         config = model.get("config")
         if cls is None or not isinstance(config, Mapping):
             raise ParameterError(f"{name}: {label}={dict(model)!r}; expected a segmentation model or "
-                                 f"{{'class': one of {sorted(MODEL_CLASSES)}, 'config': {{...}}}}")
+                                 f"{{'class': one of {sorted(known)}, 'config': {{...}}}}")
         model = cls(**config)
     if not isinstance(model, SegmentationModel):
         raise ParameterError(f"{name}: {label} is a {type(model).__name__}; expected a "

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ...nn.registry import register_model
 from .base import ForecastModel, resolve_preset
 
 #: The paper's Table 2 (842,233 parameters) and a CPU-sized variant.
@@ -34,6 +35,7 @@ class ConvLSTMCell(nn.Module):
         return h, c
 
 
+@register_model
 class ConvLSTM(ForecastModel):
     """ConvLSTM encoder-decoder: the encoder reads the frames, the decoder unrolls.
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ParameterError
+from ...errors import ParameterError
+from ...nn.registry import register_model
 from .base import ForecastModel, resolve_preset
 
 #: The paper's Table 2 (200,072,500 parameters) and a CPU-sized variant.
@@ -16,6 +17,7 @@ PRESETS = {
 }
 
 
+@register_model
 class SALSTM(ForecastModel):
     """Self-attention LSTM hybrid (SA-LSTM-H) of Müller et al. (2023).
 

@@ -25,8 +25,8 @@ def training_scenes(seeds: Sequence[int], shape: tuple[int, int] = (200, 200), p
     Each seed is another glacier (shape, debris cover, terrain); its scenes are rendered
     without misregistration (``max_shift=0``), so the truth classes fit the pixels exactly.
     """
-    from .datasets import synthetic_cube
-    from .segmentation.features import features
+    from ..datasets import synthetic_cube
+    from ..segmentation.features import features
 
     out = []
     for seed in seeds:
@@ -77,14 +77,15 @@ def run_segment_demo(cube: xr.Dataset, classes: xr.DataArray, dem: xr.DataArray,
     """
     import torch
 
-    from .models import UNet, save_model
-    from .segmentation.baselines import ndsi_rule, train_baselines
-    from .segmentation.data import segmentation_tiles
-    from .segmentation.features import features
-    from .segmentation.labels import polygonize, write_vector
-    from .segmentation.metrics import confusion_matrix, evaluate_segmentation, scores
-    from .segmentation.segment import segment
-    from .segmentation.train import fit_segmentation
+    from ..nn.checkpoint import save_model
+    from ..segmentation.classical import ndsi_rule, train_baselines
+    from ..segmentation.features import features
+    from ..segmentation.labels import polygonize, write_vector
+    from ..segmentation.metrics import confusion_matrix, evaluate_segmentation, scores
+    from ..segmentation.models import UNet
+    from ..segmentation.segment import segment
+    from ..segmentation.tiles import segmentation_tiles
+    from ..segmentation.train import fit_segmentation
 
     times = pd.DatetimeIndex(cube.time.values)
     last = int(np.flatnonzero(np.isin(times.month, (8, 9)))[-1])

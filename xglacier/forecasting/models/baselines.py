@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ParameterError
+from ...errors import ParameterError
+from ...nn.registry import register_model
 from .base import ForecastModel
 
 
@@ -15,6 +16,7 @@ class _Baseline(ForecastModel):
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, **config)
 
 
+@register_model
 class Persistence(_Baseline):
     """Every future frame equals the last input frame.
 
@@ -31,6 +33,7 @@ class Persistence(_Baseline):
         return x[:, -1:].expand(-1, n_out or self.n_out, -1, -1).clone()
 
 
+@register_model
 class SeasonalPersistence(_Baseline):
     """Each future frame equals the frame one seasonal ``period`` earlier (4 quarters).
 
@@ -58,6 +61,7 @@ class SeasonalPersistence(_Baseline):
         return x[:, idx].clone()
 
 
+@register_model
 class Climatology(_Baseline):
     """Every future frame equals the per-pixel mean of the inputs.
 
@@ -73,6 +77,7 @@ class Climatology(_Baseline):
         return x.mean(dim=1, keepdim=True).expand(-1, n_out or self.n_out, -1, -1).clone()
 
 
+@register_model
 class LinearTrend(_Baseline):
     """Per-pixel least-squares line through the inputs, extrapolated.
 

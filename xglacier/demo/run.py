@@ -11,17 +11,17 @@ import dask
 import numpy as np
 import xarray as xr
 
-from .datasets import open_sample
-from .demo_forecast import format_forecast, run_forecast_demo
-from .demo_segment import format_segment, run_segment_demo
-from .io.store import to_netcdf
-from .motion import flow, plot_flow
-from .preprocess.align import apply_warps, estimate_ecc
-from .preprocess.composite import composite
-from .preprocess.gapfill import fill_gaps
-from .preprocess.indices import ndsi
-from .preprocess.masks import mask_clouds, snow_mask
-from .preprocess.scenes import filter_scenes
+from ..datasets import open_sample
+from ..io.store import to_netcdf
+from ..motion import flow, plot_flow
+from ..preprocess.align import apply_warps, estimate_ecc
+from ..preprocess.composite import composite
+from ..preprocess.gapfill import fill_gaps
+from ..preprocess.indices import ndsi
+from ..preprocess.masks import mask_clouds, snow_mask
+from ..preprocess.scenes import filter_scenes
+from .forecast import format_forecast, run_forecast_demo
+from .segment import format_segment, run_segment_demo
 
 
 def _gapfill_rmse(before: xr.Dataset, after: xr.Dataset, truth: xr.Dataset, band: str):

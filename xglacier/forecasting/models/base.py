@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ParameterError
+from ...errors import ParameterError
 
 
 class ForecastModel(nn.Module):

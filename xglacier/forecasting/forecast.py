@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._attrs import with_history
-from ._validate import check_time
-from .errors import DimensionError, InputError, ParameterError
+from .._attrs import with_history
+from .._validate import check_time
+from ..errors import DimensionError, InputError, ParameterError
 from .kernels import gather_patches
 from .patches import NaNInPatchError, assemble, positions
 

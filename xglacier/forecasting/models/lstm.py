@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...nn.registry import register_model
 from .base import ForecastModel, resolve_preset
 
 #: The paper's Table 2 (300,120,000 parameters) and a CPU-sized variant.
@@ -14,6 +15,7 @@ PRESETS = {
 }
 
 
+@register_model
 class LSTMEncoderDecoder(ForecastModel):
     """Stacked LSTM encoder and decoder; the decoder reads its previous frame.
 

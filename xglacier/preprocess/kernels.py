@@ -1,6 +1,15 @@
-"""Numba kernels, called on plain NumPy blocks; the xarray/Dask wiring lives elsewhere."""
+"""Numba kernels of the preprocessing stage, on plain NumPy blocks.
+
+The rule, applied in every stage folder: a stage's Numba kernels live in its own
+``kernels.py`` and take and return plain NumPy arrays; the xarray/Dask wiring around them
+(``map_blocks``, ``map_overlap`` with the halo each kernel needs) lives in the module
+named after the operation. Kernels are compiled once per machine (``cache=True``) and
+release the GIL (``nogil=True``) so that Dask threads run them in parallel.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
@@ -140,35 +149,6 @@ def paper_weights(profile: tuple[float, ...] = (1, 2, 3, 2, 1)) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def gather_patches(cube, samples, size, n_in, n_out, x, y):  # pragma: no cover - compiled
-    """Copy sample ``k`` = (t0, y0, x0) of a (time, y, x) cube into ``x[k]`` and ``y[k]``."""
-    for k in range(samples.shape[0]):
-        t0, y0, x0 = samples[k, 0], samples[k, 1], samples[k, 2]
-        for f in range(n_in + n_out):
-            for i in range(size):
-                for j in range(size):
-                    v = cube[t0 + f, y0 + i, x0 + j]
-                    if f < n_in:
-                        x[k, f, i, j] = v
-                    else:
-                        y[k, f - n_in, i, j] = v
-
-
-@njit(nogil=True, cache=True)
-def scatter_patches(pred, origins, weight, num, den):  # pragma: no cover - compiled
-    """Accumulate weighted patch predictions ``pred[k]`` at ``origins[k]`` into num / den."""
-    size = pred.shape[2]
-    for k in range(pred.shape[0]):
-        y0, x0 = origins[k, 0], origins[k, 1]
-        for i in range(size):
-            for j in range(size):
-                w = weight[i, j]
-                den[y0 + i, x0 + j] += w
-                for s in range(pred.shape[1]):
-                    num[s, y0 + i, x0 + j] += w * pred[k, s, i, j]
-
-
-@njit(nogil=True, cache=True)
 def nanmedian_first_axis(stack, out):  # pragma: no cover - compiled
     """Median over axis 0 of a (n, m) array ignoring NaN (mean of the two middle values
     for an even count, as ``numpy.nanmedian``); ``out[j]`` stays as given where column
@@ -198,3 +178,84 @@ def nanmedian_first_axis(stack, out):  # pragma: no cover - compiled
             s = np.sort(buf[:k])
         h = k // 2
         out[j] = s[h] if k % 2 else 0.5 * (s[h - 1] + s[h])
+
+
+@njit(nogil=True, cache=True)
+def interp_time(stack, t):  # pragma: no cover - compiled
+    """Linear interpolation in time of the NaN frames between two valid ones, per pixel.
+
+    ``stack`` is (time, rows, cols), ``t`` the frame times as numbers; leading and
+    trailing NaN stay NaN (no extrapolation)."""
+    nt, ny, nx = stack.shape
+    out = stack.copy()
+    for i in range(ny):
+        for j in range(nx):
+            prev = -1
+            for k in range(nt):
+                if np.isnan(stack[k, i, j]):
+                    continue
+                if prev >= 0 and k - prev > 1:
+                    a = stack[prev, i, j]
+                    b = stack[k, i, j]
+                    for m in range(prev + 1, k):
+                        f = (t[m] - t[prev]) / (t[k] - t[prev])
+                        out[m, i, j] = a + f * (b - a)
+                prev = k
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _diff(a, b, c, step):  # pragma: no cover - compiled
+    """Derivative at ``b`` from its neighbours ``a`` (before) and ``c`` (after), NaN-aware."""
+    if not (np.isnan(a) or np.isnan(c)):
+        return (c - a) / (2.0 * step)
+    if not (np.isnan(b) or np.isnan(c)):
+        return (c - b) / step
+    if not (np.isnan(a) or np.isnan(b)):
+        return (b - a) / step
+    return np.nan
+
+
+@njit(nogil=True, cache=True)
+def slope_kernel(z, dx, dy):  # pragma: no cover - compiled
+    """Slope in degrees of a 2-D elevation block.
+
+    ``dx[i]`` and ``dy[i]`` are the east-west and north-south lengths in metres of one
+    grid step at row ``i``. Pixels outside the block count as missing (NaN).
+    """
+    ny, nx = z.shape
+    out = np.empty((ny, nx), np.float32)
+    w = (1.0, 2.0, 1.0)
+    for i in range(ny):
+        for j in range(nx):
+            if np.isnan(z[i, j]):
+                out[i, j] = np.nan
+                continue
+            gx = 0.0
+            wx = 0.0
+            gy = 0.0
+            wy = 0.0
+            for k in range(3):
+                r = i + k - 1
+                if 0 <= r < ny:
+                    a = z[r, j - 1] if j > 0 else np.nan
+                    c = z[r, j + 1] if j < nx - 1 else np.nan
+                    d = _diff(a, z[r, j], c, dx[r])
+                    if not np.isnan(d):
+                        gx += w[k] * d
+                        wx += w[k]
+                c_ = j + k - 1
+                if 0 <= c_ < nx:
+                    a = z[i - 1, c_] if i > 0 else np.nan
+                    c = z[i + 1, c_] if i < ny - 1 else np.nan
+                    d = _diff(a, z[i, c_], c, dy[i])
+                    if not np.isnan(d):
+                        gy += w[k] * d
+                        wy += w[k]
+            if wx == 0.0 or wy == 0.0:
+                out[i, j] = np.nan
+            else:
+                gx /= wx
+                gy /= wy
+                out[i, j] = math.degrees(math.atan(math.sqrt(gx * gx + gy * gy)))
+    return out

@@ -23,73 +23,14 @@ neighbour along x or along y, gets NaN.
 
 from __future__ import annotations
 
-import math
-
 import dask.array as dsa
 import numpy as np
 import pyproj
 import xarray as xr
-from numba import njit
 
 from .._attrs import product
 from ..errors import DimensionError, InputError
-
-
-@njit(nogil=True, cache=True)
-def _diff(a, b, c, step):  # pragma: no cover - compiled
-    """Derivative at ``b`` from its neighbours ``a`` (before) and ``c`` (after), NaN-aware."""
-    if not (np.isnan(a) or np.isnan(c)):
-        return (c - a) / (2.0 * step)
-    if not (np.isnan(b) or np.isnan(c)):
-        return (c - b) / step
-    if not (np.isnan(a) or np.isnan(b)):
-        return (b - a) / step
-    return np.nan
-
-
-@njit(nogil=True, cache=True)
-def slope_kernel(z, dx, dy):  # pragma: no cover - compiled
-    """Slope in degrees of a 2-D elevation block.
-
-    ``dx[i]`` and ``dy[i]`` are the east-west and north-south lengths in metres of one
-    grid step at row ``i``. Pixels outside the block count as missing (NaN).
-    """
-    ny, nx = z.shape
-    out = np.empty((ny, nx), np.float32)
-    w = (1.0, 2.0, 1.0)
-    for i in range(ny):
-        for j in range(nx):
-            if np.isnan(z[i, j]):
-                out[i, j] = np.nan
-                continue
-            gx = 0.0
-            wx = 0.0
-            gy = 0.0
-            wy = 0.0
-            for k in range(3):
-                r = i + k - 1
-                if 0 <= r < ny:
-                    a = z[r, j - 1] if j > 0 else np.nan
-                    c = z[r, j + 1] if j < nx - 1 else np.nan
-                    d = _diff(a, z[r, j], c, dx[r])
-                    if not np.isnan(d):
-                        gx += w[k] * d
-                        wx += w[k]
-                c_ = j + k - 1
-                if 0 <= c_ < nx:
-                    a = z[i - 1, c_] if i > 0 else np.nan
-                    c = z[i + 1, c_] if i < ny - 1 else np.nan
-                    d = _diff(a, z[i, c_], c, dy[i])
-                    if not np.isnan(d):
-                        gy += w[k] * d
-                        wy += w[k]
-            if wx == 0.0 or wy == 0.0:
-                out[i, j] = np.nan
-            else:
-                gx /= wx
-                gy /= wy
-                out[i, j] = math.degrees(math.atan(math.sqrt(gx * gx + gy * gy)))
-    return out
+from .kernels import slope_kernel
 
 
 def _slope_block(z: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:

@@ -1,0 +1,26 @@
+"""Forecasting models: SA-LSTM-H, LSTM encoder-decoder, ConvLSTM and the naive baselines.
+
+All share :class:`ForecastModel`: ``model(x)`` maps ``(batch, n_in, P, P)`` frames to
+``(batch, n_out, P, P)``.
+"""
+
+from .base import ForecastModel
+from .baselines import Climatology, LinearTrend, Persistence, SeasonalPersistence
+from .convlstm import ConvLSTM
+from .lstm import LSTMEncoderDecoder
+from .salstm import SALSTM
+
+#: The naive baselines every evaluation reports.
+BASELINES = (Persistence, SeasonalPersistence, Climatology, LinearTrend)
+
+__all__ = [
+    "BASELINES",
+    "SALSTM",
+    "Climatology",
+    "ConvLSTM",
+    "ForecastModel",
+    "LSTMEncoderDecoder",
+    "LinearTrend",
+    "Persistence",
+    "SeasonalPersistence",
+]
