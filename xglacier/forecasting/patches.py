@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .._validate import check_time
+from .._windows import window_starts
 from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
 from .kernels import gather_patches, scatter_patches
 
@@ -34,10 +35,7 @@ def positions(n: int, size: int, stride: int, edge: bool = True) -> np.ndarray:
     >>> positions(105, 50, 25).tolist()
     [0, 25, 50, 55]
     """
-    starts = np.arange(0, n - size + 1, stride, dtype=np.int64)
-    if edge and starts[-1] != n - size:
-        starts = np.append(starts, n - size)
-    return starts
+    return window_starts(n, size, stride, end="flush" if edge else "inside")
 
 
 @dataclass(frozen=True)
