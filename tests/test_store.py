@@ -272,4 +272,4 @@ def test_public_api_and_accessor(cube, tmp_path):
     nc = small.green.glacier.to_netcdf(tmp_path / "g.nc")
     with xr.open_dataset(nc) as back:
         assert back.rio.crs == small.rio.crs
-    assert xglacier.GlacierAccessor.to_zarr.__doc__ == to_zarr.__doc__
+    assert xglacier.DatasetGlacier.to_zarr.__doc__ == to_zarr.__doc__

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 import rioxarray  # noqa: F401  (registers the .rio accessor used on every output)
 
 from . import errors
-from .accessor import GlacierAccessor
+from .accessor import DataArrayGlacier, DatasetGlacier, GlacierAccessor
 from .datasets import open_sample, synthetic_cube
 from .forecasting.forecast import forecast
 from .forecasting.patches import PatchPlan, PatchSet, assemble, patches
@@ -57,6 +57,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DataArrayGlacier",
+    "DatasetGlacier",
     "GlacierAccessor",
     "PatchPlan",
     "PatchSet",

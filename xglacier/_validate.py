@@ -36,16 +36,21 @@ _RANGE_SLACK = 0.05
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def get_band(ds: xr.Dataset | xr.DataArray, name: Hashable, role: str = "band") -> xr.DataArray:
-    """Return variable ``name`` of a Dataset, or raise :class:`MissingBandError`."""
+def get_band(ds: xr.Dataset | xr.DataArray, name: Hashable, role: str = "band", *,
+             func: str | None = None) -> xr.DataArray:
+    """Return variable ``name`` of a Dataset, or raise :class:`MissingBandError`.
+
+    ``func`` names the public function asking, so that the message starts with it.
+    """
+    where = f"{func}: " if func else ""
     if isinstance(ds, xr.DataArray):
         raise InputError(
-            f"this operation needs a Dataset with one variable per band (looking for {role} "
+            f"{where}this operation needs a Dataset with one variable per band (looking for {role} "
             f"{name!r}), got a DataArray named {ds.name!r}"
         )
     if name not in ds.data_vars:
         raise MissingBandError(
-            f"{role} {name!r} is not a variable of the Dataset; variables present: "
+            f"{where}{role} {name!r} is not a variable of the Dataset; variables present: "
             f"{sorted(map(str, ds.data_vars))}"
         )
     return ds[name]

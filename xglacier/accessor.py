@@ -1,12 +1,22 @@
-"""The ``.glacier`` accessor: a thin forwarder to xglacier's module-level functions.
+"""The ``.glacier`` accessors: thin forwarders to xglacier's module-level functions.
 
-``ds.glacier.fill_gaps(**kw)`` is exactly ``xglacier.fill_gaps(ds, **kw)``. The
-accessor keeps no state (xarray makes a new one for every object).
+``ds.glacier.fill_gaps(**kw)`` is exactly ``xglacier.fill_gaps(ds, **kw)``, with the same
+docstring and the same signature minus the data argument. As in odc-geo, Datasets and
+DataArrays get separate accessor classes, each offering exactly the methods that work on
+it: band maths and scene selection need a Dataset of bands, while flow, forecasting and
+polygons work on one DataArray. The accessors keep no state (xarray makes a new one for
+every object).
+
+>>> import xglacier
+>>> cube, _ = xglacier.synthetic_cube(shape=(32, 32), end="2020-03-01")
+>>> hasattr(cube.glacier, "ndsi"), hasattr(cube.green.glacier, "ndsi")
+(True, False)
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -27,19 +37,50 @@ from .segmentation.features import features
 from .segmentation.labels import polygonize
 from .segmentation.segment import segment
 
+#: Functions that take a Dataset of bands (or a velocity Dataset, for ``plot_flow``).
+DATASET_METHODS: tuple[Callable[..., Any], ...] = (
+    ndsi, ndwi, ndvi, mask_clouds, missing_fraction, filter_scenes, features, plot_flow,
+)
+#: Functions that take one DataArray.
+DATAARRAY_METHODS: tuple[Callable[..., Any], ...] = (
+    snow_mask, flow, patches, forecast, polygonize, ndsi_rule,
+)
+#: Functions that take either.
+SHARED_METHODS: tuple[Callable[..., Any], ...] = (
+    decode_qa, fill_gaps, composite, align_ecc, estimate_ecc, apply_warps, segment, to_netcdf, to_zarr,
+)
+
 
 def _forward(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A method calling ``func(self._obj, ...)``, with ``func``'s name, docstring and options."""
+
     @functools.wraps(func)
     def method(self: GlacierAccessor, *args: Any, **kwargs: Any) -> Any:
         return func(self._obj, *args, **kwargs)
 
+    params = list(inspect.signature(func).parameters.values())
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    # the data argument is the accessor's object: drop it from what help() shows
+    method.__signature__ = inspect.signature(func).replace(parameters=[self_param, *params[1:]])
+    del method.__wrapped__
     return method
 
 
-@xr.register_dataset_accessor("glacier")
-@xr.register_dataarray_accessor("glacier")
 class GlacierAccessor:
-    """Glacier-monitoring methods on :class:`xarray.Dataset` and :class:`xarray.DataArray`.
+    """What both ``.glacier`` accessors share: the wrapped object and the shared methods."""
+
+    def __init__(self, obj: xr.Dataset | xr.DataArray) -> None:
+        self._obj = obj
+
+
+def _install(cls: type, funcs: tuple[Callable[..., Any], ...]) -> None:
+    for func in funcs:
+        setattr(cls, func.__name__, _forward(func))
+
+
+@xr.register_dataset_accessor("glacier")
+class DatasetGlacier(GlacierAccessor):
+    """Glacier-monitoring methods of an :class:`xarray.Dataset` (a scene cube of bands).
 
     Examples
     --------
@@ -49,29 +90,19 @@ class GlacierAccessor:
     'ndsi'
     """
 
-    def __init__(self, obj: xr.Dataset | xr.DataArray) -> None:
-        self._obj = obj
 
-    ndsi = _forward(ndsi)
-    ndwi = _forward(ndwi)
-    ndvi = _forward(ndvi)
-    decode_qa = _forward(decode_qa)
-    mask_clouds = _forward(mask_clouds)
-    snow_mask = _forward(snow_mask)
-    missing_fraction = _forward(missing_fraction)
-    filter_scenes = _forward(filter_scenes)
-    fill_gaps = _forward(fill_gaps)
-    composite = _forward(composite)
-    align_ecc = _forward(align_ecc)
-    estimate_ecc = _forward(estimate_ecc)
-    apply_warps = _forward(apply_warps)
-    flow = _forward(flow)
-    plot_flow = _forward(plot_flow)
-    patches = _forward(patches)
-    forecast = _forward(forecast)
-    features = _forward(features)
-    polygonize = _forward(polygonize)
-    segment = _forward(segment)
-    ndsi_rule = _forward(ndsi_rule)
-    to_netcdf = _forward(to_netcdf)
-    to_zarr = _forward(to_zarr)
+@xr.register_dataarray_accessor("glacier")
+class DataArrayGlacier(GlacierAccessor):
+    """Glacier-monitoring methods of an :class:`xarray.DataArray` (one band, index or product).
+
+    Examples
+    --------
+    >>> import xglacier
+    >>> cube, _ = xglacier.synthetic_cube(shape=(32, 32), end="2020-03-01")
+    >>> cube.glacier.ndsi().glacier.snow_mask().name
+    'snow_mask'
+    """
+
+
+_install(DatasetGlacier, DATASET_METHODS + SHARED_METHODS)
+_install(DataArrayGlacier, DATAARRAY_METHODS + SHARED_METHODS)
