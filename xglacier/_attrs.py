@@ -55,11 +55,12 @@ def with_history(attrs: dict[str, Any], op: str, *, source: Any = None, **params
     return out
 
 
-def georeference(out: xr.DataArray | xr.Dataset, like: xr.DataArray | xr.Dataset | None
-                 ) -> xr.DataArray | xr.Dataset:
+def georeference(out: xr.DataArray | xr.Dataset, like: xr.DataArray | xr.Dataset | None, *,
+                 crs: Any = None) -> xr.DataArray | xr.Dataset:
     """Give ``out`` the CRS of ``like``: its ``spatial_ref`` coordinate and ``grid_mapping``.
 
-    Only where ``like`` has a CRS: otherwise any ``grid_mapping`` encoding ``out`` holds
+    ``crs`` (anything rioxarray accepts) is used when there is no ``like``. Only where
+    there is a CRS: otherwise any ``grid_mapping`` encoding ``out`` holds
     is removed, so that no output points to a coordinate that is not there. The grid
     mapping is written through rioxarray (``ds.rio.crs`` works on every output).
 
@@ -73,7 +74,8 @@ def georeference(out: xr.DataArray | xr.Dataset, like: xr.DataArray | xr.Dataset
     >>> "grid_mapping" in georeference(out, src).encoding
     False
     """
-    crs = None if like is None else like.rio.crs
+    if like is not None:
+        crs = like.rio.crs
     if crs is None:
         if isinstance(out, xr.Dataset):
             for var in out.data_vars.values():
@@ -81,7 +83,7 @@ def georeference(out: xr.DataArray | xr.Dataset, like: xr.DataArray | xr.Dataset
         else:
             out.encoding.pop("grid_mapping", None)
         return out
-    if GRID_MAPPING in like.coords:
+    if like is not None and GRID_MAPPING in like.coords:
         # the source's own coordinate keeps its GeoTransform and exact WKT
         out = out.assign_coords({GRID_MAPPING: like.coords[GRID_MAPPING]})
         return out.rio.write_grid_mapping(GRID_MAPPING)
