@@ -32,7 +32,8 @@ from xglacier.errors import (
     SkippedSceneWarning,
     StacError,
 )
-from xglacier.io import _engines, _grid, _items, stac
+from xglacier.io import _engines, _grid, _items
+from xglacier.io import load as load_module
 from xglacier.io.stac import load, search
 
 from ._stac_server import (
@@ -238,10 +239,10 @@ def test_load_gives_the_source_grid_and_values(catalog, everything, engine, no_c
 def test_default_chunks(everything):
     """About 4 million pixels per chunk: 4 scenes of 1024x1024, all 13 small synthetic ones."""
     assert load(everything).green.chunks[0] == (len(everything),)
-    assert stac._time_chunk({"y": 1024, "x": 1024}, (3000, 3000), 24) == 4
-    assert stac._time_chunk({"y": 1024, "x": 1024}, (300, 300), 200) == 46
-    assert stac._time_chunk({"y": 512, "x": 512}, (300, 300), 20) == 20
-    assert stac._time_chunk({"y": 4096, "x": 4096}, (5000, 5000), 20) == 1
+    assert load_module.time_chunk({"y": 1024, "x": 1024}, (3000, 3000), 24) == 4
+    assert load_module.time_chunk({"y": 1024, "x": 1024}, (300, 300), 200) == 46
+    assert load_module.time_chunk({"y": 512, "x": 512}, (300, 300), 20) == 20
+    assert load_module.time_chunk({"y": 4096, "x": 4096}, (5000, 5000), 20) == 1
 
 
 def test_load_two_utm_zones_on_one_grid(catalog, everything):

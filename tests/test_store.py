@@ -246,7 +246,9 @@ def test_killed_writer_leaves_no_half_written_store(tmp_path, kind, existing):
         assert not path.exists()
     # what is left is recognisably temporary: hidden, named after the target, .part
     left = leftovers(tmp_path)
-    assert left and all(re.fullmatch(rf"\.{re.escape(name)}\..+\.part", n) for n in left), left
+    stem, suffix = os.path.splitext(name)
+    pattern = rf"\.{re.escape(stem)}\..+\.part{re.escape(suffix)}"
+    assert left and all(re.fullmatch(pattern, n) for n in left), left
     visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert visible == sorted([name, "started"] if existing else ["started"])
 
@@ -273,3 +275,21 @@ def test_public_api_and_accessor(cube, tmp_path):
     with xr.open_dataset(nc) as back:
         assert back.rio.crs == small.rio.crs
     assert xglacier.DatasetGlacier.to_zarr.__doc__ == to_zarr.__doc__
+
+
+@pytest.mark.parametrize("writer", ["netcdf", "zarr"])
+def test_outputs_respect_the_umask(cube, tmp_path, writer):
+    """Written files get the permissions of the user's umask (mkstemp would give 0600)."""
+    old = os.umask(0o022)
+    try:
+        if writer == "netcdf":
+            files = [to_netcdf(cube.isel(time=[0]), tmp_path / "a.nc")]
+        else:
+            store = to_zarr(cube.isel(time=[0]), tmp_path / "a.zarr")
+            files = [p for p in store.rglob("*") if p.is_file()]
+    finally:
+        os.umask(old)
+    assert files
+    for f in files:
+        assert f.stat().st_mode & 0o777 == 0o644, (f, oct(f.stat().st_mode))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"a.{'nc' if writer == 'netcdf' else 'zarr'}"]

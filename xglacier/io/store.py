@@ -5,7 +5,7 @@ Both writers give every variable CF attributes (``units``, ``long_name``,
 none for integer flags, so ``qa_pixel`` stays integer), chunking that follows the Dask
 chunks (else one scene by up to 512x512 pixels) with compression, and an exact integer time
 encoding. They write into a hidden temporary path in the destination folder,
-``.<name>.<random>.part``, and rename it to the final path only when it is complete:
+``.<stem>.<random>.part<suffix>`` (see :mod:`xglacier._atomic`), and rename it to the final path only when it is complete:
 
 - a new store appears at once, or not at all;
 - replacing a store (``mode="w"``) swaps the directories atomically (Linux
@@ -15,18 +15,14 @@ encoding. They write into a hidden temporary path in the destination folder,
   store (cheap: Zarr rewrites files by renaming, so the original is never touched) and
   swaps it in the same way; the grid, variables and CRS must match the store.
 
-A run killed mid-write leaves ``.<name>.*.part`` entries beside the final path: they are
+A run killed mid-write leaves ``.<stem>.*.part<suffix>`` entries beside the final path: they are
 never mistaken for a store and can be deleted.
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import shutil
-import tempfile
-import uuid
 import warnings
 from collections.abc import Hashable
 from pathlib import Path
@@ -38,6 +34,7 @@ import pandas as pd
 import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
+from .._atomic import atomic_path
 from ..errors import InputError, ParameterError, StoreError
 from ..landsat import REFLECTANCE_BANDS
 
@@ -196,46 +193,6 @@ def _rechunk(ds: xr.Dataset, enc: dict[Hashable, dict[str, Any]]) -> xr.Dataset:
     return ds
 
 
-def _temporary(path: Path) -> Path:
-    return path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.part"
-
-
-def _rmtree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
-
-
-def _install(tmp: Path, final: Path) -> None:
-    """Put the complete ``tmp`` at ``final``, replacing what is there without a gap if possible."""
-    if not final.exists():
-        os.rename(tmp, final)
-        return
-    if _exchange(tmp, final):
-        _rmtree(tmp)  # now holds the old store
-        return
-    aside = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.old.part"
-    os.rename(final, aside)
-    os.rename(tmp, final)
-    _rmtree(aside)
-
-
 def _clone(src: Path, dst: Path) -> None:
     """Copy a Zarr directory with hard links (falls back to copying the bytes)."""
     def link(s: str, d: str) -> None:
@@ -268,14 +225,8 @@ def to_netcdf(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike) -> Path:
     encoding = _encoding(ds, "netcdf")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -322,6 +273,7 @@ def check_append(store: xr.Dataset, new: xr.Dataset, dim: str, path: Path) -> No
 def to_zarr(
     obj: xr.Dataset | xr.DataArray,
     path: str | os.PathLike,
+    *,
     mode: str | None = None,
     append_dim: str | None = None,
 ) -> Path:
@@ -376,25 +328,19 @@ def to_zarr(
     if mode == "w-" and path.exists():
         raise StoreError(f"to_zarr: {path} exists; pass mode='w' to replace it or append_dim= to append")
     appending = mode == "a" and path.exists()
-    tmp = _temporary(path)
-    try:
-        with warnings.catch_warnings():
-            # consolidated metadata makes opening fast; zarr notes it is not in the v3 spec yet
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            if appending:
-                with xr.open_zarr(path) as store:
-                    check_append(store, ds, str(append_dim), path)
-                    chunks = {n: store[n].encoding.get("chunks") for n in store.data_vars}
-                for n, c in chunks.items():
-                    if c and isinstance(ds[n].data, dsa.Array):
-                        ds[n] = ds[n].chunk(dict(zip(ds[n].dims, c, strict=True)))
-                _clone(path, tmp)
-                ds.to_zarr(tmp, mode="a", append_dim=append_dim, consolidated=True)
-            else:
-                enc = _encoding(ds, "zarr")
-                _rechunk(ds, enc).to_zarr(tmp, mode="w-", encoding=enc, consolidated=True)
-        _install(tmp, path)
-    except BaseException:
-        _rmtree(tmp)
-        raise
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # consolidated metadata makes opening fast; zarr notes it is not in the v3 spec yet
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        if appending:
+            with xr.open_zarr(path) as store:
+                check_append(store, ds, str(append_dim), path)
+                chunks = {n: store[n].encoding.get("chunks") for n in store.data_vars}
+            for n, c in chunks.items():
+                if c and isinstance(ds[n].data, dsa.Array):
+                    ds[n] = ds[n].chunk(dict(zip(ds[n].dims, c, strict=True)))
+            _clone(path, tmp)
+            ds.to_zarr(tmp, mode="a", append_dim=append_dim, consolidated=True)
+        else:
+            enc = _encoding(ds, "zarr")
+            _rechunk(ds, enc).to_zarr(tmp, mode="w-", encoding=enc, consolidated=True)
     return path
