@@ -5,7 +5,8 @@ Both writers give every variable CF attributes (``units``, ``long_name``,
 none for integer flags, so ``qa_pixel`` stays integer), chunking that follows the Dask
 chunks (else one scene by up to 512x512 pixels) with compression, and an exact integer time
 encoding. They write into a hidden temporary path in the destination folder,
-``.<stem>.<random>.part<suffix>`` (see :mod:`xglacier._atomic`), and rename it to the final path only when it is complete:
+``.<stem>.<random>.part<suffix>`` (see :mod:`xglacier._atomic`), and rename it to the
+final path only when it is complete:
 
 - a new store appears at once, or not at all;
 - replacing a store (``mode="w"``) swaps the directories atomically (Linux
