@@ -13,6 +13,7 @@ from xglacier.cli import main
 from xglacier.io.store import to_netcdf
 
 
+@pytest.mark.slow
 def test_demo_command(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--epochs", "2", "--seg-epochs", "2"]) == 0
     text = capsys.readouterr().out
