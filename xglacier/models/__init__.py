@@ -9,40 +9,22 @@ models in :mod:`xglacier.segmentation.models`, checkpoints in :mod:`xglacier.nn`
 """
 
 from ..errors import CheckpointError, CheckpointNotFoundError
-from ..forecasting.models import (
-    BASELINES,
-    SALSTM,
-    Climatology,
-    ConvLSTM,
-    ForecastModel,
-    LinearTrend,
-    LSTMEncoderDecoder,
-    Persistence,
-    SeasonalPersistence,
-)
+from ..forecasting import models as _forecasting
+from ..forecasting.models import *  # noqa: F403  (the re-export is the point of this module)
 from ..nn.checkpoint import load_model, save_model
 from ..nn.registry import registered_models
-from ..segmentation.models import CombinedBinary, SegmentationModel, UNet
+from ..segmentation import models as _segmentation
+from ..segmentation.models import *  # noqa: F403
 
 #: Every model class by name (what checkpoints refer to).
 MODEL_CLASSES = registered_models()
 
 __all__ = [
-    "BASELINES",
+    *_forecasting.__all__,
+    *_segmentation.__all__,
     "MODEL_CLASSES",
-    "SALSTM",
     "CheckpointError",
     "CheckpointNotFoundError",
-    "Climatology",
-    "CombinedBinary",
-    "ConvLSTM",
-    "ForecastModel",
-    "LSTMEncoderDecoder",
-    "LinearTrend",
-    "Persistence",
-    "SeasonalPersistence",
-    "SegmentationModel",
-    "UNet",
     "load_model",
     "save_model",
 ]
