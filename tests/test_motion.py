@@ -150,7 +150,7 @@ def test_athabasca_alignment_agrees_with_phase_correlation():
         {b: (("time", "y", "x"), np.stack([ref[b], off[b]])) for b in names},
         coords={"time": pd.to_datetime(["2020-09-09", "2020-09-11"])},
     )
-    est = xglacier.estimate_ecc(cube, band=list(names), reference=0, refine=0).compute()
+    est = xglacier.estimate_ecc(cube, bands=list(names), reference=0, refine=0).compute()
     assert est.ecc_converged.all()
     got = (float(est.ecc_shift_y[1]), float(est.ecc_shift_x[1]))
     phase = np.mean([_phase_shift(ref[b], off[b]) for b in names], axis=0)
