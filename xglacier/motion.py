@@ -58,7 +58,7 @@ def _flow_block(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> np.ndarra
 def _frame_seconds(obj: Any) -> tuple[str, pd.Index, np.ndarray]:
     """The frame dimension, its labels and the seconds between consecutive frames."""
     if not isinstance(obj, xr.DataArray):
-        raise InputError(f"flow expects a DataArray (one variable), got {type(obj).__name__}")
+        raise InputError(f"flow: expected a DataArray (one variable), got {type(obj).__name__}")
     check_spatial(obj, what=f"flow: variable {obj.name!r}")
     if obj.ndim != 3:
         raise DimensionError(
