@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from ..._attrs import with_history
-from ..._validate import check_bands, check_spatial, check_time, renamed_keywords
+from ..._validate import check_bands, check_int, check_spatial, check_time, renamed_keywords
 from ...errors import AlignmentWarning, DimensionError, InputError, MissingBandError, ParameterError
 from .frames import (
     COARSE_ITERATIONS,
@@ -112,10 +112,8 @@ def _template(func: str, stack: xr.DataArray, data: dsa.Array, reference: Any,
     if isinstance(reference, str) and reference in ("median", "mean"):
         return _reduce_time(data, reference)
     if isinstance(reference, (int, np.integer)) and not isinstance(reference, (bool, np.bool_)):
-        n = stack.sizes["time"]
-        if not -n <= reference < n:
-            raise ParameterError(f"{func}: reference={reference}; the cube has {n} scenes")
-        return data[int(reference)].rechunk(-1)
+        n = stack.sizes["time"]  # a scene index, from the end when negative
+        return data[check_int(func, "reference", reference, low=-n, high=n - 1)].rechunk(-1)
     try:
         when = pd.Timestamp(reference)
     except (TypeError, ValueError) as err:
