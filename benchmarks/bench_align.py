@@ -29,7 +29,7 @@ Methods, all on the same band (``nir08``) unless said otherwise:
   ``--threaded-paper`` the same calls are also run ``--workers`` scenes at a time in a
   thread pool (OpenCV releases the GIL), as a second baseline using both cores; it must
   give the same warps.
-* ``xglacier default``: ``estimate_ecc(cube, band="nir08")`` with its defaults
+* ``xglacier default``: ``estimate_ecc(cube, bands="nir08")`` with its defaults
   (translation, median template, ``refine=2``, 200 iterations, eps 1e-5, high-pass
   sigma 1.5, masks), computed with the threaded scheduler on ``--workers`` threads. Time
   per scene = total time / scenes (template and refinement rounds included). Failures =
@@ -62,7 +62,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import inspect
 import os
 import platform
 import sys
@@ -78,8 +77,9 @@ import numpy as np
 import xarray as xr
 
 import xglacier
+from xglacier.errors import AlignmentWarning
 from xglacier.preprocess import align
-from xglacier.preprocess.align import estimate_ecc
+from xglacier.preprocess.align import ECCOptions, estimate_ecc
 
 BANDS = ["nir08", "swir16", "red"]  # what the default multi-band estimate uses
 PAPER_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10000, 1e-4)
@@ -169,7 +169,7 @@ def paper_setup(frames: np.ndarray, scenes: np.ndarray, threads: int) -> Result:
 def xglacier_run(name: str, data: xr.Dataset, workers: int, **kwargs) -> Result:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", align.AlignmentWarning)
+        warnings.simplefilter("ignore", AlignmentWarning)
         est = estimate_ecc(data, **kwargs).compute(scheduler="threads", num_workers=workers)
     dt_ = time.perf_counter() - t0
     n = data.sizes["time"]
@@ -236,10 +236,10 @@ def run_case(label: str, data: xr.Dataset, shifts: np.ndarray, args,
                    for a, b in zip(rows[0].warps, rows[1].warps, strict=True))
         rows[1].name += "" if same else " (warps differ!)"
     rows.append(xglacier_run(f"xglacier default (translation, {band})", data, args.workers,
-                             band=band))
+                             bands=band))
     if "homography" in variants:
         rows.append(xglacier_run(f"xglacier motion=homography ({band})", data, args.workers,
-                                 band=band, motion="homography"))
+                                 bands=band, motion="homography"))
     if "bands" in variants:
         rows.append(xglacier_run("xglacier bands=None (nir08+swir16+red)", data,
                                  args.workers))
@@ -262,10 +262,10 @@ def run_case(label: str, data: xr.Dataset, shifts: np.ndarray, args,
 
 
 def fingerprint() -> str:
-    """Modification time and hash of the align module (it is being worked on)."""
-    path = Path(align.__file__)
-    mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    """Latest modification time and hash of the align package's modules (being worked on)."""
+    paths = sorted(Path(align.__file__).parent.glob("*.py"))
+    mtime = dt.datetime.fromtimestamp(max(p.stat().st_mtime for p in paths), dt.timezone.utc)
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:12]
     return f"modified {mtime:%Y-%m-%d %H:%M:%S} UTC, sha256 {digest}"
 
 
@@ -274,7 +274,7 @@ def warm_up(workers: int) -> None:
     cube, _ = xglacier.synthetic_cube(shape=(64, 64), end="2020-03-01", max_shift=2)
     with dask.config.set(scheduler="threads", num_workers=workers):
         small = xglacier.mask_clouds(cube[[*BANDS, "qa_pixel"]]).compute()
-    xglacier_run("warm-up", small.drop_vars("qa_pixel"), workers, band="nir08")
+    xglacier_run("warm-up", small.drop_vars("qa_pixel"), workers, bands="nir08")
     paper_setup(small["nir08"].values, np.arange(2), 1)
 
 
@@ -306,12 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"paper setup: findTransformECC, MOTION_HOMOGRAPHY, {PAPER_CRITERIA[1]} iterations, "
           f"eps {PAPER_CRITERIA[2]:g}, gaussFiltSize {PAPER_GAUSS}, template = nanmean of the "
           "unaligned band, frame validity as inputMask")
-    d = {k: v.default for k, v in inspect.signature(estimate_ecc).parameters.items()
-         if v.default is not inspect.Parameter.empty}
-    print(f"xglacier: estimate_ecc defaults (motion {d['motion']}, reference {d['reference']}, "
-          f"refine={d['refine']}, {d['iterations']} iterations, eps {d['eps']:g}, highpass "
-          f"{d['highpass']}), threaded scheduler; 1 timed run per method")
-    print(f"xglacier/preprocess/align.py: {stamp}")
+    d = ECCOptions()
+    print(f"xglacier: estimate_ecc defaults (motion {d.motion}, reference median, "
+          f"refine={d.refine}, {d.iterations} iterations, eps {d.eps:g}, highpass "
+          f"{d.highpass}), threaded scheduler; 1 timed run per method")
+    print(f"xglacier/preprocess/align/: {stamp}")
     warm_up(args.workers)
 
     outcomes = []
@@ -347,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{o['fail_paper']}/{o['n_paper']} ({'ok' if fails else 'more'})")
     print(f"\ntotal run time {time.perf_counter() - t_start:.0f} s")
     if fingerprint() != stamp:
-        print(f"WARNING: align.py changed during the run (now {fingerprint()})")
+        print(f"WARNING: the align package changed during the run (now {fingerprint()})")
     return 0
 
 

@@ -259,6 +259,23 @@ def competitors(frame: np.ndarray, repeats: int) -> list[tuple[str, float, np.nd
     return rows
 
 
+def time_methods(frame: np.ndarray, chunk: int, need: int, repeats: int
+                 ) -> tuple[list[tuple[str, float, np.ndarray]], int]:
+    """Rows (name, seconds, output) of xglacier eager, xglacier on Dask (``chunk`` x ``chunk``
+    chunks, ``need`` passes), the numpy paper loop and the competitors on one frame, in
+    that order, and the passes of the paper loop."""
+    t_x, out_x = best_of(lambda: xglacier_eager(frame), repeats)
+    cube = make_cube(frame, chunk)
+    t_d, out_d = best_of(lambda: xglacier_dask(cube, need), repeats)
+    t0 = time.perf_counter()
+    out_ref, ref_passes = paper_loop(frame)
+    t_ref = time.perf_counter() - t0
+    rows = [("xglacier eager (numba)", t_x, out_x),
+            (f"xglacier dask 2 threads (max_iter={need})", t_d, out_d),
+            ("numpy paper loop (reference, 1 run)", t_ref, out_ref)]
+    return rows + competitors(frame, repeats), ref_passes
+
+
 def representative_crop(missing: np.ndarray, size: int) -> tuple[int, int]:
     """Top-left corner of the ``size`` crop whose missing fraction is closest to the frame's."""
     target = missing.mean()
@@ -287,16 +304,8 @@ def synthetic_case(n: int, crop: int, chunk: int, repeats: int, seed: int) -> di
     print(f"passes needed to fill everything: {need} (xglacier eager and reference: "
           f"max_iter=None; dask: max_iter={need}, halo {2 * need} px, chunks {chunk}x{chunk})")
 
-    t_x, out_x = best_of(lambda: xglacier_eager(frame), repeats)
-    cube = make_cube(frame, chunk)
-    t_d, out_d = best_of(lambda: xglacier_dask(cube, need), repeats)
-    t0 = time.perf_counter()
-    out_ref, ref_passes = paper_loop(frame)
-    t_ref = time.perf_counter() - t0
-    rows = [("xglacier eager (numba)", t_x, out_x),
-            (f"xglacier dask 2 threads (max_iter={need})", t_d, out_d),
-            ("numpy paper loop (reference, 1 run)", t_ref, out_ref)]
-    rows += competitors(frame, repeats)
+    rows, ref_passes = time_methods(frame, chunk, need, repeats)
+    (_, t_x, out_x), (_, _, out_d), (_, t_ref, out_ref) = rows[:3]
     print_table(f"Full frame {n}x{n} (ratio = time / xglacier eager time; RMSE over all "
                 f"{holes.sum()} punched px; ref = numpy paper loop, {ref_passes} passes)",
                 rows, t_x, truth, holes, out_ref)
@@ -347,16 +356,8 @@ def athabasca_case(repeats: int, seed: int) -> dict:
           f"stripes {stripes.sum()} px (period 17 px, 1..5 px wide) + {nblobs} ellipses "
           f"(semi-axes 2..8 px); passes needed {need} (dask: max_iter={need}, chunks 128x128)")
 
-    t_x, out_x = best_of(lambda: xglacier_eager(frame), repeats)
-    cube = make_cube(frame, 128)
-    t_d, out_d = best_of(lambda: xglacier_dask(cube, need), repeats)
-    t0 = time.perf_counter()
-    out_ref, ref_passes = paper_loop(frame)
-    t_ref = time.perf_counter() - t0
-    rows = [("xglacier eager (numba)", t_x, out_x),
-            (f"xglacier dask 2 threads (max_iter={need})", t_d, out_d),
-            ("numpy paper loop (reference, 1 run)", t_ref, out_ref)]
-    rows += competitors(frame, repeats)
+    rows, ref_passes = time_methods(frame, 128, need, repeats)
+    (_, t_x, out_x), (_, _, out_d), (_, t_ref, out_ref) = rows[:3]
     print_table(f"Athabasca (ratio = time / xglacier eager time; RMSE over the {punched.sum()} "
                 f"punched px only; ref = numpy paper loop, {ref_passes} passes)",
                 rows, t_x, truth, punched, out_ref)

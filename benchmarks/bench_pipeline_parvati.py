@@ -30,7 +30,7 @@ import xglacier
 def pipeline(cube):
     kept = xglacier.filter_scenes(cube, max_cloud=20, max_missing=0.5)
     nd = xglacier.ndsi(xglacier.fill_gaps(xglacier.mask_clouds(kept)))
-    return xglacier.composite(nd, "3MS"), kept.sizes["time"]
+    return xglacier.composite(nd, freq="3MS"), kept.sizes["time"]
 
 
 def main() -> None:

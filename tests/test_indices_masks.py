@@ -69,7 +69,7 @@ def test_decode_qa_confidence():
     qa = xr.DataArray(np.array([22280, 30048], np.uint16), name="qa_pixel")
     assert xglacier.decode_qa(qa, "cloud_confidence").values.tolist() == [3, 1]
     assert xglacier.decode_qa(qa, "snow_ice_confidence").values.tolist() == [1, 3]
-    with pytest.raises(ParameterError, match="unknown QA_PIXEL field"):
+    with pytest.raises(ParameterError, match=r"^decode_qa: flag=.smoke.; expected one of .cirrus."):
         xglacier.decode_qa(qa, "smoke")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import dask.array as dsa
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
 import rioxarray
 import xarray as xr
@@ -82,14 +83,80 @@ def test_lazy_chunk_invariant_and_lead_time(small_loaded, no_compute):
     assert out.dt_days.values.tolist() == [91.0, 91.0]
 
 
-def test_geographic_crs_gives_pixel_units(small_loaded):
-    cube, _ = small_loaded
-    nd = xglacier.ndsi(cube).isel(time=slice(0, 2))
-    geo = nd.assign_coords(x=np.linspace(77.5, 77.6, nd.sizes["x"]),
-                           y=np.linspace(32.2, 32.1, nd.sizes["y"])).rio.write_crs("EPSG:4326")
-    with pytest.warns(PixelUnitsWarning, match="pixel/yr"):
-        vel = xglacier.flow(geo)
-    assert vel.u.attrs["units"] == "pixel yr-1"
+def _textured_pair(shift=(1, 1), n=64):
+    """Two frames a year apart, the second the first moved ``shift`` (rows down, columns
+    right), as a DataArray without coordinates on y and x."""
+    rng = np.random.default_rng(0)
+    img = ndimage.gaussian_filter(rng.random((n, n)), 2)
+    img = (img - img.min()) / (img.max() - img.min())
+    return xr.DataArray(np.stack([img, np.roll(img, shift, axis=(0, 1))]).astype(np.float32),
+                        dims=("time", "y", "x"),
+                        coords={"time": pd.to_datetime(["2020-01-01", "2021-01-01"])})
+
+
+def test_geographic_crs_gives_metres_per_year_row_by_row():
+    # 0.0005-degree grid near 60 N: one column is ~27.9 m, one row ~55.7 m, and a column
+    # shortens by ~0.1 % from the southern to the northern edge of the frame
+    da = _textured_pair()
+    lon = 77.5 + 0.0005 * np.arange(64)
+    lat = 60.0 - 0.0005 * np.arange(64)
+    vel = xglacier.flow(da.assign_coords(x=lon, y=lat).rio.write_crs("EPSG:4326")).isel(pair=0)
+    assert vel.u.attrs["units"] == "m yr-1" and vel.rio.crs == "EPSG:4326"
+    years = 366 / 365.25  # 2020 is a leap year
+    geod = pyproj.Geod(ellps="WGS84")  # independent truth: geodesic lengths of one grid step
+    ew = np.array([geod.inv(lon[0], p, lon[1], p)[2] for p in lat])
+    ns = np.array([geod.inv(lon[0], p - 0.00025, lon[0], p + 0.00025)[2] for p in lat])
+    dx, dy = vel.dx.values.astype(np.float64), vel.dy.values.astype(np.float64)
+    moved = (np.abs(dx) > 0.5) & (np.abs(dy) > 0.5)
+    rows = np.nonzero(moved)[0]
+    np.testing.assert_allclose((vel.u.values / dx)[moved], ew[rows] / years, rtol=1e-5)
+    np.testing.assert_allclose((vel.v.values / -dy)[moved], ns[rows] / years, rtol=1e-5)
+    assert ew[0] / ew[-1] < 1 - 5e-4  # the rows really differ, and each got its own length
+    inner = (slice(16, 48), slice(16, 48))
+    assert float(np.median(vel.u.values[inner])) == pytest.approx(ew.mean() / years, rel=0.05)
+    assert float(np.median(vel.v.values[inner])) == pytest.approx(-ns.mean() / years, rel=0.05)
+    assert float(np.median(vel.direction.values[inner])) == pytest.approx(
+        np.degrees(np.arctan2(ew.mean(), -ns.mean())), abs=3)
+
+
+def test_no_crs_gives_pixel_units():
+    da = _textured_pair().assign_coords(y=30.0 * np.arange(64)[::-1], x=30.0 * np.arange(64))
+    with pytest.warns(PixelUnitsWarning, match=r"^flow: .*pixel/yr"):
+        vel = xglacier.flow(da)
+    assert vel.u.attrs["units"] == "pixel yr-1" and vel.rio.crs is None
+    assert "grid_mapping" not in vel.u.encoding
+    np.testing.assert_allclose(vel.u.values, vel.dx.values * 365.25 / 366, rtol=1e-6)
+
+
+def test_irregular_grid_with_crs_is_refused():
+    x = 30.0 * np.arange(64)
+    x[40:] += 5.0
+    da = _textured_pair().assign_coords(y=30.0 * np.arange(64)[::-1], x=x).rio.write_crs("EPSG:32643")
+    with pytest.raises(InputError, match=r"^flow: variable None: coordinate 'x' is not regularly spaced"):
+        xglacier.flow(da)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"levels": True}, {"winsize": True}, {"iterations": False}, {"poly_n": True}, {"flags": True},
+    {"levels": 2.0}, {"levels": 0}, {"pyr_scale": True}, {"pyr_scale": 1.0}, {"poly_sigma": 0},
+    {"normalize": 1}, {"method": "lucas-kanade"},
+], ids=lambda kw: ",".join(f"{k}={v!r}" for k, v in kw.items()))
+def test_flow_refuses_bools_and_bad_options(small_loaded, kwargs):
+    # regression: flow(levels=True) ran as levels=1
+    nd = xglacier.ndsi(small_loaded[0]).isel(time=slice(0, 2))
+    (name, value), = kwargs.items()
+    with pytest.raises(ParameterError, match=rf"^flow: {name}={value!r}"):
+        xglacier.flow(nd, **kwargs)
+
+
+def test_flow_value_range(small_loaded):
+    nd = xglacier.ndsi(small_loaded[0]).isel(time=slice(0, 2))
+    for bad in ((1.0,), (1.0, -1.0), "ab", (0.0, float("nan"))):
+        with pytest.raises(ParameterError, match=r"^flow: value_range="):
+            xglacier.flow(nd, normalize=False, value_range=bad)
+    default = xglacier.flow(nd, normalize=False)  # unitless NDSI: (-1, 1)
+    given = xglacier.flow(nd, normalize=False, value_range=(-1, 1))
+    xr.testing.assert_identical(default, given)
 
 
 def test_flow_bad_input(small_loaded):
@@ -105,6 +172,8 @@ def test_flow_bad_input(small_loaded):
         xglacier.flow(cube.green.rename("g").assign_attrs(units="reflectance"), normalize=False)
     with pytest.raises(ParameterError, match="method"):
         xglacier.flow(nd, method="lucas-kanade")
+    with pytest.raises(TypeError):
+        xglacier.flow(nd, "farneback")  # options are keyword-only
 
 
 def test_plot_flow(small_loaded, tmp_path):
@@ -117,6 +186,12 @@ def test_plot_flow(small_loaded, tmp_path):
     assert len(ax.collections) == 1 and ax.collections[0].N == (64 // 8) ** 2
     ax.figure.savefig(tmp_path / "flow.png")
     assert (tmp_path / "flow.png").stat().st_size > 1000
+    with pytest.raises(ParameterError, match=r"^plot_flow: pair=1"):
+        xglacier.plot_flow(vel, pair=1)
+    with pytest.raises(ParameterError, match=r"^plot_flow: step=True"):
+        xglacier.plot_flow(vel, step=True)
+    with pytest.raises(InputError, match=r"^plot_flow: .*returned by flow"):
+        xglacier.plot_flow(vel.u)
 
 
 def _phase_shift(a: np.ndarray, b: np.ndarray, up: int = 20) -> tuple[float, float]:
@@ -150,7 +225,7 @@ def test_athabasca_alignment_agrees_with_phase_correlation():
         {b: (("time", "y", "x"), np.stack([ref[b], off[b]])) for b in names},
         coords={"time": pd.to_datetime(["2020-09-09", "2020-09-11"])},
     )
-    est = xglacier.estimate_ecc(cube, band=list(names), reference=0, refine=0).compute()
+    est = xglacier.estimate_ecc(cube, bands=list(names), reference=0, refine=0).compute()
     assert est.ecc_converged.all()
     got = (float(est.ecc_shift_y[1]), float(est.ecc_shift_x[1]))
     phase = np.mean([_phase_shift(ref[b], off[b]) for b in names], axis=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -11,9 +12,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._attrs import with_history
-from ._validate import check_spatial
+from ._attrs import georeference, with_history
+from ._validate import check_choice, check_flag, check_int, check_number, check_spatial
 from .errors import DimensionError, InputError, ParameterError, PixelUnitsWarning
+from .preprocess.terrain import pixel_lengths
 
 SECONDS_PER_YEAR = 365.25 * 86400
 
@@ -53,20 +55,122 @@ def _flow_block(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> np.ndarra
     return out
 
 
-def _pixel_size(obj: xr.DataArray) -> tuple[float, float] | None:
-    """(x, y) pixel size in metres, or None where the CRS gives no metric scale."""
+def _frame_seconds(obj: Any) -> tuple[str, pd.Index, np.ndarray]:
+    """The frame dimension, its labels and the seconds between consecutive frames."""
+    if not isinstance(obj, xr.DataArray):
+        raise InputError(f"flow: expected a DataArray (one variable), got {type(obj).__name__}")
+    check_spatial(obj, what=f"flow: variable {obj.name!r}")
+    if obj.ndim != 3:
+        raise DimensionError(
+            f"flow: variable {obj.name!r} has dimensions {obj.dims}; expected (time or lead_time, y, x)"
+        )
+    tdim = obj.dims[0]
+    if obj.sizes[tdim] < 2:
+        raise InputError(f"flow: variable {obj.name!r} has {obj.sizes[tdim]} frame along {tdim!r}; needs two")
+    if tdim not in obj.coords:
+        raise DimensionError(f"flow: dimension {tdim!r} has no coordinate; expected dates or lead times")
+    labels = obj.indexes[tdim]
+    if not isinstance(labels, (pd.DatetimeIndex, pd.TimedeltaIndex)):
+        raise DimensionError(
+            f"flow: coordinate {tdim!r} has dtype {obj[tdim].dtype}; expected datetime64 or timedelta64"
+        )
+    seconds = np.diff(labels.as_unit("ns").asi8) / 1e9
+    if np.any(seconds <= 0):
+        raise InputError(f"flow: coordinate {tdim!r} is not strictly increasing")
+    return tdim, labels, seconds
+
+
+def _value_range(obj: xr.DataArray, normalize: bool, value_range: Any) -> tuple[float, float]:
+    """The values mapped to 0..255 for every frame."""
+    if normalize:
+        return -4.0, 4.0
+    if value_range is None:
+        if obj.attrs.get("units") != "1":
+            raise ParameterError(
+                f"flow: with normalize=False give value_range=(low, high) for variable "
+                f"{obj.name!r} (units {obj.attrs.get('units')!r}); only unitless indices "
+                "default to (-1, 1)"
+            )
+        return -1.0, 1.0
+    if isinstance(value_range, str) or not isinstance(value_range, Sequence) or len(value_range) != 2:
+        raise ParameterError(f"flow: value_range={value_range!r}; expected a pair (low, high)")
+    lo, hi = (float(check_number("flow", "value_range", v)) for v in value_range)
+    if not hi > lo:
+        raise ParameterError(f"flow: value_range={value_range!r}; expected low < high")
+    return lo, hi
+
+
+def _metric_pixel(obj: xr.DataArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """East-west and north-south length in metres of one pixel, per row (``None``: no
+    metric scale, the CRS is missing or neither projected nor geographic).
+
+    Geographic grids get the true length of a grid step at each row's latitude on the
+    CRS's ellipsoid (:func:`~xglacier.preprocess.terrain.pixel_lengths`): a degree of
+    longitude is shorter away from the equator, so one size for the whole frame would be
+    wrong by up to the ratio of the cosines of its extreme latitudes.
+    """
     crs = obj.rio.crs
-    if crs is None or not crs.is_projected:
+    if crs is None or not (crs.is_projected or crs.is_geographic):
         return None
-    units = crs.linear_units_factor  # (name, metres per unit)
-    factor = float(units[1])
-    dx = float(abs(obj.x[1] - obj.x[0])) * factor
-    dy = float(abs(obj.y[1] - obj.y[0])) * factor
-    return dx, dy
+    return pixel_lengths(crs, obj["x"].values, obj["y"].values, what=f"flow: variable {obj.name!r}")
+
+
+def _displacements(obj: xr.DataArray, opts: dict[str, Any]) -> dsa.Array:
+    """(pair, 2, y, x) Farneback displacements in pixels, one task per pair of whole frames."""
+    data = obj.data if isinstance(obj.data, dsa.Array) else dsa.from_array(np.asarray(obj.data), chunks=-1)
+    data = data.astype(np.float32).rechunk({0: 1, 1: -1, 2: -1})
+    n = obj.shape[0] - 1
+    disp = dsa.map_blocks(
+        _flow_block, data[:-1].rechunk({0: 1}), data[1:].rechunk({0: 1}), opts,
+        new_axis=1, chunks=((1,) * n, (2,), data.chunks[1], data.chunks[2]), dtype=np.float32,
+    )
+    return disp if isinstance(obj.data, dsa.Array) else disp.compute(scheduler="threads")
+
+
+def _velocity(obj: xr.DataArray, disp: dsa.Array, labels: pd.Index, seconds: np.ndarray) -> xr.Dataset:
+    """Velocities from the displacements ``disp`` between frames ``seconds`` apart."""
+    dx, dy = disp[:, 0], disp[:, 1]
+    size = _metric_pixel(obj)
+    years = (seconds / SECONDS_PER_YEAR).astype(np.float32)[:, None, None]
+    if size is None:
+        warnings.warn(
+            f"flow: the CRS of {obj.name!r} ({obj.rio.crs}) has no metric pixel size; "
+            "velocities are in pixel/yr", PixelUnitsWarning, stacklevel=3,
+        )
+        size_x = size_y = np.float32(1.0)
+        unit = "pixel yr-1"
+    else:
+        size_x, size_y = (np.asarray(s, np.float32)[None, :, None] for s in size)
+        unit = "m yr-1"
+    u = dx * size_x / years
+    v = -dy * size_y / years  # rows increase southwards
+    speed = (u**2 + v**2) ** 0.5
+    direction = (np.degrees(np.arctan2(u, v)) + 360.0) % 360.0
+    dims = ("pair", "y", "x")
+    coords = {
+        "start": ("pair", labels[:-1]),
+        "end": ("pair", labels[1:]),
+        "dt_days": ("pair", seconds / 86400.0, {"units": "days"}),
+        "y": obj["y"], "x": obj["x"],
+    }
+    ds = xr.Dataset(
+        {
+            "u": (dims, u, {"long_name": "eastward surface velocity", "units": unit}),
+            "v": (dims, v, {"long_name": "northward surface velocity", "units": unit}),
+            "speed": (dims, speed, {"long_name": "surface speed", "units": unit}),
+            "direction": (dims, direction, {
+                "long_name": "direction of surface motion, clockwise from north", "units": "degree"}),
+            "dx": (dims, dx, {"long_name": "displacement along columns", "units": "pixel"}),
+            "dy": (dims, dy, {"long_name": "displacement along rows (southward)", "units": "pixel"}),
+        },
+        coords=coords,
+    )
+    return georeference(ds, obj)
 
 
 def flow(
     obj: xr.DataArray,
+    *,
     method: str = "farneback",
     pyr_scale: float = 0.5,
     levels: int = 6,
@@ -83,7 +187,7 @@ def flow(
     Farneback's algorithm (OpenCV) with the paper's parameters runs on each pair of
     consecutive frames of a ``(time, y, x)`` or ``(lead_time, y, x)`` DataArray (NDSI, a
     snow mask, a band or a forecast). Displacements in pixels are turned into velocities
-    with the CRS pixel size and the time between the frames.
+    with the metric pixel size and the time between the frames.
 
     Parameters
     ----------
@@ -108,11 +212,20 @@ def flow(
     -------
     xarray.Dataset
         Dimension ``pair`` with coordinates ``start`` and ``end`` (the frames' labels) and
-        ``dt_days``; variables ``u`` (eastward) and ``v`` (northward) velocities in m/yr
-        (pixel/yr on a CRS without metric units, with a :class:`PixelUnitsWarning`),
+        ``dt_days``; variables ``u`` (eastward) and ``v`` (northward) velocities in m/yr,
         ``speed`` and ``direction`` (degrees clockwise from north, towards which the
         surface moves), and ``dx``, ``dy`` the raw displacement in pixels per pair
         (``dy`` positive down the rows). Lazy: one task per pair on whole frames.
+
+    Notes
+    -----
+    Pixel sizes in metres come from :func:`~xglacier.preprocess.terrain.pixel_lengths`:
+    the grid spacing times the linear unit in a projected CRS; in a geographic CRS the
+    true length of one grid step at each row's latitude on the CRS's ellipsoid (so ``u``
+    and ``v`` are in m/yr there too, row by row). Without a CRS, or with one that is
+    neither projected nor geographic, velocities stay in pixel/yr with a
+    :class:`PixelUnitsWarning`. A grid that is not regularly spaced raises
+    :class:`InputError`: it has no single pixel size.
 
     Examples
     --------
@@ -128,111 +241,27 @@ def flow(
     >>> round(float(f.u.isel(y=slice(16, 48), x=slice(16, 48)).median()))
     30
     """
-    if method != "farneback":
-        raise ParameterError(f"flow: method={method!r}; expected 'farneback'")
-    if not isinstance(obj, xr.DataArray):
-        raise InputError(f"flow expects a DataArray (one variable), got {type(obj).__name__}")
-    check_spatial(obj)
-    if obj.ndim != 3:
-        raise DimensionError(
-            f"flow: variable {obj.name!r} has dimensions {obj.dims}; expected (time or lead_time, y, x)"
-        )
-    tdim = obj.dims[0]
-    if obj.sizes[tdim] < 2:
-        raise InputError(f"flow: variable {obj.name!r} has {obj.sizes[tdim]} frame along {tdim!r}; needs two")
-    if tdim not in obj.coords:
-        raise DimensionError(f"flow: dimension {tdim!r} has no coordinate; expected dates or lead times")
-    labels = obj.indexes[tdim]
-    if isinstance(labels, pd.DatetimeIndex):
-        seconds = np.diff(labels.as_unit("ns").asi8) / 1e9
-    elif isinstance(labels, pd.TimedeltaIndex):
-        seconds = np.diff(labels.as_unit("ns").asi8) / 1e9
-    else:
-        raise DimensionError(
-            f"flow: coordinate {tdim!r} has dtype {obj[tdim].dtype}; expected datetime64 or timedelta64"
-        )
-    if np.any(seconds <= 0):
-        raise InputError(f"flow: coordinate {tdim!r} is not strictly increasing")
-    if normalize:
-        lo, hi = -4.0, 4.0
-    else:
-        if value_range is None:
-            if obj.attrs.get("units") != "1":
-                raise ParameterError(
-                    f"flow: with normalize=False give value_range=(low, high) for variable "
-                    f"{obj.name!r} (units {obj.attrs.get('units')!r}); only unitless indices "
-                    "default to (-1, 1)"
-                )
-            value_range = (-1.0, 1.0)
-        lo, hi = map(float, value_range)
-        if not hi > lo:
-            raise ParameterError(f"flow: value_range={value_range!r}; expected low < high")
-    for label, value in (("levels", levels), ("winsize", winsize), ("iterations", iterations),
-                         ("poly_n", poly_n)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ParameterError(f"flow: {label}={value!r}; expected a positive integer")
-    if not 0 < pyr_scale < 1:
-        raise ParameterError(f"flow: pyr_scale={pyr_scale!r}; expected a value in (0, 1)")
-
-    opts = dict(pyr_scale=float(pyr_scale), levels=int(levels), winsize=int(winsize),
-                iterations=int(iterations), poly_n=int(poly_n), poly_sigma=float(poly_sigma),
-                flags=int(flags), normalize=bool(normalize), value_range=(lo, hi))
-    data = obj.data if isinstance(obj.data, dsa.Array) else dsa.from_array(np.asarray(obj.data), chunks=-1)
-    data = data.astype(np.float32).rechunk({0: 1, 1: -1, 2: -1})
-    n = obj.sizes[tdim] - 1
-    disp = dsa.map_blocks(
-        _flow_block, data[:-1].rechunk({0: 1}), data[1:].rechunk({0: 1}), opts,
-        new_axis=1, chunks=((1,) * n, (2,), data.chunks[1], data.chunks[2]), dtype=np.float32,
-    )
-    if not isinstance(obj.data, dsa.Array):
-        disp = disp.compute(scheduler="threads")
-    dx, dy = disp[:, 0], disp[:, 1]
-
-    size = _pixel_size(obj)
-    years = (seconds / SECONDS_PER_YEAR).astype(np.float32)[:, None, None]
-    if size is None:
-        warnings.warn(
-            f"flow: the CRS of {obj.name!r} ({obj.rio.crs}) has no metric pixel size; "
-            "velocities are in pixel/yr", PixelUnitsWarning, stacklevel=2,
-        )
-        size, unit = (1.0, 1.0), "pixel yr-1"
-    else:
-        unit = "m yr-1"
-    u = dx * np.float32(size[0]) / years
-    v = -dy * np.float32(size[1]) / years  # rows increase southwards
-    speed = (u**2 + v**2) ** 0.5
-    direction = (np.degrees(np.arctan2(u, v)) + 360.0) % 360.0
-
-    dims = ("pair", "y", "x")
-    coords = {
-        "start": ("pair", labels[:-1]),
-        "end": ("pair", labels[1:]),
-        "dt_days": ("pair", seconds / 86400.0, {"units": "days"}),
-        "y": obj["y"], "x": obj["x"],
-    }
-    if "spatial_ref" in obj.coords:
-        coords["spatial_ref"] = obj["spatial_ref"]
-    ds = xr.Dataset(
-        {
-            "u": (dims, u, {"long_name": "eastward surface velocity", "units": unit}),
-            "v": (dims, v, {"long_name": "northward surface velocity", "units": unit}),
-            "speed": (dims, speed, {"long_name": "surface speed", "units": unit}),
-            "direction": (dims, direction, {
-                "long_name": "direction of surface motion, clockwise from north", "units": "degree"}),
-            "dx": (dims, dx, {"long_name": "displacement along columns", "units": "pixel"}),
-            "dy": (dims, dy, {"long_name": "displacement along rows (southward)", "units": "pixel"}),
-        },
-        coords=coords,
-    )
-    for name in ds.data_vars:
-        ds[name].encoding["grid_mapping"] = "spatial_ref"
-    ds.attrs = with_history({"history": obj.attrs["history"]} if "history" in obj.attrs else {},
-                            "flow", method=method, **{k: v for k, v in opts.items()})
+    check_choice("flow", "method", method, ("farneback",))
+    _, labels, seconds = _frame_seconds(obj)
+    normalize = check_flag("flow", "normalize", normalize)
+    lo, hi = _value_range(obj, normalize, value_range)
+    opts = dict(pyr_scale=float(check_number("flow", "pyr_scale", pyr_scale, low=0, high=1,
+                                             low_open=True, high_open=True)),
+                levels=check_int("flow", "levels", levels, low=1),
+                winsize=check_int("flow", "winsize", winsize, low=1),
+                iterations=check_int("flow", "iterations", iterations, low=1),
+                poly_n=check_int("flow", "poly_n", poly_n, low=1),
+                poly_sigma=float(check_number("flow", "poly_sigma", poly_sigma, low=0, low_open=True)),
+                flags=check_int("flow", "flags", flags, low=0), normalize=normalize,
+                value_range=(lo, hi))
+    ds = _velocity(obj, _displacements(obj, opts), labels, seconds)
+    ds.attrs = with_history({}, "flow", source=obj, method=method, **opts)
     return ds
 
 
 def plot_flow(
     velocity: xr.Dataset,
+    *,
     pair: int = 0,
     image: xr.DataArray | None = None,
     step: int | None = None,
@@ -272,6 +301,12 @@ def plot_flow(
     """
     import matplotlib.pyplot as plt
 
+    if not isinstance(velocity, xr.Dataset) or "pair" not in velocity.dims:
+        raise InputError(f"plot_flow: velocity is a {type(velocity).__name__} without a 'pair' "
+                         "dimension; expected the Dataset returned by flow")
+    n = velocity.sizes["pair"]
+    pair = check_int("plot_flow", "pair", pair, low=-n, high=n - 1)
+    step = check_int("plot_flow", "step", step, low=1, allow_none=True)
     sel = velocity.isel(pair=pair)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))

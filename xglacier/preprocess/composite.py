@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import dask.array as dsa
@@ -10,7 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from .._attrs import with_history
-from .._validate import check_spatial, check_time
+from .._validate import check_choice, check_flag, check_spatial, check_time
 from ..errors import ParameterError
 from .kernels import interp_time
 
@@ -20,6 +21,25 @@ _REDUCERS = {
     "min": np.nanmin,
     "max": np.nanmax,
 }
+
+
+def _offset(freq: str | pd.DateOffset) -> pd.DateOffset:
+    """``freq`` as a pandas offset, or :class:`ParameterError`."""
+    if not isinstance(freq, str | pd.DateOffset):
+        raise ParameterError(f"composite: freq={freq!r}; expected a pandas frequency string")
+    # pandas warns before it fails on an unknown lower-case alias ("'bogus' is deprecated,
+    # use 'BOGUS'"), which would precede our error with bad advice. Its warnings are held
+    # back and repeated only for a valid string (deprecated aliases keep their notice).
+    # This runs in the calling thread while the graph is built, never inside Dask tasks.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            offset = pd.tseries.frequencies.to_offset(freq)
+        except (TypeError, ValueError) as err:
+            raise ParameterError(f"composite: freq={freq!r} is not a pandas frequency") from err
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=4)
+    return offset
 
 
 def period_starts(times: pd.DatetimeIndex, freq: str) -> pd.DatetimeIndex:
@@ -34,12 +54,7 @@ def period_starts(times: pd.DatetimeIndex, freq: str) -> pd.DatetimeIndex:
     >>> [str(d.date()) for d in period_starts(t, "3MS")]
     ['2020-01-01', '2020-04-01', '2020-07-01']
     """
-    if not isinstance(freq, str | pd.DateOffset):
-        raise ParameterError(f"composite: freq={freq!r}; expected a pandas frequency string")
-    try:
-        offset = pd.tseries.frequencies.to_offset(freq)
-    except (TypeError, ValueError) as err:
-        raise ParameterError(f"composite: freq={freq!r} is not a pandas frequency") from err
+    offset = _offset(freq)
     times = times.as_unit("ns")
     origin = pd.Timestamp(year=times[0].year, month=1, day=1)
     starts = pd.date_range(origin, times[-1], freq=offset, unit="ns")
@@ -72,7 +87,7 @@ def _composite_array(
     da: xr.DataArray, labels: np.ndarray, nper: int, how: str, tnum: np.ndarray,
     interpolate: bool,
 ) -> np.ndarray | dsa.Array:
-    check_spatial(da)
+    check_spatial(da, what=f"composite: variable {da.name!r}")
     axis = da.get_axis_num("time")
     if axis != 0:
         da = da.transpose("time", ...)
@@ -104,6 +119,7 @@ def _composite_array(
 
 def composite(
     obj: xr.Dataset | xr.DataArray,
+    *,
     freq: str = "3MS",
     how: Literal["mean", "median", "min", "max"] = "mean",
     interpolate: bool = True,
@@ -145,8 +161,8 @@ def composite(
     >>> composite(a).values.ravel().tolist()
     [2.0, 5.0, 8.0]
     """
-    if how not in _REDUCERS:
-        raise ParameterError(f"composite: how={how!r}; expected one of {sorted(_REDUCERS)}")
+    how = check_choice("composite", "how", how, _REDUCERS)
+    interpolate = check_flag("composite", "interpolate", interpolate)
     check_time(obj)
     times = obj.indexes["time"].as_unit("ns")
     starts = period_starts(times, freq)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from functools import partial
 from typing import Literal
@@ -12,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import with_history
-from .._validate import check_spatial, check_time, get_band
+from .._validate import check_bands, check_choice, check_int, check_spatial, check_time, renamed_keywords
 from ..errors import EmptySceneError, InputError, ParameterError
 from .kernels import fill_gaps_stack, paper_weights
 
@@ -44,7 +43,7 @@ def _fill_array(
     da: xr.DataArray, weights: np.ndarray, max_iter: int | None, empty: str
 ) -> tuple[np.ndarray | dsa.Array, xr.Variable]:
     """Filled data of ``da`` and the gaps left per frame (Dask in, Dask out)."""
-    check_spatial(da)
+    check_spatial(da, what=f"fill_gaps: variable {da.name!r}")
     if not np.issubdtype(da.dtype, np.floating):
         raise InputError(f"fill_gaps: variable {da.name!r} has dtype {da.dtype}; expected float")
     radius = weights.shape[0] // 2
@@ -95,11 +94,13 @@ def _fill_array(
     return filled, xr.Variable(da.dims[:-2], left)
 
 
+@renamed_keywords(variables="bands")
 def fill_gaps(
     obj: xr.Dataset | xr.DataArray,
+    *,
     max_iter: int | None = 16,
     weights: Sequence[float] = (1, 2, 3, 2, 1),
-    variables: Sequence[str] | None = None,
+    bands: str | Sequence[str] | None = None,
     empty: Literal["raise", "keep"] = "raise",
 ) -> xr.Dataset | xr.DataArray:
     """Fill NaN gaps with the paper's 5x5 weighted average, applied in passes.
@@ -122,8 +123,9 @@ def fill_gaps(
         Largest number of passes; ``None`` for no limit (frames are processed whole).
     weights
         1-D profile whose outer product gives the window weights (odd length).
-    variables
-        Dataset variables to fill; default every float variable with ``y, x`` dims.
+    bands
+        Dataset variables to fill (one name or several); default every float variable
+        with ``y, x`` dims. (``variables=`` is the deprecated old name.)
     empty
         ``"raise"``: a scene with no valid pixel raises :class:`EmptySceneError`
         (at compute time for Dask input); ``"keep"``: it stays NaN.
@@ -141,12 +143,10 @@ def fill_gaps(
     >>> fill_gaps(a).values.tolist()
     [[1.0, 2.0, 3.0]]
     """
-    if max_iter is not None and not (
-        isinstance(max_iter, numbers.Integral) and not isinstance(max_iter, bool) and max_iter >= 1
-    ):
-        raise ParameterError(f"fill_gaps: max_iter={max_iter!r}; expected a positive integer or None")
-    if empty not in ("raise", "keep"):
-        raise ParameterError(f"fill_gaps: empty={empty!r}; expected 'raise' or 'keep'")
+    if not isinstance(obj, (xr.Dataset, xr.DataArray)):
+        raise InputError(f"fill_gaps: expected a Dataset or DataArray, got {type(obj).__name__}")
+    max_iter = check_int("fill_gaps", "max_iter", max_iter, low=1, allow_none=True)
+    empty = check_choice("fill_gaps", "empty", empty, ("raise", "keep"))
     try:
         prof = np.asarray(weights, dtype=float)
     except (TypeError, ValueError) as err:
@@ -162,6 +162,8 @@ def fill_gaps(
     params = dict(max_iter=max_iter, weights=prof.tolist(), empty=empty)
 
     if isinstance(obj, xr.DataArray):
+        if bands is not None:
+            raise ParameterError("fill_gaps: bands= is for Datasets; a DataArray is filled whole")
         filled, left = _fill_array(obj, w, max_iter, empty)
         attrs = with_history(obj.attrs, "fill_gaps", **params)
         if not isinstance(left.data, dsa.Array):
@@ -172,15 +174,16 @@ def fill_gaps(
         out.encoding = dict(obj.encoding)
         return out
 
-    if variables is None:
-        variables = [
-            n for n, v in obj.data_vars.items()
-            if np.issubdtype(v.dtype, np.floating) and {"y", "x"} <= set(v.dims)
-        ]
+    default = [
+        n for n, v in getattr(obj, "data_vars", {}).items()
+        if np.issubdtype(v.dtype, np.floating) and {"y", "x"} <= set(v.dims)
+    ]
+    # a Dataset without float (y, x) variables has nothing to fill, which is not an error
+    names = check_bands("fill_gaps", obj, bands, default=default) if bands is not None or default else []
     out = obj.copy()
     totals = {}
-    for name in variables:
-        filled, left = _fill_array(get_band(obj, name, role="variable"), w, max_iter, empty)
+    for name in names:
+        filled, left = _fill_array(obj[name], w, max_iter, empty)
         out[name] = obj[name].copy(data=filled)
         out.coords[f"unfilled_{name}"] = left
         if not isinstance(left.data, dsa.Array):

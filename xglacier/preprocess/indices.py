@@ -10,11 +10,11 @@ from typing import Literal
 import xarray as xr
 
 from .._attrs import product
-from .._validate import check_reflectance, check_spatial, get_band
-from ..errors import DimensionError, ParameterError
+from .._validate import check_choice, check_flag, check_reflectance, check_spatial, get_band
+from ..errors import DimensionError
 
 
-def normalized_difference(a: xr.DataArray, b: xr.DataArray, clip: bool = True) -> xr.DataArray:
+def normalized_difference(a: xr.DataArray, b: xr.DataArray, *, clip: bool = True) -> xr.DataArray:
     """Return ``(a - b) / (a + b)``, NaN where the denominator is 0 or an input is NaN.
 
     Computed in the inputs' float precision; no warnings for a zero denominator.
@@ -27,6 +27,7 @@ def normalized_difference(a: xr.DataArray, b: xr.DataArray, clip: bool = True) -
     >>> float(normalized_difference(xr.DataArray(0.75), xr.DataArray(0.25)))
     0.5
     """
+    clip = check_flag("normalized_difference", "clip", clip)
     den = a + b
     # Masking the denominator first avoids division-by-zero warnings and infinities.
     out = (a - b) / den.where(den != 0)
@@ -36,14 +37,14 @@ def normalized_difference(a: xr.DataArray, b: xr.DataArray, clip: bool = True) -
 def _index(
     ds: xr.Dataset, first: str, second: str, name: str, long_name: str, op: str, **params
 ) -> xr.DataArray:
-    clip = params.pop("clip")
+    clip = check_flag(op, "clip", params.pop("clip"))
     a = check_reflectance(get_band(ds, first))
     b = check_reflectance(get_band(ds, second))
     for band in (a, b):
         check_spatial(band)
     if a.dims != b.dims:
         raise DimensionError(
-            f"bands {first!r} {a.dims} and {second!r} {b.dims} have different dimensions; "
+            f"{op}: bands {first!r} {a.dims} and {second!r} {b.dims} have different dimensions; "
             "expected the same"
         )
     out = normalized_difference(a, b, clip=clip)
@@ -53,7 +54,7 @@ def _index(
 
 
 def ndsi(
-    ds: xr.Dataset, green: str = "green", swir: str = "swir16", clip: bool = True
+    ds: xr.Dataset, *, green: str = "green", swir: str = "swir16", clip: bool = True
 ) -> xr.DataArray:
     """Normalized Difference Snow Index, ``(green - swir) / (green + swir)``.
 
@@ -89,6 +90,7 @@ def ndsi(
 
 def ndwi(
     ds: xr.Dataset,
+    *,
     kind: Literal["gao", "mcfeeters"] = "gao",
     green: str = "green",
     nir: str = "nir08",
@@ -107,21 +109,20 @@ def ndwi(
     >>> cube.glacier.ndwi(kind="mcfeeters").attrs["long_name"]
     'normalized difference water index (McFeeters)'
     """
+    kind = check_choice("ndwi", "kind", kind, ("gao", "mcfeeters"))
     if kind == "gao":
         return _index(
             ds, nir, swir, "ndwi", "normalized difference water index (Gao)", "ndwi",
             kind=kind, nir=nir, swir=swir, clip=clip,
         )
-    if kind == "mcfeeters":
-        return _index(
-            ds, green, nir, "ndwi", "normalized difference water index (McFeeters)", "ndwi",
-            kind=kind, green=green, nir=nir, clip=clip,
-        )
-    raise ParameterError(f"ndwi: kind={kind!r}; expected 'gao' or 'mcfeeters'")
+    return _index(
+        ds, green, nir, "ndwi", "normalized difference water index (McFeeters)", "ndwi",
+        kind=kind, green=green, nir=nir, clip=clip,
+    )
 
 
 def ndvi(
-    ds: xr.Dataset, nir: str = "nir08", red: str = "red", clip: bool = True
+    ds: xr.Dataset, *, nir: str = "nir08", red: str = "red", clip: bool = True
 ) -> xr.DataArray:
     """Normalized Difference Vegetation Index, ``(nir - red) / (nir + red)``.
 

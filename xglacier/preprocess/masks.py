@@ -8,21 +8,21 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import product, with_history
-from .._validate import check_spatial, get_band
+from .._validate import check_bands, check_choice, check_flag, check_number, check_spatial, get_band
 from ..errors import DimensionError, InputError, ParameterError
 from ..landsat import DEFAULT_MASK_FLAGS, QA_BAND, QA_BITS, QA_CONFIDENCE_BITS, flag_mask
 
 
-def _check_qa(qa: xr.DataArray) -> None:
+def _check_qa(func: str, qa: xr.DataArray) -> None:
     if not np.issubdtype(qa.dtype, np.integer):
         raise InputError(
-            f"quality band {qa.name!r} has dtype {qa.dtype}; expected unsigned integers "
+            f"{func}: quality band {qa.name!r} has dtype {qa.dtype}; expected unsigned integers "
             "(Landsat QA_PIXEL bit flags, not scaled)"
         )
 
 
 def decode_qa(
-    ds: xr.Dataset | xr.DataArray, flag: str, qa: str = QA_BAND
+    ds: xr.Dataset | xr.DataArray, flag: str, *, qa: str = QA_BAND
 ) -> xr.DataArray:
     """Decode one field of Landsat Collection 2 QA_PIXEL.
 
@@ -37,23 +37,20 @@ def decode_qa(
     >>> decode_qa(q, "snow").values.tolist(), decode_qa(q, "cloud").values.tolist()
     ([True, False], [True, False])
     """
+    flag = check_choice("decode_qa", "flag", flag, [*sorted(QA_BITS), *sorted(QA_CONFIDENCE_BITS)])
     band = ds if isinstance(ds, xr.DataArray) else get_band(ds, qa, role="quality band")
-    _check_qa(band)
+    _check_qa("decode_qa", band)
     if flag in QA_BITS:
         out = (band & (1 << QA_BITS[flag])) != 0
-    elif flag in QA_CONFIDENCE_BITS:
-        out = ((band >> QA_CONFIDENCE_BITS[flag]) & 0b11).astype(np.uint8)
     else:
-        raise ParameterError(
-            f"unknown QA_PIXEL field {flag!r}; expected one of "
-            f"{sorted(QA_BITS) + sorted(QA_CONFIDENCE_BITS)}"
-        )
+        out = ((band >> QA_CONFIDENCE_BITS[flag]) & 0b11).astype(np.uint8)
     out.attrs = {"long_name": f"QA_PIXEL {flag.replace('_', ' ')}"}
     return out.rename(flag)
 
 
 def mask_clouds(
     ds: xr.Dataset,
+    *,
     flags: Iterable[str] = DEFAULT_MASK_FLAGS,
     qa: str = QA_BAND,
     bands: Sequence[str] | None = None,
@@ -95,14 +92,15 @@ def mask_clouds(
         )
     bits = flag_mask(flags)
     qa_band = get_band(ds, qa, role="quality band")
-    _check_qa(qa_band)
-    if bands is None:
-        bands = [n for n, v in ds.data_vars.items() if np.issubdtype(v.dtype, np.floating)]
+    _check_qa("mask_clouds", qa_band)
+    floats = [n for n, v in ds.data_vars.items() if np.issubdtype(v.dtype, np.floating)]
+    # a Dataset without float variables has nothing to mask, which is not an error
+    names = check_bands("mask_clouds", ds, bands, default=floats) if bands is not None or floats else []
     bad = (qa_band & bits) != 0
     out = ds.copy()
-    for name in bands:
-        band = get_band(ds, name)
-        check_spatial(band)
+    for name in names:
+        band = ds[name]
+        check_spatial(band, what=f"mask_clouds: variable {name!r}")
         if band.dims != qa_band.dims:
             raise DimensionError(
                 f"mask_clouds: variable {name!r} has dimensions {band.dims} but {qa!r} has "
@@ -117,6 +115,7 @@ def mask_clouds(
 
 def snow_mask(
     ndsi: xr.DataArray,
+    *,
     threshold: float | Sequence[float] = 0.3,
     keep_values: bool = True,
 ) -> xr.DataArray:
@@ -146,16 +145,13 @@ def snow_mask(
     [0.0, 1.0]
     """
     if not isinstance(ndsi, xr.DataArray):
-        raise InputError(f"snow_mask expects an NDSI DataArray, got {type(ndsi).__name__}")
+        raise InputError(f"snow_mask: expected an NDSI DataArray, got {type(ndsi).__name__}")
+    keep_values = check_flag("snow_mask", "keep_values", keep_values)
     many = np.ndim(threshold) > 0
-    try:
-        thr = np.atleast_1d(np.asarray(threshold, dtype=float))
-    except (TypeError, ValueError) as err:
-        raise ParameterError(f"snow_mask: threshold={threshold!r} is not a number") from err
-    if thr.size == 0 or not np.all(np.isfinite(thr)) or np.any(np.abs(thr) > 1):
-        raise ParameterError(
-            f"snow_mask: threshold={threshold!r}; expected values in [-1, 1]"
-        )
+    values = list(np.atleast_1d(np.asarray(threshold, dtype=object))) if many else [threshold]
+    if not values:
+        raise ParameterError(f"snow_mask: threshold={threshold!r}; expected at least one value")
+    thr = np.array([check_number("snow_mask", "threshold", v, low=-1, high=1) for v in values], float)
     t = xr.DataArray(thr, dims="threshold", coords={"threshold": thr}) if many else float(thr[0])
     on = ndsi >= t
     value = ndsi if keep_values else xr.ones_like(ndsi)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import dask
@@ -10,16 +9,19 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import with_history
-from .._validate import check_time, get_band
-from ..errors import InputError, MetadataError, ParameterError
+from .._validate import check_bands, check_number, check_spatial, check_time
+from ..errors import InputError, MetadataError
 from ..landsat import REFLECTANCE_BANDS
 
 #: Coordinate names that may hold the scene cloud percentage, in order of preference.
 CLOUD_COORDS: tuple[str, ...] = ("cloud_cover", "eo:cloud_cover")
 
 
-def missing_fraction(ds: xr.Dataset, bands: Sequence[str] | None = None) -> xr.DataArray:
+def missing_fraction(ds: xr.Dataset, *, bands: Sequence[str] | None = None) -> xr.DataArray:
     """Fraction of pixels per scene where any of ``bands`` is NaN (lazy for Dask input).
+
+    ``bands`` (one name or several) default to the reflectance bands present. Returns a
+    DataArray along every dimension but ``y`` and ``x`` (``time`` for a cube).
 
     Examples
     --------
@@ -29,17 +31,18 @@ def missing_fraction(ds: xr.Dataset, bands: Sequence[str] | None = None) -> xr.D
     >>> bool(((frac >= 0) & (frac <= 1)).all())
     True
     """
-    if bands is None:
-        bands = [b for b in REFLECTANCE_BANDS if b in ds.data_vars]
-        if not bands:
-            raise InputError(
-                f"missing_fraction: none of the reflectance bands {list(REFLECTANCE_BANDS)} "
-                f"is in the Dataset (variables: {sorted(map(str, ds.data_vars))}); name them "
-                "with bands=[...]"
-            )
+    default = [b for b in REFLECTANCE_BANDS if b in getattr(ds, "data_vars", ())]
+    if bands is None and isinstance(ds, xr.Dataset) and not default:
+        raise InputError(
+            f"missing_fraction: none of the reflectance bands {list(REFLECTANCE_BANDS)} "
+            f"is in the Dataset (variables: {sorted(map(str, ds.data_vars))}); name them "
+            "with bands=[...]"
+        )
+    names = check_bands("missing_fraction", ds, bands, default=default)
     missing = None
-    for name in bands:
-        m = get_band(ds, name).isnull()
+    for name in names:
+        check_spatial(ds[name], what=f"missing_fraction: variable {name!r}")
+        m = ds[name].isnull()
         missing = m if missing is None else (missing | m)
     frac = missing.mean(dim=("y", "x"))
     frac.attrs = {"long_name": "fraction of missing pixels", "units": "1"}
@@ -65,6 +68,7 @@ def _cloud_cover(ds: xr.Dataset, coord: str | None) -> xr.DataArray:
 
 def filter_scenes(
     ds: xr.Dataset,
+    *,
     max_cloud: float | None = 20,
     max_missing: float | None = 0.5,
     bands: Sequence[str] | None = None,
@@ -104,24 +108,21 @@ def filter_scenes(
     True
     """
     if not isinstance(ds, xr.Dataset):
-        raise InputError(f"filter_scenes expects a Dataset, got {type(ds).__name__}")
+        raise InputError(f"filter_scenes: expected a Dataset, got {type(ds).__name__}")
     check_time(ds)
-    for label, value, hi in (("max_cloud", max_cloud, 100), ("max_missing", max_missing, 1)):
-        if value is not None and not (
-            isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= hi
-        ):
-            raise ParameterError(f"filter_scenes: {label}={value!r}; expected a value in [0, {hi}]")
+    max_cloud = check_number("filter_scenes", "max_cloud", max_cloud, low=0, high=100, allow_none=True)
+    max_missing = check_number("filter_scenes", "max_missing", max_missing, low=0, high=1, allow_none=True)
     keep = np.ones(ds.sizes["time"], dtype=bool)
     if max_cloud is not None:
         keep &= np.asarray(_cloud_cover(ds, cloud_coord).values) <= max_cloud
     if max_missing is not None:
-        frac = missing_fraction(ds, bands).data
+        frac = missing_fraction(ds, bands=bands).data
         (frac,) = dask.compute(frac)  # the one small computation this function does
         keep &= np.asarray(frac) <= max_missing
     out = ds.isel(time=np.flatnonzero(keep))
     out.attrs = with_history(
         ds.attrs, "filter_scenes", max_cloud=max_cloud, max_missing=max_missing,
-        bands=list(bands) if bands else None,
+        bands=bands,
     )
     out.attrs["scenes_dropped"] = int((~keep).sum())
     return out

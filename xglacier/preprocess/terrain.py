@@ -23,6 +23,8 @@ neighbour along x or along y, gets NaN.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dask.array as dsa
 import numpy as np
 import pyproj
@@ -51,7 +53,7 @@ def _regular_step(coord: np.ndarray, name: str, what: str) -> float:
 
 
 def pixel_lengths(
-    crs, x: np.ndarray, y: np.ndarray, what: str = "DEM"
+    crs: Any, x: np.ndarray, y: np.ndarray, *, what: str = "DEM"
 ) -> tuple[np.ndarray, np.ndarray]:
     """East-west and north-south length in metres of one grid step, per row.
 
@@ -142,7 +144,7 @@ def slope(dem: xr.DataArray) -> xr.DataArray:
     crs = dem.rio.crs
     if crs is None:
         raise InputError(f"slope: DEM {dem.name!r} has no CRS; expected one readable with dem.rio.crs")
-    dx, dy = pixel_lengths(crs, dem["x"].values, dem["y"].values, what=f"DEM {dem.name!r}")
+    dx, dy = pixel_lengths(crs, dem["x"].values, dem["y"].values, what=f"slope: DEM {dem.name!r}")
     z = dem.data
     if not np.issubdtype(dem.dtype, np.floating):
         z = z.astype(np.float64)
