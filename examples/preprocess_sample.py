@@ -17,7 +17,7 @@ def main() -> None:
 
     # Everything below is a Dask graph until .compute()
     ndsi = kept.glacier.mask_clouds().glacier.fill_gaps().glacier.ndsi()
-    quarterly = ndsi.glacier.composite("3MS")
+    quarterly = ndsi.glacier.composite(freq="3MS")
     snow = quarterly.glacier.snow_mask(threshold=0.3, keep_values=False)
     snow = snow.compute()
 

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. preprocess: still lazy until written
     kept = xglacier.filter_scenes(cube, max_cloud=args.max_cloud, max_missing=0.5)
     ndsi = xglacier.ndsi(xglacier.fill_gaps(xglacier.mask_clouds(kept), empty="keep"))
-    quarterly = xglacier.composite(ndsi, "3MS")
+    quarterly = xglacier.composite(ndsi, freq="3MS")
 
     # 4. write, atomically: a store is either complete or absent, never half written
     args.out.mkdir(parents=True, exist_ok=True)

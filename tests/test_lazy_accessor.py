@@ -22,7 +22,7 @@ def test_pipeline_builds_without_computing(small, no_compute):
         nd = (kept.glacier.mask_clouds()
                   .glacier.fill_gaps()
                   .glacier.ndsi())
-        comp = nd.glacier.composite("3MS")
+        comp = nd.glacier.composite(freq="3MS")
         snow = comp.glacier.snow_mask(threshold=[0.3, 0.4])
         others = [kept.glacier.ndwi(), kept.glacier.ndvi(), kept.glacier.missing_fraction(),
                   xglacier.decode_qa(kept, "cloud")]
@@ -68,7 +68,7 @@ def test_accessor_forwards_with_same_docstring(small_loaded):
     xr.testing.assert_identical(cube.glacier.fill_gaps(max_iter=2, empty="keep"),
                                 xglacier.fill_gaps(cube, max_iter=2, empty="keep"))
     nd = cube.glacier.ndsi()
-    xr.testing.assert_identical(nd.glacier.snow_mask(0.4), xglacier.snow_mask(nd, 0.4))
+    xr.testing.assert_identical(nd.glacier.snow_mask(threshold=0.4), xglacier.snow_mask(nd, threshold=0.4))
     assert isinstance(xr.DataArray([1]).glacier, DataArrayGlacier)
 
 

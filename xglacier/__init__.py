@@ -19,7 +19,7 @@ from .forecasting.patches import PatchPlan, PatchSet, assemble, patches
 from .io.stac import load, search
 from .io.store import to_netcdf, to_zarr
 from .motion import flow, plot_flow
-from .preprocess.align import align_ecc, apply_warps, estimate_ecc
+from .preprocess.align import ECCOptions, align_ecc, apply_warps, estimate_ecc
 from .preprocess.composite import composite
 from .preprocess.gapfill import fill_gaps
 from .preprocess.indices import ndsi, ndvi, ndwi, normalized_difference
@@ -59,6 +59,7 @@ def __getattr__(name: str):
 __all__ = [
     "DataArrayGlacier",
     "DatasetGlacier",
+    "ECCOptions",
     "GlacierAccessor",
     "PatchPlan",
     "PatchSet",

@@ -38,7 +38,7 @@ def decode_qa(
     ([True, False], [True, False])
     """
     flag = check_choice("decode_qa", "flag", flag, [*sorted(QA_BITS), *sorted(QA_CONFIDENCE_BITS)])
-    band = ds if isinstance(ds, xr.DataArray) else get_band(ds, qa, role="quality band")
+    band = ds if isinstance(ds, xr.DataArray) else get_band(ds, qa, role="quality band", func="decode_qa")
     _check_qa("decode_qa", band)
     if flag in QA_BITS:
         out = (band & (1 << QA_BITS[flag])) != 0
@@ -91,7 +91,7 @@ def mask_clouds(
             f"expected flags among {sorted(DEFAULT_MASK_FLAGS)}"
         )
     bits = flag_mask(flags)
-    qa_band = get_band(ds, qa, role="quality band")
+    qa_band = get_band(ds, qa, role="quality band", func="mask_clouds")
     _check_qa("mask_clouds", qa_band)
     floats = [n for n, v in ds.data_vars.items() if np.issubdtype(v.dtype, np.floating)]
     # a Dataset without float variables has nothing to mask, which is not an error
