@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dask.array as dsa
+import numpy as np
 import xarray as xr
 
-__all__ = ["format_bounds", "yx_chunks"]
+__all__ = ["format_bounds", "pixel_step", "yx_chunks"]
 
 
 def yx_chunks(obj: xr.DataArray | xr.Dataset) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
@@ -18,7 +19,6 @@ def yx_chunks(obj: xr.DataArray | xr.Dataset) -> tuple[tuple[int, ...], tuple[in
 
     Examples
     --------
-    >>> import numpy as np
     >>> da = xr.DataArray(np.zeros((4, 6)), dims=("y", "x"))
     >>> yx_chunks(da) is None, yx_chunks(da.chunk({"x": 4}))
     (True, ((4,), (4, 2)))
@@ -28,6 +28,17 @@ def yx_chunks(obj: xr.DataArray | xr.Dataset) -> tuple[tuple[int, ...], tuple[in
         if isinstance(a.data, dsa.Array) and "y" in a.dims and "x" in a.dims:
             return a.chunks[a.get_axis_num("y")], a.chunks[a.get_axis_num("x")]
     return None
+
+
+def pixel_step(coord: np.ndarray) -> float:
+    """Mean pixel spacing of a coordinate, signed (1 for a single pixel).
+
+    Examples
+    --------
+    >>> pixel_step(np.array([45.0, 15.0, -15.0]))
+    -30.0
+    """
+    return float(coord[-1] - coord[0]) / (coord.size - 1) if coord.size > 1 else 1.0
 
 
 def format_bounds(bounds: Sequence[float]) -> str:
