@@ -279,7 +279,8 @@ def test_loss_errors():
     with pytest.raises(ParameterError, match=r"class_weights=.*binary-head"):
         segmentation_loss(binary, class_weights=[1.0, 2.0])
     with pytest.raises(ParameterError, match="'generalised' is a Dice weighting"):
-        segmentation_loss(UNet(["a"], THREE, depth=1, base_channels=2), loss="ce", class_weights="generalised")
+        segmentation_loss(UNet(["a"], THREE, depth=1, base_channels=2), loss="ce",
+                          class_weights="generalised")
     with pytest.raises(ParameterError, match="loss='focal'"):
         segmentation_loss(binary, loss="focal")
     with pytest.raises(ParameterError, match="lam=-1"):
@@ -294,7 +295,8 @@ def test_cross_entropy_matches_torch_without_ignored_pixels():
     target[0, 0, 0] = 255
     keep = target != 255
     expected = nn.functional.cross_entropy(logits.movedim(1, -1)[keep], target[keep])
-    assert segmentation_loss(model, loss="ce")(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    got = segmentation_loss(model, loss="ce")(logits, target).item()
+    assert got == pytest.approx(expected.item(), rel=1e-6)
     binary = UNet(["a"], ["background", "glacier"], depth=1, base_channels=2, binary_head=True)
     t2 = target.clamp(max=1)
     t2[0, 0, 0] = 255
