@@ -1,4 +1,5 @@
-"""Vector files: written atomically with the permissions of the umask, nothing left by a failure."""
+"""Files written by segmentation and nn (checkpoints, vector files): atomic, with the
+permissions of the umask, and nothing left behind by a failed write."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import xglacier.nn.checkpoint as checkpoint
+from xglacier.segmentation.models import UNet
 from xglacier.segmentation.vectors import polygonize, write_vector
 
 
@@ -19,6 +22,30 @@ def umask_022():
         yield
     finally:
         os.umask(old)
+
+
+def small_unet() -> UNet:
+    return UNet(["green", "ndsi"], ["background", "glacier"], depth=1, base_channels=2)
+
+
+def test_saved_checkpoint_files_get_the_umask_permissions(tmp_path, umask_022):
+    json_path = checkpoint.save_model(small_unet(), tmp_path / "model")
+    for path in (json_path, json_path.with_suffix(".safetensors")):
+        assert path.stat().st_mode & 0o777 == 0o644, path.name  # not mkstemp's 0o600
+    os.umask(0o077)
+    private = checkpoint.save_model(small_unet(), tmp_path / "private")
+    assert private.with_suffix(".safetensors").stat().st_mode & 0o777 == 0o600
+
+
+def test_failed_weights_write_leaves_no_file_and_no_temporary(tmp_path, monkeypatch):
+    def unreadable(path):
+        assert path.is_file() and path.parent == tmp_path  # the weights are written: now it fails
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(checkpoint, "_sha256", unreadable)
+    with pytest.raises(OSError, match="Input/output error"):
+        checkpoint.save_model(small_unet(), tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []  # no weights, no JSON, no temporary
 
 
 @pytest.fixture
