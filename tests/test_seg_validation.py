@@ -99,6 +99,11 @@ def test_metrics_losses_baselines_training_refuse_bools():
         metrics.confusion_matrix(t, t, True)
     with pytest.raises(ParameterError, match="evaluate_segmentation: tile=True"):
         metrics.evaluate_segmentation(t, t, tile=True)
+    with pytest.raises(ParameterError, match="stratify_by=True is not a class"):  # was class 1
+        metrics.evaluate_segmentation(t, t, stratify_by=True)
+    with pytest.raises(ParameterError, match="True is not a class"):
+        metrics.scores(metrics.confusion_matrix(t, t, 3), merge={"glacier": [True, 2]})
+    assert metrics.evaluate_segmentation(t, t, tile=2, stratify_by=np.int64(2)).loc["all"].shape == (3, 7)
     with pytest.raises(ParameterError, match="dice_loss: smooth=True"):
         losses.dice_loss(torch.full((1, 3, 2, 2), 1 / 3), torch.from_numpy(t[None]).long(), smooth=True)
     f, lab = scene()

@@ -16,10 +16,17 @@ import numpy as np
 from ..datasets import CLASSES
 from ..errors import ParameterError
 
-__all__ = ["class_names", "class_table", "flag_attrs", "flag_names"]
+__all__ = ["class_names", "class_table", "flag_attrs", "flag_names", "is_code"]
 
 
-def _is_code(value: Any) -> bool:
+def is_code(value: Any) -> bool:
+    """Whether ``value`` is a class code (a Python or NumPy integer, not a bool) rather than a name.
+
+    Examples
+    --------
+    >>> is_code(np.uint8(2)), is_code(True), is_code("clean_ice")
+    (True, False, False)
+    """
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -47,9 +54,9 @@ uint8 codes (0 = background)
             "e.g. {'clean_ice': 1, 'debris_covered_ice': 2} (or codes to names, as xglacier.datasets.CLASSES)"
         )
     items = list(classes.items())
-    if all(isinstance(k, str) and _is_code(v) for k, v in items):
+    if all(isinstance(k, str) and is_code(v) for k, v in items):
         table = {k: int(v) for k, v in items}
-    elif all(_is_code(k) and isinstance(v, str) for k, v in items):
+    elif all(is_code(k) and isinstance(v, str) for k, v in items):
         table = {v: int(k) for k, v in items}
     else:
         raise ParameterError(

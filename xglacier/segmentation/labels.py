@@ -29,7 +29,7 @@ from rasterio import features as rio_features
 
 from .._attrs import georeference, with_history
 from ..errors import DimensionError, InputError, ParameterError
-from .classes import class_table, flag_attrs
+from .classes import class_table, flag_attrs, is_code
 from .grid import format_bounds, yx_chunks
 from .vectors import VECTOR_DRIVERS, geodesic_area, polygonize, write_vector
 
@@ -158,7 +158,7 @@ def _ranks(
         lookup = {**table, **{n: c for c, n in names.items()}}
         order = []
         for p in priority:
-            if isinstance(p, (int, np.integer)) and not isinstance(p, bool) and 1 <= p <= 255:
+            if is_code(p) and 1 <= p <= 255:
                 order.append(int(p))
             elif isinstance(p, str) and lookup.get(p, 0) != 0:
                 order.append(lookup[p])

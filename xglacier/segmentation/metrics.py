@@ -22,7 +22,7 @@ import xarray as xr
 
 from .._validate import check_int
 from ..errors import InputError, ParameterError
-from .classes import class_names
+from .classes import class_names, is_code
 
 _COLUMNS = ["iou", "precision", "recall", "support", "predicted"]
 
@@ -153,7 +153,7 @@ def _groups(merge: Mapping[str, Sequence[Any]] | None, names: list[str]) -> dict
     for group, members in (merge or {}).items():
         idx = []
         for m in [members] if isinstance(members, (str, int)) else members:
-            if isinstance(m, (int, np.integer)) and 0 <= m < len(names):
+            if is_code(m) and 0 <= m < len(names):
                 idx.append(int(m))
             elif str(m) in names:
                 idx.append(names.index(str(m)))
@@ -395,7 +395,7 @@ def evaluate_segmentation(truth: Any, prediction: Any, *, classes: Any = None, t
         classes = first["class"].values.tolist() if from_model else None
     names = class_names("evaluate_segmentation", classes)
     n = len(names)
-    if isinstance(stratify_by, (int, np.integer)) and 0 <= stratify_by < n:
+    if is_code(stratify_by) and 0 <= stratify_by < n:
         d = int(stratify_by)
     elif str(stratify_by) in names:
         d = names.index(str(stratify_by))
