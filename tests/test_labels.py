@@ -52,7 +52,7 @@ def outlines() -> gpd.GeoDataFrame:
 
 def test_rasterize_classes_priority_and_holes(outlines):
     like = grid()
-    lab = rasterize(outlines, like, {"clean_ice": 1, "debris_covered_ice": 2}, column="type")
+    lab = rasterize(outlines, like, classes={"clean_ice": 1, "debris_covered_ice": 2}, column="type")
     assert lab.dtype == np.uint8 and lab.dims == ("y", "x") and lab.name == "labels"
     assert lab.rio.crs == like.rio.crs
     np.testing.assert_array_equal(lab.x.values, like.x.values)
@@ -63,13 +63,13 @@ def test_rasterize_classes_priority_and_holes(outlines):
     assert (v[2:8, 2:40] == 1).all() and (v[36:, :] == 0).all()
     assert (v[20:30, 30:40] == 2).all()  # default: the higher code wins the overlap
     assert (v == 1).sum() == 38 * 28 - 36 - 100 and (v == 2).sum() == 25 * 16
-    first = rasterize(outlines, like, {"clean_ice": 1, "debris_covered_ice": 2}, column="type",
+    first = rasterize(outlines, like, classes={"clean_ice": 1, "debris_covered_ice": 2}, column="type",
                       priority=["clean_ice"])
     assert (first.values[20:30, 30:40] == 1).all()
     assert (first.values != v).sum() == 100
     # the same with codes in a column, and with xglacier.datasets.CLASSES ({code: name})
-    assert_same(rasterize(outlines, like, CLASSES, column="code"), lab)
-    assert_same(rasterize(outlines, like, CLASSES, column="type"), lab)
+    assert_same(rasterize(outlines, like, classes=CLASSES, column="code"), lab)
+    assert_same(rasterize(outlines, like, classes=CLASSES, column="type"), lab)
     assert_same(rasterize(outlines, like, column="code", priority=[1]), first)
     assert rasterize(outlines, like, column="code").attrs["flag_meanings"] == "background class_1 class_2"
 
@@ -79,7 +79,7 @@ def test_rasterize_defaults_and_single_class(outlines):
     lab = rasterize(outlines, like)
     assert lab.attrs["flag_meanings"] == "background glacier"
     np.testing.assert_array_equal(np.unique(lab), [0, 1])
-    deb = rasterize(outlines, like, {"debris_covered_ice": 2})
+    deb = rasterize(outlines, like, classes={"debris_covered_ice": 2})
     np.testing.assert_array_equal(deb.values, 2 * lab.values)
     touched = rasterize(outlines, like, all_touched=True)
     assert (touched.values >= lab.values).all()
@@ -91,11 +91,11 @@ def test_rasterize_defaults_and_single_class(outlines):
 def test_rasterize_lazy_like(outlines, no_compute):
     cube = xr.Dataset({"green": grid().expand_dims(time=3)}).chunk({"time": 1, "y": 7, "x": 25})
     with no_compute():
-        lab = rasterize(outlines, cube, CLASSES, column="type")
+        lab = rasterize(outlines, cube, classes=CLASSES, column="type")
         assert isinstance(lab.data, dsa.Array) and lab.chunks == ((7,) * 5 + (5,), (25, 25, 10))
         with pytest.raises(ComputeForbidden):
             lab.values  # noqa: B018
-    assert_same(lab, rasterize(outlines, grid(), CLASSES, column="type"))
+    assert_same(lab, rasterize(outlines, grid(), classes=CLASSES, column="type"))
 
 
 def test_rasterize_bad_input(outlines, tmp_path):
@@ -127,26 +127,26 @@ def test_rasterize_bad_input(outlines, tmp_path):
         line = shapely.LineString(sq(0, 0, 5, 5).exterior.coords)
         rasterize(gpd.GeoDataFrame(geometry=[line], crs=UTM), like)
     with pytest.raises(ParameterError, match=r"column 'type' .* class names \['debris_covered_ice'\] not in"):
-        rasterize(outlines, like, {"clean_ice": 1}, column="type")
+        rasterize(outlines, like, classes={"clean_ice": 1}, column="type")
     with pytest.raises(ParameterError, match=r"column 'code' .* unknown class codes \[2\]"):
-        rasterize(outlines, like, {"clean_ice": 1}, column="code")
+        rasterize(outlines, like, classes={"clean_ice": 1}, column="code")
     with pytest.raises(ParameterError, match=r"column 'type' .* pass classes="):
         rasterize(outlines, like, column="type")
     with pytest.raises(ParameterError, match=r"column='kind' is not a column"):
-        rasterize(outlines, like, CLASSES, column="kind")
+        rasterize(outlines, like, classes=CLASSES, column="kind")
     with pytest.raises(ParameterError, match="priority entry 'rock'"):
-        rasterize(outlines, like, CLASSES, column="type", priority=["rock"])
+        rasterize(outlines, like, classes=CLASSES, column="type", priority=["rock"])
     with pytest.raises(ParameterError, match="without column="):
-        rasterize(outlines, like, {"clean_ice": 1, "debris_covered_ice": 2})
+        rasterize(outlines, like, classes={"clean_ice": 1, "debris_covered_ice": 2})
     with pytest.raises(ParameterError, match="outside 0-255"):
-        rasterize(outlines, like, {"clean_ice": 300}, column="type")
+        rasterize(outlines, like, classes={"clean_ice": 300}, column="type")
 
 
 # -- polygonize and writing -------------------------------------------------------------------
 
 
 def test_polygonize_holes_classes_areas(outlines):
-    lab = rasterize(outlines, grid(), CLASSES, column="type")
+    lab = rasterize(outlines, grid(), classes=CLASSES, column="type")
     gdf = polygonize(lab)
     assert list(gdf.columns) == ["class", "class_name", "area_m2", "geometry"]
     assert gdf.crs == lab.rio.crs
@@ -214,7 +214,7 @@ def test_polygonize_bad_input():
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".geojson"])
 def test_write_vector(outlines, tmp_path, suffix):
-    gdf = polygonize(rasterize(outlines, grid(), CLASSES, column="type"))
+    gdf = polygonize(rasterize(outlines, grid(), classes=CLASSES, column="type"))
     path = tmp_path / f"glaciers{suffix}"
     path.write_text("old content, replaced whole")
     assert write_vector(gdf, path) == path
@@ -249,7 +249,7 @@ def test_round_trip_rgi_oetztal(res):
     left, bottom, right, top = utm.total_bounds
     x0, y0 = np.floor(left / 30) * 30 - 60 + 13, np.ceil(top / 30) * 30 + 60 + 7
     like = grid(res, (int((y0 - bottom) / res) + 3, int((right - x0) / res) + 3), x0, y0)
-    lab = rasterize(path, like, codes, column="RGIId")  # from the file, reprojected from EPSG:4326
+    lab = rasterize(path, like, classes=codes, column="RGIId")  # from the file, reprojected from EPSG:4326
     gdf = polygonize(lab)
     assert set(gdf["class_name"]) == set(codes)
 

@@ -168,7 +168,7 @@ def test_ndsi_rule_scored_as_binary(synthetic):
     """Explicit mapping for the binary rule: clean + debris -> glacier (1)."""
     feats, _, _, labels = synthetic
     out = ndsi_rule(feats)
-    df = scores(confusion_matrix(relabel(labels, {2: 1}), out, 2), ["background", "glacier"])
+    df = scores(confusion_matrix(relabel(labels, {2: 1}), out, 2), classes=["background", "glacier"])
     # clean ice is bright in green, dark in SWIR: found; debris is not; late snow is a false positive
     clean = labels.values == 1
     assert (out.label.values[clean] == 1).mean() > 0.95

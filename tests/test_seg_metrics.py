@@ -37,14 +37,14 @@ def test_hand_made_example():
     # truth 0: 7 px -> 5 predicted 0, 2 predicted 1; truth 1: 6 px -> 5 as 1, 1 as 2;
     # truth 2: 5 px -> 3 as 2, 1 as 1, 1 as 0; the two 255 pixels are left out
     np.testing.assert_array_equal(cm, [[5, 2, 0], [0, 5, 1], [1, 1, 3]])
-    df = scores(cm, NAMES)
+    df = scores(cm, classes=NAMES)
     assert list(df.columns) == ["iou", "precision", "recall", "support", "predicted"]
     assert df.index.name == "class" and list(df.index) == NAMES
     np.testing.assert_allclose(df.iou, [5 / 8, 5 / 9, 3 / 6])
     np.testing.assert_allclose(df.precision, [5 / 6, 5 / 8, 3 / 4])
     np.testing.assert_allclose(df.recall, [5 / 7, 5 / 6, 3 / 5])
     assert df.support.tolist() == [7, 6, 5] and df.predicted.tolist() == [6, 8, 4]
-    glacier = scores(cm, NAMES, merge={"glacier": ["clean_ice", 2]}).loc["glacier"]
+    glacier = scores(cm, classes=NAMES, merge={"glacier": ["clean_ice", 2]}).loc["glacier"]
     # glacier: tp = 5 + 1 + 1 + 3 = 10, support 11, predicted 12
     assert glacier.iou == pytest.approx(10 / 13) and glacier.precision == pytest.approx(10 / 12)
     assert glacier.recall == pytest.approx(10 / 11)
@@ -53,7 +53,7 @@ def test_hand_made_example():
 def test_classes_as_dict_and_dataset_prediction():
     cm = confusion_matrix(xr.DataArray(TRUTH, dims=("y", "x")),
                           xr.Dataset({"label": (("y", "x"), PRED)}), 3)
-    df = scores(cm, {0: "background", 1: "clean_ice", 2: "debris_covered_ice"})
+    df = scores(cm, classes={0: "background", 1: "clean_ice", 2: "debris_covered_ice"})
     assert list(df.index) == NAMES
     pd.testing.assert_frame_equal(df, scores(cm))  # default: xglacier.datasets.CLASSES
 
@@ -84,14 +84,14 @@ def test_test_set_of_several_maps_is_one_matrix():
 
 def test_nan_policy_for_absent_classes():
     cm = np.array([[4, 1, 0], [0, 3, 0], [0, 0, 0]])  # class 2 never present, never predicted
-    df = scores(cm, NAMES)
+    df = scores(cm, classes=NAMES)
     assert df.loc["debris_covered_ice", ["iou", "precision", "recall"]].isna().all()
     assert not df.loc[["background", "clean_ice"]].isna().any().any()
     cm = np.array([[4, 1, 1], [0, 3, 0], [0, 0, 0]])  # class 2 predicted once, never present
-    row = scores(cm, NAMES).loc["debris_covered_ice"]
+    row = scores(cm, classes=NAMES).loc["debris_covered_ice"]
     assert row.iou == 0 and row.precision == 0 and np.isnan(row.recall)
     cm = np.array([[4, 1, 0], [0, 3, 0], [2, 0, 0]])  # class 2 present, never predicted
-    row = scores(cm, NAMES).loc["debris_covered_ice"]
+    row = scores(cm, classes=NAMES).loc["debris_covered_ice"]
     assert row.iou == 0 and np.isnan(row.precision) and row.recall == 0
 
 
@@ -111,11 +111,11 @@ def test_bad_input():
     with pytest.raises(ParameterError, match="n_classes=0"):
         confusion_matrix(TRUTH, PRED, 0)
     with pytest.raises(ParameterError, match="3 classes"):
-        scores(np.eye(3, dtype=int), ["a", "b"])
+        scores(np.eye(3, dtype=int), classes=["a", "b"])
     with pytest.raises(InputError, match="square"):
         scores(np.ones((2, 3), int))
     with pytest.raises(ParameterError, match="not a class"):
-        scores(np.eye(3, dtype=int), NAMES, merge={"glacier": ["ice"]})
+        scores(np.eye(3, dtype=int), classes=NAMES, merge={"glacier": ["ice"]})
 
 
 def test_relabel():

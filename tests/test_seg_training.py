@@ -93,7 +93,7 @@ def test_relabel_and_binary_setups():
     f, lab = scene(4, 4, labels=[[0, 1, 2, 255]] * 4)
     tiles = segmentation_tiles(f, lab, size=4)
     assert tiles.classes == tuple(THREE)
-    glacier = tiles.binary(["clean_ice", "debris_covered_ice"], "glacier")
+    glacier = tiles.binary(["clean_ice", "debris_covered_ice"], name="glacier")
     assert glacier.classes == ("background", "glacier") and glacier.labels[0, 0].tolist() == [0, 1, 1, 255]
     assert tiles.binary("clean_ice").labels[0, 0].tolist() == [0, 1, 0, 255]
     assert tiles.binary("debris_covered_ice").labels[0, 0].tolist() == [0, 0, 1, 255]
@@ -241,7 +241,7 @@ def test_fit_refuses_what_does_not_fit():
     with pytest.raises(InputError, match=r"classes \['background', 'clean_ice', 'debris_covered_ice'\]; "
                                          r"the model predicts \['background', 'glacier'\]"):
         fit_segmentation(tiny_unet(classes=("background", "glacier")), tiles, progress=False)
-    glacier = tiles.binary(["clean_ice", "debris_covered_ice"], "glacier")
+    glacier = tiles.binary(["clean_ice", "debris_covered_ice"], name="glacier")
     fit_segmentation(tiny_unet(classes=("background", "glacier"), binary_head=True), glacier, epochs=1,
                      progress=False)
     both = CombinedBinary(tiny_unet(classes=("background", "clean_ice")),

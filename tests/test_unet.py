@@ -216,7 +216,7 @@ def test_dice_is_zero_for_a_perfect_prediction(weights):
     four = [*weights, 1.0] if isinstance(weights, list) else weights
     assert dice_loss(onehot(target, 4), target, weights=four).item() == 0.0
     model = UNet(["a"], THREE, depth=1, base_channels=2)
-    loss_fn = segmentation_loss(model, "dice", class_weights=weights)
+    loss_fn = segmentation_loss(model, loss="dice", class_weights=weights)
     assert loss_fn(200.0 * onehot(target), target).item() == 0.0
     binary = torch.tensor([[[0, 1], [1, 255]]])
     assert binary_dice_loss(binary.clamp(max=1).float(), binary).item() == 0.0
@@ -260,7 +260,7 @@ def test_ignored_pixels_do_not_count():
     every = torch.full((1, 2, 4), 255)
     assert dice_loss(p, every).item() == 0.0  # nothing labelled: no loss, no NaN
     model = UNet(["a"], THREE, depth=1, base_channels=2)
-    assert segmentation_loss(model, "dice+ce")(torch.randn(1, 3, 2, 4), every).item() == 0.0
+    assert segmentation_loss(model, loss="dice+ce")(torch.randn(1, 3, 2, 4), every).item() == 0.0
 
 
 def test_loss_errors():
@@ -279,9 +279,10 @@ def test_loss_errors():
     with pytest.raises(ParameterError, match=r"class_weights=.*binary-head"):
         segmentation_loss(binary, class_weights=[1.0, 2.0])
     with pytest.raises(ParameterError, match="'generalised' is a Dice weighting"):
-        segmentation_loss(UNet(["a"], THREE, depth=1, base_channels=2), "ce", class_weights="generalised")
+        segmentation_loss(UNet(["a"], THREE, depth=1, base_channels=2), loss="ce",
+                          class_weights="generalised")
     with pytest.raises(ParameterError, match="loss='focal'"):
-        segmentation_loss(binary, "focal")
+        segmentation_loss(binary, loss="focal")
     with pytest.raises(ParameterError, match="lam=-1"):
         l1_penalty(binary, lam=-1)
 
@@ -294,12 +295,13 @@ def test_cross_entropy_matches_torch_without_ignored_pixels():
     target[0, 0, 0] = 255
     keep = target != 255
     expected = nn.functional.cross_entropy(logits.movedim(1, -1)[keep], target[keep])
-    assert segmentation_loss(model, "ce")(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    got = segmentation_loss(model, loss="ce")(logits, target).item()
+    assert got == pytest.approx(expected.item(), rel=1e-6)
     binary = UNet(["a"], ["background", "glacier"], depth=1, base_channels=2, binary_head=True)
     t2 = target.clamp(max=1)
     t2[0, 0, 0] = 255
     expected = nn.functional.binary_cross_entropy_with_logits(logits[:, 0][keep], t2[keep].float())
-    got = segmentation_loss(binary, "ce")(logits[:, :1], t2).item()
+    got = segmentation_loss(binary, loss="ce")(logits[:, :1], t2).item()
     assert got == pytest.approx(expected.item(), rel=1e-6)
 
 
@@ -308,11 +310,11 @@ def test_l1_penalty_changes_the_gradient():
     model = UNet(["a", "b"], THREE, depth=1, base_channels=2, dropout=0.0)
     x = torch.randn(2, 2, 8, 8)
     target = torch.randint(0, 3, (2, 8, 8))
-    loss_fn = segmentation_loss(model, "dice")
+    loss_fn = segmentation_loss(model, loss="dice")
 
     def grads(lam):
         model.zero_grad()
-        (loss_fn(model(x), target) + l1_penalty(model, lam)).backward()
+        (loss_fn(model(x), target) + l1_penalty(model, lam=lam)).backward()
         return {n: p.grad.clone() for n, p in model.named_parameters()}
 
     plain, penalised = grads(0.0), grads(5e-4)
@@ -322,4 +324,4 @@ def test_l1_penalty_changes_the_gradient():
         extra = 5e-4 * torch.sign(p.detach()) if n in weights else torch.zeros_like(p)
         assert torch.allclose(penalised[n] - plain[n], extra, atol=1e-7), n
     total = sum(p.abs().sum() for n, p in model.named_parameters() if n in weights)
-    assert l1_penalty(model, 5e-4).item() == pytest.approx(5e-4 * total.item(), rel=1e-6)
+    assert l1_penalty(model, lam=5e-4).item() == pytest.approx(5e-4 * total.item(), rel=1e-6)

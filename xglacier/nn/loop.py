@@ -21,9 +21,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .._validate import check_int, check_number
 from ..errors import TrainingDivergedError
 
-__all__ = ["model_device", "seeded", "train_epochs"]
+__all__ = ["check_fit_options", "model_device", "seeded", "train_epochs"]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -51,6 +52,29 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)  # noqa: NPY002
+
+
+def check_fit_options(func: str, *, epochs: Any, batch_size: Any, lr: Any, patience: Any, clip: Any,
+                      seed: Any) -> None:
+    """Check the keywords every ``fit`` hands to :func:`train_epochs`, naming ``func`` in errors.
+
+    Called before a ``fit`` changes anything (statistics, patch size), so that a bad
+    keyword leaves the model as it was.
+
+    Examples
+    --------
+    >>> check_fit_options("fit", epochs=10, batch_size=8, lr=1e-3, patience=None, clip=None, seed=0)
+    >>> check_fit_options("fit", epochs=True, batch_size=8, lr=1e-3, patience=None, clip=None, seed=0)
+    Traceback (most recent call last):
+    ...
+    xglacier.errors.ParameterError: fit: epochs=True; expected an integer >= 1
+    """
+    check_int(func, "epochs", epochs, low=1)
+    check_int(func, "batch_size", batch_size, low=1)
+    check_number(func, "lr", lr, low=0, low_open=True)
+    check_int(func, "patience", patience, low=1, allow_none=True)
+    check_number(func, "clip", clip, low=0, low_open=True, allow_none=True)
+    check_int(func, "seed", seed, low=0)
 
 
 def train_epochs(

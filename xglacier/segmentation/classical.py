@@ -24,9 +24,9 @@ import pandas as pd
 import xarray as xr
 
 from .._attrs import with_history
-from ..datasets import CLASSES
-from ..errors import DimensionError, InputError, ParameterError
-from .metrics import _class_names
+from .._validate import check_choice, check_int, check_number
+from ..errors import DimensionError, InputError
+from .classes import class_names
 from .segment import argmax_label, check_features, segmentation_dataset
 
 
@@ -48,7 +48,7 @@ def _ndsi_of(features: xr.DataArray, channel: str) -> xr.DataArray:
                      "'green' and 'swir16' to compute it")
 
 
-def ndsi_rule(features: xr.DataArray, threshold: float = 0.4, channel: str = "ndsi") -> xr.Dataset:
+def ndsi_rule(features: xr.DataArray, *, threshold: float = 0.4, channel: str = "ndsi") -> xr.Dataset:
     """Glacier where NDSI > ``threshold``: the classic band-ratio rule (binary).
 
     Parameters
@@ -76,10 +76,7 @@ def ndsi_rule(features: xr.DataArray, threshold: float = 0.4, channel: str = "nd
     >>> ndsi_rule(f).label.values.tolist()
     [[0, 1], [0, 0]]
     """
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError):
-        raise ParameterError(f"ndsi_rule: threshold={threshold!r}; expected a number") from None
+    threshold = float(check_number("ndsi_rule", "threshold", threshold))
     nd = _ndsi_of(features, channel)
     glacier = nd > threshold
     prob = xr.concat([~glacier, glacier], dim="class").astype(np.float32).transpose("class", "y", "x")
@@ -172,9 +169,9 @@ class PixelClassifier:
     """
 
     def __init__(self, method: str = "random_forest", *, seed: int = 0, **params: Any) -> None:
-        if method not in _METHODS:
-            raise ParameterError(f"PixelClassifier: method={method!r}; expected one of {list(_METHODS)}")
-        self.method, self.seed, self.params = method, int(seed), dict(params)
+        check_choice("PixelClassifier", "method", method, _METHODS)
+        seed = check_int("PixelClassifier", "seed", seed, low=0)
+        self.method, self.seed, self.params = method, seed, dict(params)
         self.estimator: Any = None
         self.channels: tuple[str, ...] = ()
         self.classes: tuple[str, ...] = ()
@@ -220,7 +217,7 @@ class PixelClassifier:
             out.extend([x[ok], y[ok]])
         return out[0], out[1], out[2], out[3]
 
-    def fit(self, features: Any, labels: Any, classes: Any = None, n_samples: int = 20_000,
+    def fit(self, features: Any, labels: Any, *, classes: Any = None, n_samples: int = 20_000,
             ignore: int = 255) -> PixelClassifier:
         """Train on pixels sampled per class from training feature cubes and label maps.
 
@@ -260,11 +257,10 @@ class PixelClassifier:
         >>> clf.training_counts.tolist()
         [4, 4]
         """
-        if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 2:
-            raise ParameterError(f"PixelClassifier.fit: n_samples={n_samples!r}; expected an integer >= 2")
+        n_samples = check_int("PixelClassifier.fit", "n_samples", n_samples, low=2)
         pairs = _pairs(features, labels)
         channels = list(check_features("PixelClassifier.fit", pairs[0][0], None)["channel"].values)
-        self.classes = tuple(_class_names(classes if classes is not None else CLASSES))
+        self.classes = tuple(class_names("PixelClassifier.fit", classes))
         n_classes = len(self.classes)
         checked = []
         for feat, lab in pairs:
@@ -280,7 +276,7 @@ class PixelClassifier:
                                  f"0..{n_classes - 1} ({list(self.classes)}) or ignore={ignore}")
             checked.append((feat, lab))
         self.channels = tuple(str(c) for c in channels)
-        x, y, xh, yh = self._sample(checked, n_classes, int(n_samples))
+        x, y, xh, yh = self._sample(checked, n_classes, n_samples)
         if len(np.unique(y)) < 2:
             raise InputError(f"PixelClassifier.fit: the sampled pixels hold {len(np.unique(y))} class(es) "
                              f"without NaN; expected at least two of {list(self.classes)}")
@@ -359,8 +355,8 @@ def _predict_pixels(block: np.ndarray, *, estimator: Any, fill: np.ndarray, n_cl
     return out.reshape(n_classes, ny, nx)
 
 
-def train_baselines(features: Any, labels: Any, classes: Any = None, n_samples: int = 20_000, seed: int = 0,
-                    methods: Sequence[str] = _METHODS) -> dict[str, PixelClassifier]:
+def train_baselines(features: Any, labels: Any, *, classes: Any = None, n_samples: int = 20_000,
+                    seed: int = 0, methods: Sequence[str] = _METHODS) -> dict[str, PixelClassifier]:
     """Fit the paper's three pixel-wise baselines on the same sample.
 
     Returns

@@ -21,12 +21,13 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
-from .._attrs import with_history
-from .._validate import check_reflectance, get_band
+from .._attrs import georeference, with_history
+from .._validate import check_bands, check_number, check_reflectance, get_band
 from ..errors import DimensionError, InputError, MissingBandError, ParameterError
 from ..landsat import REFLECTANCE_BANDS
 from ..preprocess.indices import ndsi, ndvi, ndwi
 from ..preprocess.terrain import slope as terrain_slope
+from .grid import format_bounds, yx_chunks
 
 #: Spectral indices :func:`features` knows, with the function computing each.
 INDICES: dict[str, Any] = {
@@ -109,10 +110,6 @@ def _open_dem(dem: xr.DataArray | str | os.PathLike) -> tuple[xr.DataArray, str]
     return da.rio.write_nodata(np.nan, encoded=False), label
 
 
-def _fmt(bounds: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{b:.6g}" for b in bounds) + ")"
-
-
 def _dem_on_grid(
     dem: xr.DataArray | str | os.PathLike, grid: xr.Dataset, max_missing: float
 ) -> tuple[np.ndarray, str]:
@@ -126,8 +123,8 @@ def _dem_on_grid(
     left, bottom, right, top = grid.rio.bounds()
     dem_bounds = da.rio.bounds()
     in_grid = transform_bounds(da.rio.crs, crs, *dem_bounds, densify_pts=21)
-    extents = (f"{label} covers {_fmt(dem_bounds)} in {da.rio.crs}, i.e. {_fmt(in_grid)} in the cube's "
-               f"CRS; the cube covers {_fmt((left, bottom, right, top))}")
+    extents = (f"{label} covers {format_bounds(dem_bounds)} in {da.rio.crs}, i.e. {format_bounds(in_grid)} "
+               f"in the cube's CRS; the cube covers {format_bounds((left, bottom, right, top))}")
     if in_grid[0] >= right or in_grid[2] <= left or in_grid[1] >= top or in_grid[3] <= bottom:
         raise InputError(f"features: {label} does not overlap the cube: {extents}")
     # read only the part of the DEM around the cube (margins of 3 cube and 3 DEM pixels)
@@ -155,19 +152,76 @@ def _dem_on_grid(
     return z, label
 
 
-def _yx_chunks(ds: xr.Dataset) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    for var in ds.data_vars.values():
-        if isinstance(var.data, dsa.Array) and "y" in var.dims and "x" in var.dims:
-            return var.chunks[var.get_axis_num("y")], var.chunks[var.get_axis_num("x")]
-    return None
+def _requested(ds: xr.Dataset, bands: Any, indices: Any, dem: Any, elevation: bool, slope: bool,
+               time: Any) -> tuple[xr.Dataset, list[Hashable], list[str], list[str]]:
+    """The scene and the channels asked for: ``(scene, bands, indices, terrain channels)``, checked."""
+    if isinstance(indices, str):
+        indices = [indices]
+    unknown = [i for i in indices if i not in INDICES]
+    if unknown:
+        raise ParameterError(f"features: unknown indices {unknown}; expected some of {list(INDICES)}")
+    ds = _select_time(ds, time)
+    if bands is None:
+        bands = [b for b in REFLECTANCE_BANDS if b in ds.data_vars]
+        if not bands and not indices and dem is None:
+            raise MissingBandError(
+                f"features: the Dataset has none of the reflectance bands {list(REFLECTANCE_BANDS)}; "
+                f"variables present: {sorted(map(str, ds.data_vars))}"
+            )
+    elif isinstance(bands, str) or len(bands):
+        bands = check_bands("features", ds, bands)
+    terrain = [name for name, on in (("elevation", elevation), ("slope", slope)) if on and dem is not None]
+    if dem is not None and not terrain:
+        raise ParameterError("features: dem given but elevation=False and slope=False; expected at least "
+                             "one terrain channel (or dem=None)")
+    names = [*bands, *indices, *terrain]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ParameterError(f"features: channels {dup} are requested twice; expected each once")
+    if not names:
+        raise ParameterError("features: no channel requested (bands, indices and dem are all empty)")
+    return ds, list(bands), list(indices), terrain
+
+
+def _spectral(ds: xr.Dataset, bands: list[Hashable], indices: list[str]) -> tuple[list[Any], list[str]]:
+    """The band and index channels (float32 arrays, lazy on Dask) and their units."""
+    channels: list[Any] = []
+    for b in bands:
+        band = check_reflectance(get_band(ds, b, role="band"))
+        if band.dims != ("y", "x"):
+            raise DimensionError(f"features: band {b!r} has dimensions {band.dims}; expected ('y', 'x')")
+        channels.append(band.data.astype(np.float32))
+    for name in indices:
+        try:
+            idx = INDICES[name](ds)
+        except MissingBandError as err:
+            raise MissingBandError(f"features: index {name!r} needs a band that is missing: {err}") from err
+        channels.append(idx.transpose("y", "x").data.astype(np.float32))
+    return channels, ["1"] * len(channels)
+
+
+def _terrain(ds: xr.Dataset, z: np.ndarray, terrain: list[str]) -> tuple[list[Any], list[str]]:
+    """Elevation and / or slope channels from the DEM on the cube's grid, chunked like the cube."""
+    chunks = yx_chunks(ds)
+    z_data: Any = z if chunks is None else dsa.from_array(z, chunks=chunks)
+    channels, units = [], []
+    if "elevation" in terrain:
+        channels.append(z_data)
+        units.append("m")
+    if "slope" in terrain:
+        # slope needs the cube's CRS for its metric pixel size
+        grid = georeference(xr.DataArray(z_data, dims=("y", "x"), coords={"y": ds["y"], "x": ds["x"]}), ds)
+        channels.append(terrain_slope(grid).data)
+        units.append("degree")
+    return channels, units
 
 
 def features(
     ds: xr.Dataset,
+    *,
     bands: Sequence[str] | None = None,
     indices: Sequence[str] = ("ndsi", "ndwi", "ndvi"),
     dem: xr.DataArray | str | os.PathLike | None = None,
-    *,
     slope: bool = True,
     elevation: bool = True,
     time: Any = None,
@@ -182,7 +236,7 @@ def features(
     rioxarray (``reproject_match``, bilinear), then slope is computed on the cube's grid
     with Horn's 3x3 gradient and the true metric pixel size (projected CRS: the grid
     spacing in the CRS's linear unit; geographic CRS: the length of a degree at each
-    row's latitude on the CRS's ellipsoid), see :func:`xglacier.segmentation.terrain.slope`.
+    row's latitude on the CRS's ellipsoid), see :func:`xglacier.preprocess.terrain.slope`.
     A DEM in geographic coordinates is therefore handled exactly like any other: its
     elevations are resampled, never its degrees used as metres.
 
@@ -252,71 +306,22 @@ def features(
             f"features: expected a Dataset with one variable per band, got {type(ds).__name__}"
             + (f" named {ds.name!r}" if isinstance(ds, xr.DataArray) else "")
         )
-    if not 0 <= dem_max_missing < 1:
-        raise ParameterError(f"features: dem_max_missing={dem_max_missing!r}; expected a fraction in [0, 1)")
-    if isinstance(bands, str):
-        bands = [bands]
-    if isinstance(indices, str):
-        indices = [indices]
-    unknown = [i for i in indices if i not in INDICES]
-    if unknown:
-        raise ParameterError(f"features: unknown indices {unknown}; expected some of {list(INDICES)}")
-    ds = _select_time(ds, time)
-    if bands is None:
-        bands = [b for b in REFLECTANCE_BANDS if b in ds.data_vars]
-        if not bands and not indices and dem is None:
-            raise MissingBandError(
-                f"features: the Dataset has none of the reflectance bands {list(REFLECTANCE_BANDS)}; "
-                f"variables present: {sorted(map(str, ds.data_vars))}"
-            )
-    bands = list(bands)
-    terrain = [name for name, on in (("elevation", elevation), ("slope", slope)) if on and dem is not None]
-    if dem is not None and not terrain:
-        raise ParameterError("features: dem given but elevation=False and slope=False; expected at least "
-                             "one terrain channel (or dem=None)")
-    names = [*bands, *indices, *terrain]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ParameterError(f"features: channels {dup} are requested twice; expected each once")
-    if not names:
-        raise ParameterError("features: no channel requested (bands, indices and dem are all empty)")
-
-    channels: list[Any] = []
-    units: list[str] = []
-    for b in bands:
-        band = check_reflectance(get_band(ds, b, role="band"))
-        if band.dims != ("y", "x"):
-            raise DimensionError(f"features: band {b!r} has dimensions {band.dims}; expected ('y', 'x')")
-        channels.append(band.data.astype(np.float32))
-        units.append("1")
-    for name in indices:
-        try:
-            idx = INDICES[name](ds)
-        except MissingBandError as err:
-            raise MissingBandError(f"features: index {name!r} needs a band that is missing: {err}") from err
-        channels.append(idx.transpose("y", "x").data.astype(np.float32))
-        units.append("1")
-
+    check_number("features", "dem_max_missing", dem_max_missing, low=0, high=1, high_open=True)
+    ds, bands, indices, terrain = _requested(ds, bands, indices, dem, elevation, slope, time)
+    channels, units = _spectral(ds, bands, indices)
     dem_label = None
     if terrain:
         z, dem_label = _dem_on_grid(dem, ds, dem_max_missing)
-        chunks = _yx_chunks(ds)
-        z_data: Any = z if chunks is None else dsa.from_array(z, chunks=chunks)
-        grid = xr.DataArray(z_data, dims=("y", "x"), coords={"y": ds["y"], "x": ds["x"]})
-        grid = grid.rio.write_crs(ds.rio.crs)
-        if elevation:
-            channels.append(z_data)
-            units.append("m")
-        if slope:
-            channels.append(terrain_slope(grid).data)
-            units.append("degree")
+        more, more_units = _terrain(ds, z, terrain)
+        channels += more
+        units += more_units
 
-    lazy = any(isinstance(c, dsa.Array) for c in channels)
-    if lazy:
+    if any(isinstance(c, dsa.Array) for c in channels):
         data = dsa.stack([c if isinstance(c, dsa.Array) else dsa.from_array(c, chunks=-1)
                           for c in channels])
     else:
         data = np.stack([np.asarray(c) for c in channels])
+    names = [*bands, *indices, *terrain]
     coords: dict[Hashable, Any] = {
         k: v for k, v in ds.coords.items() if set(v.dims) <= {"y", "x"}
     }
@@ -326,9 +331,5 @@ def features(
     params: dict[str, Any] = {"channels": names, "dem": dem_label}
     if "time" in ds.coords and ds["time"].ndim == 0:
         params["time"] = str(pd.Timestamp(ds["time"].values))
-    attrs = {"long_name": "segmentation feature cube", "history": ds.attrs.get("history")}
-    out.attrs = with_history(attrs, "features", **params)
-    if ds.rio.crs is not None:
-        out = out.rio.write_crs(ds.rio.crs)
-        out.encoding["grid_mapping"] = "spatial_ref"
-    return out
+    out.attrs = with_history({"long_name": "segmentation feature cube"}, "features", source=ds, **params)
+    return georeference(out, ds)

@@ -12,26 +12,19 @@ from giving NaN or noise on tiles where they are absent.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._validate import check_choice, check_number
 from ..errors import InputError, ParameterError
 
 __all__ = ["LOSSES", "binary_dice_loss", "dice_loss", "l1_penalty", "segmentation_loss"]
 
 #: Loss names accepted by :func:`segmentation_loss` (and ``fit_segmentation``).
 LOSSES = ("dice", "ce", "dice+ce")
-
-
-def _check_smooth(func: str, smooth: Any) -> float:
-    if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not (
-            math.isfinite(smooth) and smooth >= 0):
-        raise ParameterError(f"{func}: smooth={smooth!r}; expected a finite number >= 0")
-    return float(smooth)
 
 
 def _check_target(func: str, target: torch.Tensor, n_classes: int, ignore: int | None
@@ -75,6 +68,7 @@ def _class_weights(func: str, weights: Any, n: int) -> torch.Tensor | str | None
 def dice_loss(
     probabilities: torch.Tensor,
     target: torch.Tensor,
+    *,
     weights: Sequence[float] | str | None = None,
     smooth: float = 1.0,
     ignore: int | None = 255,
@@ -127,7 +121,7 @@ def dice_loss(
     if probabilities.ndim != 4 or target.shape != (probabilities.shape[0], *probabilities.shape[2:]):
         raise InputError(f"{func}: probabilities {tuple(probabilities.shape)} and target "
                          f"{tuple(target.shape)}; expected (batch, class, y, x) and (batch, y, x)")
-    s = _check_smooth(func, smooth)
+    s = float(check_number(func, "smooth", smooth, low=0))
     n = probabilities.shape[1]
     w = _class_weights(func, weights, n)
     valid, ref = _valid_onehot(func, target, n, ignore)
@@ -154,6 +148,7 @@ def dice_loss(
 def binary_dice_loss(
     probability: torch.Tensor,
     target: torch.Tensor,
+    *,
     smooth: float = 1.0,
     ignore: int | None = 255,
 ) -> torch.Tensor:
@@ -184,14 +179,14 @@ def binary_dice_loss(
     if probability.shape != target.shape:
         raise InputError(f"{func}: probability {tuple(probability.shape)} and target "
                          f"{tuple(target.shape)}; expected (batch, y, x) (or (batch, 1, y, x)) for both")
-    s = _check_smooth(func, smooth)
+    s = float(check_number(func, "smooth", smooth, low=0))
     valid, ref = _valid_onehot(func, target, 2, ignore)
     p = probability * valid[:, 0]
     r = ref[:, 1]
     return 1 - (2 * (p * r).sum() + s) / (p.sum() + r.sum() + s)
 
 
-def l1_penalty(model: nn.Module, lam: float = 5e-4) -> torch.Tensor:
+def l1_penalty(model: nn.Module, *, lam: float = 5e-4) -> torch.Tensor:
     """``lam * sum(|w|)`` over the model's trainable weights (convolution kernels, not biases).
 
     Added to the training loss by ``fit_segmentation(l1=...)`` (the paper: 5e-4). Biases
@@ -206,8 +201,7 @@ def l1_penalty(model: nn.Module, lam: float = 5e-4) -> torch.Tensor:
     >>> l1_penalty(conv, lam=0.5).item()
     1.75
     """
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not (math.isfinite(lam) and lam >= 0):
-        raise ParameterError(f"l1_penalty: lam={lam!r}; expected a finite number >= 0")
+    check_number("l1_penalty", "lam", lam, low=0)
     weights = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     if not weights or lam == 0:
         ref = next(iter(model.parameters()), None)
@@ -217,6 +211,7 @@ def l1_penalty(model: nn.Module, lam: float = 5e-4) -> torch.Tensor:
 
 def segmentation_loss(
     model: nn.Module,
+    *,
     loss: str = "dice",
     class_weights: Sequence[float] | str | None = None,
     smooth: float = 1.0,
@@ -243,15 +238,14 @@ def segmentation_loss(
     >>> import torch
     >>> from xglacier.models import UNet
     >>> model = UNet(["green"], ["background", "clean", "debris"], depth=1, base_channels=2)
-    >>> loss_fn = segmentation_loss(model, "dice+ce", class_weights=[1.0, 1.0, 2.0])
+    >>> loss_fn = segmentation_loss(model, loss="dice+ce", class_weights=[1.0, 1.0, 2.0])
     >>> target = torch.tensor([[[0, 1], [2, 255]]])
     >>> logits = 50 * torch.nn.functional.one_hot(target.clamp(max=2), 3).movedim(-1, 1).float()
     >>> round(loss_fn(logits, target).item(), 6)
     0.0
     """
     func = "segmentation_loss"
-    if loss not in LOSSES:
-        raise ParameterError(f"{func}: loss={loss!r}; expected one of {list(LOSSES)}")
+    check_choice(func, "loss", loss, LOSSES)
     binary = bool(getattr(model, "binary_head", False))
     n = len(getattr(model, "classes", ())) or None
     if n is None or not hasattr(model, "probabilities"):
@@ -263,7 +257,7 @@ def segmentation_loss(
     if loss != "dice" and isinstance(dice_w, str):
         raise ParameterError(f"{func}: class_weights='generalised' is a Dice weighting; with "
                              f"loss={loss!r} pass None or one weight per class")
-    _check_smooth(func, smooth)
+    check_number(func, "smooth", smooth, low=0)
 
     def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target, valid = _check_target(func, target, n, ignore)

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..datasets import CLASSES
+from .._validate import check_int
 from ..errors import InputError, ParameterError
+from .classes import class_names, is_code
 
 _COLUMNS = ["iou", "precision", "recall", "support", "predicted"]
 
@@ -88,7 +89,7 @@ def _cm_block(t: np.ndarray, p: np.ndarray, n: int, ignore: int | None) -> np.nd
     return cm.reshape((1,) * np.ndim(t) + (n, n))
 
 
-def confusion_matrix(truth: Any, prediction: Any, n_classes: int, ignore: int | None = 255) -> Any:
+def confusion_matrix(truth: Any, prediction: Any, n_classes: int, *, ignore: int | None = 255) -> Any:
     """Confusion matrix ``cm[true class, predicted class]`` (pixel counts), ``np.bincount`` per block.
 
     Parameters
@@ -120,19 +121,17 @@ def confusion_matrix(truth: Any, prediction: Any, n_classes: int, ignore: int | 
            [0, 2, 0],
            [0, 0, 1]])
     """
-    if not isinstance(n_classes, (int, np.integer)) or isinstance(n_classes, bool) or n_classes < 1:
-        raise ParameterError(f"confusion_matrix: n_classes={n_classes!r}; expected an integer >= 1")
+    n = check_int("confusion_matrix", "n_classes", n_classes, low=1)
     if isinstance(truth, (list, tuple)) or isinstance(prediction, (list, tuple)):
         if not isinstance(truth, (list, tuple)) or not isinstance(prediction, (list, tuple)) \
                 or len(truth) != len(prediction) or not truth:
             raise InputError("confusion_matrix: truth and prediction must be two sequences of the same, "
                              "non-zero length (one label map per test scene) or two label maps")
-        total = confusion_matrix(truth[0], prediction[0], n_classes, ignore)
+        total = confusion_matrix(truth[0], prediction[0], n, ignore=ignore)
         for t, p in zip(truth[1:], prediction[1:], strict=True):
-            total = total + confusion_matrix(t, p, n_classes, ignore)
+            total = total + confusion_matrix(t, p, n, ignore=ignore)
         return total
     t, p = _pair(truth, prediction)
-    n = int(n_classes)
     if isinstance(t, dsa.Array):
         ndim = t.ndim
         per_block = dsa.map_blocks(
@@ -142,24 +141,6 @@ def confusion_matrix(truth: Any, prediction: Any, n_classes: int, ignore: int | 
         )
         return per_block.sum(axis=tuple(range(ndim)))
     return _cm_block(t, p, n, ignore).reshape(n, n)
-
-
-def _class_names(classes: Any, n: int | None = None) -> list[str]:
-    if classes is None:
-        classes = CLASSES
-    if isinstance(classes, Mapping):
-        keys = sorted(int(k) for k in classes)
-        if keys != list(range(len(keys))):
-            raise ParameterError(f"classes={dict(classes)}; expected keys 0..{len(keys) - 1}")
-        names = [str(classes[k]) for k in keys]
-    elif isinstance(classes, str) or not isinstance(classes, Sequence):
-        raise ParameterError(f"classes={classes!r}; expected a sequence of class names or a dict "
-                             "{value: name}")
-    else:
-        names = [str(c) for c in classes]
-    if n is not None and len(names) != n:
-        raise ParameterError(f"classes={names} has {len(names)} names; the confusion matrix has {n} classes")
-    return names
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -172,7 +153,7 @@ def _groups(merge: Mapping[str, Sequence[Any]] | None, names: list[str]) -> dict
     for group, members in (merge or {}).items():
         idx = []
         for m in [members] if isinstance(members, (str, int)) else members:
-            if isinstance(m, (int, np.integer)) and 0 <= m < len(names):
+            if is_code(m) and 0 <= m < len(names):
                 idx.append(int(m))
             elif str(m) in names:
                 idx.append(names.index(str(m)))
@@ -182,7 +163,7 @@ def _groups(merge: Mapping[str, Sequence[Any]] | None, names: list[str]) -> dict
     return out
 
 
-def scores(cm: Any, classes: Any = None, merge: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
+def scores(cm: Any, *, classes: Any = None, merge: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
     """IoU, precision and recall per class from one confusion matrix.
 
     With ``tp = cm[k, k]``, ``support = cm[k, :].sum()`` (true pixels) and ``predicted =
@@ -212,7 +193,7 @@ def scores(cm: Any, classes: Any = None, merge: Mapping[str, Sequence[Any]] | No
     Examples
     --------
     >>> cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 0]])
-    >>> scores(cm, ["background", "clean_ice", "debris_covered_ice"],
+    >>> scores(cm, classes=["background", "clean_ice", "debris_covered_ice"],
     ...        merge={"glacier": ["clean_ice", "debris_covered_ice"]}).round(3)
     ... # doctest: +NORMALIZE_WHITESPACE
                           iou  precision  recall  support  predicted
@@ -227,7 +208,7 @@ def scores(cm: Any, classes: Any = None, merge: Mapping[str, Sequence[Any]] | No
         raise InputError(f"scores: cm has shape {cm.shape}; expected a square (K, K) confusion matrix")
     if cm.dtype.kind not in "iu" or (cm < 0).any():
         raise InputError(f"scores: cm has dtype {cm.dtype}; expected non-negative integer pixel counts")
-    names = _class_names(classes, cm.shape[0])
+    names = class_names("scores", classes, cm.shape[0])
     groups = {name: [k] for k, name in enumerate(names)}
     groups.update(_groups(merge, names))
     rows = []
@@ -242,7 +223,7 @@ def scores(cm: Any, classes: Any = None, merge: Mapping[str, Sequence[Any]] | No
     return df[_COLUMNS]
 
 
-def relabel(labels: Any, mapping: Mapping[int, int], ignore: int = 255) -> Any:
+def relabel(labels: Any, mapping: Mapping[int, int], *, ignore: int = 255) -> Any:
     """Map class values to others, e.g. clean + debris -> glacier, to score a binary rule.
 
     Values not in ``mapping`` are kept; ``ignore`` stays ``ignore``. Lazy for Dask.
@@ -299,7 +280,7 @@ def _tile_cms_block(t: np.ndarray, p: np.ndarray, n: int, ignore: int | None, ti
     return counts.reshape(ty, tx, n, n)
 
 
-def tile_confusion_matrices(truth: Any, prediction: Any, n_classes: int, tile: int = 64,
+def tile_confusion_matrices(truth: Any, prediction: Any, n_classes: int, *, tile: int = 64,
                             ignore: int | None = 255) -> np.ndarray:
     """One confusion matrix per ``tile`` x ``tile`` tile of a 2-D label map (computed).
 
@@ -316,9 +297,8 @@ def tile_confusion_matrices(truth: Any, prediction: Any, n_classes: int, tile: i
     >>> tile_confusion_matrices(t, t, 3, tile=2).sum(axis=(2, 3))
     array([[4, 2]])
     """
-    if not isinstance(tile, (int, np.integer)) or isinstance(tile, bool) or tile < 1:
-        raise ParameterError(f"tile={tile!r}; expected a positive integer (pixels)")
-    n = int(n_classes)
+    n = check_int("tile_confusion_matrices", "n_classes", n_classes, low=1)
+    tile = check_int("tile_confusion_matrices", "tile", tile, low=1)
     t, p = _pair(truth, prediction)
     if t.ndim != 2:
         raise InputError(f"truth has {t.ndim} dimensions (shape {t.shape}); expected a 2-D (y, x) label map")
@@ -350,7 +330,7 @@ def _strata(pct: np.ndarray, bins: Sequence[float] | None, above: Sequence[float
     return out
 
 
-def evaluate_segmentation(truth: Any, prediction: Any, classes: Any = None, tile: int = 64,
+def evaluate_segmentation(truth: Any, prediction: Any, *, classes: Any = None, tile: int = 64,
                           bins: Sequence[float] | None = None, above: Sequence[float] | None = None,
                           stratify_by: str | int = "debris_covered_ice",
                           merge: Mapping[str, Sequence[Any]] | None = None,
@@ -401,6 +381,7 @@ def evaluate_segmentation(truth: Any, prediction: Any, classes: Any = None, tile
     >>> int(row.tiles), float(row.share), float(row.iou)
     (1, 0.25, 0.75)
     """
+    tile = check_int("evaluate_segmentation", "tile", tile, low=1)
     if isinstance(truth, (list, tuple)) != isinstance(prediction, (list, tuple)):
         raise InputError("evaluate_segmentation: truth and prediction must both be label maps or both "
                          "sequences of label maps")
@@ -411,17 +392,17 @@ def evaluate_segmentation(truth: Any, prediction: Any, classes: Any = None, tile
     if classes is None:
         first = pairs[0][1]
         from_model = isinstance(first, xr.Dataset) and "class" in first.coords
-        classes = first["class"].values.tolist() if from_model else CLASSES
-    names = _class_names(classes)
+        classes = first["class"].values.tolist() if from_model else None
+    names = class_names("evaluate_segmentation", classes)
     n = len(names)
-    if isinstance(stratify_by, (int, np.integer)) and 0 <= stratify_by < n:
+    if is_code(stratify_by) and 0 <= stratify_by < n:
         d = int(stratify_by)
     elif str(stratify_by) in names:
         d = names.index(str(stratify_by))
     else:
         raise ParameterError(f"evaluate_segmentation: stratify_by={stratify_by!r} is not a class; classes "
                              f"are {names}")
-    cms = np.concatenate([tile_confusion_matrices(t, p, n, tile, ignore).reshape(-1, n, n)
+    cms = np.concatenate([tile_confusion_matrices(t, p, n, tile=tile, ignore=ignore).reshape(-1, n, n)
                           for t, p in pairs])
     labelled = cms.sum(axis=(1, 2))
     cms = cms[labelled > 0]
@@ -429,7 +410,7 @@ def evaluate_segmentation(truth: Any, prediction: Any, classes: Any = None, tile
     strata = [("all", np.ones(len(cms), bool)), *_strata(pct, bins, above)]
     frames = []
     for _, sel in strata:
-        df = scores(cms[sel].sum(axis=0), names, merge)
+        df = scores(cms[sel].sum(axis=0), classes=names, merge=merge)
         df.insert(0, "share", sel.sum() / len(cms) if len(cms) else math.nan)
         df.insert(0, "tiles", int(sel.sum()))
         frames.append(df)

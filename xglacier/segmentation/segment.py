@@ -40,14 +40,12 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from .._attrs import with_history
+from .._attrs import georeference, with_history
+from .._validate import check_int
+from .._windows import window_starts
 from ..errors import DimensionError, InputError, ParameterError
 
 _MODEL_LOCK = threading.Lock()
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def check_features(where: str, features: Any, channels: Sequence[str] | None) -> xr.DataArray:
@@ -55,7 +53,7 @@ def check_features(where: str, features: Any, channels: Sequence[str] | None) ->
 
     The channel names must equal ``channels`` in the same order (``None``: any names);
     otherwise an :class:`~xglacier.errors.InputError` names both lists. Used by
-    :func:`segment` and the baselines of :mod:`xglacier.segmentation.baselines`.
+    :func:`segment` and the baselines of :mod:`xglacier.segmentation.classical`.
 
     Examples
     --------
@@ -133,10 +131,7 @@ def segmentation_dataset(probability: Any, label: Any, like: xr.DataArray, class
         "flag_meanings": " ".join(c.replace(" ", "_") for c in classes),
     })
     ds = xr.Dataset({"probability": prob, "label": lab}, coords=coords, attrs=attrs)
-    if "spatial_ref" in ds.coords:
-        for name in ("probability", "label"):
-            ds[name].encoding["grid_mapping"] = "spatial_ref"
-    return ds
+    return georeference(ds, like)
 
 
 def blend_weight(size: int, overlap: int) -> np.ndarray:
@@ -202,8 +197,12 @@ class _Axis:
 
     def starts(self, block: int) -> list[int]:
         """Window starts of ``block``, relative to the block's first pixel."""
+        # a window is kept while it starts inside the scene: the "pad" rule applied to the
+        # stride-long step each window advances (with windows of `size` pixels, "pad" would
+        # stop one window earlier wherever the last one would only reach into the overlap)
+        every = window_starts(self.n, self.stride, self.stride, end="pad")
         first = block * self.chunk
-        return [k * self.stride for k in range(self.per_chunk) if first + k * self.stride < self.n]
+        return [int(s) - first for s in every[(every >= first) & (every < first + self.chunk)]]
 
 
 def _prepare_model(model: Any, device: str) -> None:
@@ -308,8 +307,8 @@ def _features_for(ds: xr.Dataset, channels: Sequence[str], dem: Any, time: Any) 
                     elevation="elevation" in names, slope="slope" in names, time=time)
 
 
-def segment(features: xr.DataArray | xr.Dataset, model: Any, tile: int = 512, overlap: int = 64,
-            batch_size: int = 4, device: str = "cpu", windows_per_chunk: int | None = None, *,
+def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512, overlap: int = 64,
+            batch_size: int = 4, device: str = "cpu", windows_per_chunk: int | None = None,
             dem: Any = None, time: Any = None) -> xr.Dataset:
     """Segment a whole scene: class probabilities and labels from a tiled model, lazily.
 
@@ -385,16 +384,15 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, tile: int = 512, ov
         raise ParameterError("segment: dem= and time= apply to a scene Dataset only; features is "
                              "already a feature DataArray")
     features = check_features("segment", features, channels)
-    for name, value, low in (("tile", tile, 1), ("overlap", overlap, 0), ("batch_size", batch_size, 1)):
-        if not _is_int(value) or value < low:
-            raise ParameterError(f"segment: {name}={value!r}; expected an integer >= {low}")
+    tile = check_int("segment", "tile", tile, low=1)
+    overlap = check_int("segment", "overlap", overlap, low=0)
+    batch_size = check_int("segment", "batch_size", batch_size, low=1)
     if overlap > tile // 2:
         raise ParameterError(f"segment: overlap={overlap} with tile={tile}; expected overlap <= tile // 2 "
                              f"= {tile // 2}")
     if windows_per_chunk is None:
         windows_per_chunk = max(1, round(math.sqrt(batch_size)))
-    if not _is_int(windows_per_chunk) or windows_per_chunk < 1:
-        raise ParameterError(f"segment: windows_per_chunk={windows_per_chunk!r}; expected an integer >= 1")
+    windows_per_chunk = check_int("segment", "windows_per_chunk", windows_per_chunk, low=1)
     _, ny, nx = features.shape
     if ny == 0 or nx == 0:
         raise InputError(f"segment: features has an empty grid (y={ny}, x={nx})")
@@ -433,8 +431,7 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, tile: int = 512, ov
     label = prob.map_blocks(argmax_label, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
     if eager:
         prob, label = dask.compute(prob, label)
-    attrs = with_history({"history": features.attrs["history"]} if "history" in features.attrs else {},
-                         "segment", model=type(model).__name__, tile=tile, overlap=overlap,
-                         batch_size=batch_size, windows_per_chunk=windows_per_chunk)
+    attrs = with_history({}, "segment", source=features, model=type(model).__name__, tile=tile,
+                         overlap=overlap, batch_size=batch_size, windows_per_chunk=windows_per_chunk)
     attrs["model"] = type(model).__name__
     return segmentation_dataset(prob, label, features, classes, attrs)

@@ -1,4 +1,4 @@
-"""Training a segmentation model on :class:`~xglacier.segmentation.data.SegmentationTiles`.
+"""Training a segmentation model on :class:`~xglacier.segmentation.tiles.SegmentationTiles`.
 
 :func:`fit_segmentation` is the paper's recipe — Adam with learning rate 1e-4, the Dice
 loss, an L1 weight penalty of 5e-4 added to it — run by the same loop as the
@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .._validate import check_number, check_samples
+from .._validate import check_choice, check_number, check_samples
 from ..errors import InputError, ParameterError
-from ..nn.loop import model_device, train_epochs
+from ..nn.loop import check_fit_options, model_device, train_epochs
 from .losses import LOSSES, l1_penalty, segmentation_loss
 from .models.base import SegmentationModel
 from .models.unet import CombinedBinary
@@ -41,6 +41,7 @@ def fit_segmentation(
     model: SegmentationModel,
     train: SegmentationTiles,
     val: SegmentationTiles | None = None,
+    *,
     epochs: int = 50,
     batch_size: int = 8,
     lr: float = 1e-4,
@@ -74,7 +75,7 @@ def fit_segmentation(
         :class:`~xglacier.models.UNet`) with the tiles' channels (same order) and classes.
         A :class:`~xglacier.models.CombinedBinary` is trained part by part instead.
     train, val
-        Tiles from :func:`~xglacier.segmentation.data.segmentation_tiles` (``split()``);
+        Tiles from :func:`~xglacier.segmentation.tiles.segmentation_tiles` (``split()``);
         ``val=None`` trains all ``epochs`` and keeps the final weights.
     epochs, batch_size
         Maximum passes over ``train``; tiles per batch.
@@ -118,7 +119,7 @@ def fit_segmentation(
         A bad keyword value, or a model that cannot be trained this way.
     InputError
         Tiles of the wrong kind, empty, or with other channels or classes than the model.
-    xglacier.training.TrainingDivergedError
+    xglacier.errors.TrainingDivergedError
         The loss became NaN or infinite (the best weights so far are restored).
 
     Examples
@@ -150,22 +151,15 @@ def fit_segmentation(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ParameterError(f"{func}: model {type(model).__name__!r} has no trainable parameters")
-    check_number(func, "epochs", epochs, low=1, integer=True)
-    check_number(func, "batch_size", batch_size, low=1, integer=True)
-    check_number(func, "lr", lr, low=0, low_open=True)
+    check_fit_options(func, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, clip=clip,
+                      seed=seed)
     check_number(func, "l1", l1, low=0)
-    if patience is not None:
-        check_number(func, "patience", patience, low=1, integer=True)
-    if clip is not None:
-        check_number(func, "clip", clip, low=0, low_open=True)
-    check_number(func, "seed", seed, low=0, integer=True)
-    if loss not in LOSSES:
-        raise ParameterError(f"{func}: loss={loss!r}; expected one of {list(LOSSES)}")
+    check_choice(func, "loss", loss, LOSSES)
     _check_tiles("train", train, model)
     _check_tiles("val", val, model, allow_none=True)
     if val is not None and val.ignore != train.ignore:
         raise InputError(f"{func}: val tiles use ignore={val.ignore}, train tiles {train.ignore}")
-    loss_fn = segmentation_loss(model, loss, class_weights=class_weights, smooth=smooth,
+    loss_fn = segmentation_loss(model, loss=loss, class_weights=class_weights, smooth=smooth,
                                 ignore=train.ignore)
 
     if statistics:
@@ -176,7 +170,7 @@ def fit_segmentation(
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
         xb, yb = (t.to(device) for t in batch)
         data = loss_fn(model(model.normalise(xb)), yb)
-        return data + l1_penalty(model, l1), data, len(xb)
+        return data + l1_penalty(model, lam=l1), data, len(xb)
 
     def val_loss() -> float:
         model.eval()
@@ -198,5 +192,5 @@ def fit_segmentation(
         loss_label=loss, hint=f"lower lr={lr}, set clip, or check the tiles for extreme values",
     )
     with torch.no_grad():
-        history.attrs["l1_penalty"] = float(l1_penalty(model, l1))
+        history.attrs["l1_penalty"] = float(l1_penalty(model, lam=l1))
     return history

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..._validate import check_int
 from ...errors import InputError, ParameterError
 
 __all__ = ["SegmentationModel"]
@@ -85,7 +86,7 @@ class SegmentationModel(nn.Module):
     ('background', 'glacier')
     """
 
-    def __init__(self, channels: Sequence[str], classes: Sequence[str],
+    def __init__(self, channels: Sequence[str], classes: Sequence[str], *,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  patch_size: int = 512, binary_head: bool = False, **config: Any) -> None:
         super().__init__()
@@ -98,7 +99,7 @@ class SegmentationModel(nn.Module):
         if binary_head and len(self.classes) != 2:
             raise ParameterError(f"{name}: binary_head=True needs exactly two classes, got "
                                  f"{list(self.classes)}")
-        _check_size(name, patch_size)
+        patch_size = check_int(name, "patch_size", patch_size, low=1)
         n = len(self.channels)
         mean_l, std_l = _mean_std(name, mean, std, n)
         # not persistent: the statistics live in the config (JSON), not twice in the weights
@@ -142,11 +143,11 @@ class SegmentationModel(nn.Module):
         >>> model.patch_size, model.config["patch_size"]
         (128, 128)
         """
-        _check_size(type(self).__name__, size)
+        size = check_int(type(self).__name__, "patch_size", size, low=1)
         self.patch_size = size
         self.config["patch_size"] = size
 
-    def check_channels(self, channels: Sequence[str], where: str = "input") -> None:
+    def check_channels(self, channels: Sequence[str], *, where: str = "input") -> None:
         """Raise :class:`~xglacier.errors.InputError` unless ``channels`` are the model's, in order.
 
         Examples
@@ -224,11 +225,6 @@ class SegmentationModel(nn.Module):
         434
         """
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-
-def _check_size(name: str, size: Any) -> None:
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ParameterError(f"{name}: patch_size={size!r}; expected a positive integer")
 
 
 def _mean_std(name: str, mean: Any, std: Any, n: int) -> tuple[list[float], list[float]]:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..._validate import check_choice, check_int, check_number
 from ...errors import InputError, ParameterError
 from ...nn.registry import register_model, registered_models
 from .base import SegmentationModel
@@ -40,12 +41,6 @@ def _block(n_in: int, n_out: int, dropout: float, batch_norm: bool) -> nn.Sequen
         layers.append(nn.ReLU(inplace=True))
     layers.append(nn.Dropout2d(dropout))
     return nn.Sequential(*layers)
-
-
-def _positive_int(name: str, label: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ParameterError(f"{name}: {label}={value!r}; expected a positive integer")
-    return value
 
 
 @register_model
@@ -98,17 +93,15 @@ class UNet(SegmentationModel):
     (1, 3, 37, 53)
     """
 
-    def __init__(self, channels: Sequence[str], classes: Sequence[str], depth: int = 5,
+    def __init__(self, channels: Sequence[str], classes: Sequence[str], *, depth: int = 5,
                  base_channels: int = 16, dropout: float = 0.3, binary_head: bool = False,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  patch_size: int = 512, pad_mode: str = "reflect", batch_norm: bool = False) -> None:
         name = type(self).__name__
-        depth = _positive_int(name, "depth", depth)
-        base = _positive_int(name, "base_channels", base_channels)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ParameterError(f"{name}: dropout={dropout!r}; expected a probability in [0, 1)")
-        if pad_mode not in _PAD_MODES:
-            raise ParameterError(f"{name}: pad_mode={pad_mode!r}; expected one of {list(_PAD_MODES)}")
+        depth = check_int(name, "depth", depth, low=1)
+        base = check_int(name, "base_channels", base_channels, low=1)
+        dropout = check_number(name, "dropout", dropout, low=0, high=1, high_open=True)
+        check_choice(name, "pad_mode", pad_mode, _PAD_MODES)
         super().__init__(channels, classes, mean=mean, std=std, patch_size=patch_size,
                          binary_head=binary_head, depth=depth, base_channels=base,
                          dropout=float(dropout), pad_mode=pad_mode, batch_norm=bool(batch_norm))
@@ -230,7 +223,7 @@ class CombinedBinary(SegmentationModel):
     """
 
     def __init__(self, clean: SegmentationModel | Mapping[str, Any],
-                 debris: SegmentationModel | Mapping[str, Any], rule: str = "debris_first",
+                 debris: SegmentationModel | Mapping[str, Any], *, rule: str = "debris_first",
                  classes: Sequence[str] | None = None) -> None:
         name = type(self).__name__
         parts = [_part(name, label, m) for label, m in (("clean", clean), ("debris", debris))]
@@ -242,8 +235,7 @@ class CombinedBinary(SegmentationModel):
             raise ParameterError(f"{name}: the clean model's channels {list(parts[0].channels)} differ "
                                  f"from the debris model's {list(parts[1].channels)}; both must take the "
                                  "same features in the same order")
-        if rule not in COMBINE_RULES:
-            raise ParameterError(f"{name}: rule={rule!r}; expected one of {sorted(COMBINE_RULES)}")
+        check_choice(name, "rule", rule, sorted(COMBINE_RULES))
         if classes is None:
             classes = ("background", parts[0].classes[1], parts[1].classes[1])
         super().__init__(parts[0].channels, classes, patch_size=parts[0].patch_size)
