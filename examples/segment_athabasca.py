@@ -43,7 +43,7 @@ def load_l30(folder: Path, doy: str = "2020229", date: str = "2020-08-16") -> xr
 
 def glacier_iou(truth: np.ndarray, pred: np.ndarray) -> float:
     cm = xglacier.confusion_matrix(truth.astype(np.uint8), pred.astype(np.uint8), 2)
-    return float(xglacier.scores(cm, ["background", "glacier"]).loc["glacier", "iou"])
+    return float(xglacier.scores(cm, classes=["background", "glacier"]).loc["glacier", "iou"])
 
 
 def main() -> None:

@@ -28,9 +28,10 @@ from .preprocess.scenes import filter_scenes, missing_fraction
 from .preprocess.terrain import slope
 from .segmentation.classical import PixelClassifier, ndsi_rule, train_baselines
 from .segmentation.features import features
-from .segmentation.labels import geodesic_area, polygonize, rasterize, write_vector
+from .segmentation.labels import rasterize
 from .segmentation.metrics import confusion_matrix, evaluate_segmentation, relabel, scores
 from .segmentation.segment import segment
+from .segmentation.vectors import geodesic_area, polygonize, write_vector
 
 # Modules that import torch load on first use, so that `import xglacier` stays light.
 _LAZY = {
@@ -43,7 +44,7 @@ _LAZY = {
     "nn": "xglacier.nn",
     "fit_segmentation": "xglacier.segmentation.train",
     "segmentation_tiles": "xglacier.segmentation.tiles",
-    "SegmentationTiles": "xglacier.segmentation.tiles",
+    "SegmentationTiles": "xglacier.segmentation.tileset",
 }
 
 

@@ -34,8 +34,8 @@ from .preprocess.masks import decode_qa, mask_clouds, snow_mask
 from .preprocess.scenes import filter_scenes, missing_fraction
 from .segmentation.classical import ndsi_rule
 from .segmentation.features import features
-from .segmentation.labels import polygonize
 from .segmentation.segment import segment
+from .segmentation.vectors import polygonize
 
 #: Functions that take a Dataset of bands (or a velocity Dataset, for ``plot_flow``).
 DATASET_METHODS: tuple[Callable[..., Any], ...] = (

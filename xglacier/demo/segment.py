@@ -118,7 +118,7 @@ def run_segment_demo(cube: xr.Dataset, classes: xr.DataArray, dem: xr.DataArray,
     # the NDSI rule knows snow and ice, not debris: scored on glacier vs background only
     rule = ndsi_rule(test_feats).compute()
     cm = confusion_matrix((truth > 0).astype(np.uint8), rule.label.values.astype(np.uint8), 2)
-    rule_scores = scores(cm, ["background", "glacier"])
+    rule_scores = scores(cm, classes=["background", "glacier"])
     iou.loc["NDSI > 0.4", "glacier"] = rule_scores.loc["glacier", "iou"]
 
     labels_path = out / "labels.nc"
