@@ -85,7 +85,7 @@ class _Axis:
         if len(edges) > 2 and edges[-1] - edges[-2] < size:
             del edges[-2]  # a block narrower than a patch joins the one before
         origins = window_starts(n, size, stride, end="flush")
-        first = np.searchsorted(origins, edges[:-1]).tolist() + [len(origins)]
+        first = [*np.searchsorted(origins, edges[:-1]).tolist(), len(origins)]
         return cls(size, tuple(edges), tuple(origins.tolist()), tuple(first))
 
     @property
@@ -325,7 +325,7 @@ def forecast(
     """
     if not isinstance(da, xr.DataArray) or da.dims != ("time", "y", "x"):
         raise DimensionError(
-            f"forecast expects a (time, y, x) DataArray, got {type(da).__name__} with dims "
+            f"forecast: expected a (time, y, x) DataArray, got {type(da).__name__} with dims "
             f"{getattr(da, 'dims', None)}"
         )
     check_time(da)

@@ -171,8 +171,8 @@ class PatchSet:
             bad = idx[np.isnan(x).any(axis=(1, 2, 3)) | np.isnan(y).any(axis=(1, 2, 3))]
             t0, y0, x0 = p.samples[bad[0]]
             raise NaNInPatchError(
-                f"PatchSet.gather: {len(bad)} sample(s) of variable {self.da.name!r} contain NaN, the first at "
-                f"time index {t0}, y0={y0}, x0={x0}; fill the gaps first (fill_gaps, "
+                f"PatchSet.gather: {len(bad)} sample(s) of variable {self.da.name!r} contain NaN, the "
+                f"first at time index {t0}, y0={y0}, x0={x0}; fill the gaps first (fill_gaps, "
                 "composite) or build the PatchSet with nan='fill'"
             )
         return x, y
@@ -331,7 +331,7 @@ def patches(
     167504
     """
     if not isinstance(da, xr.DataArray):
-        raise InputError(f"patches expects a (time, y, x) DataArray, got {type(da).__name__}")
+        raise InputError(f"patches: expected a (time, y, x) DataArray, got {type(da).__name__}")
     if da.dims != ("time", "y", "x"):
         raise DimensionError(f"patches: variable {da.name!r} has dimensions {da.dims}; "
                              "expected ('time', 'y', 'x')")
