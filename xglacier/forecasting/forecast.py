@@ -11,13 +11,15 @@ Tiling (it depends only on the scene's shape and the options, never on the input
   as for :func:`~xglacier.patches`; no window reaches outside the scene, so nothing is padded.
 * y and x are cut into blocks of ``block`` pixels from the origin (a last block narrower
   than a patch joins the one before, so every block is at least a patch wide). A window
-  belongs to the block its origin lies in.
+  belongs to the block its origin lies in. By default each axis is cut into as few
+  blocks of at most ``round(sqrt(batch_size))`` windows as it needs, as even as the
+  stride allows: a block then holds about one batch, and the calls are nearly full.
 * Pass 1 (``map_overlap``, a halo of ``patch - 1`` pixels after each block): the windows
   of a block are gathered and predicted, ``M`` per model call, where ``M = min(batch_size,
   windows of the fullest block)``; a block's last call is topped up to ``M`` with copies of
   its last window. Every call holds the same number of windows because torch's CPU kernels
   may round a window's result differently for another batch size. The result of a block is
-  its windows' predictions laid side by side (a mosaic).
+  its windows' predictions (one chunk; the halo is read, never predicted again).
 * Pass 2 (one task per block): the predictions of the windows that reach a block (from the
   block itself and the blocks above and to the left of it: a block is at least a patch
   wide) are added to it in the order of the whole scene's windows (row-major origins),
@@ -80,7 +82,13 @@ class _Axis:
     first: tuple[int, ...]
 
     @classmethod
-    def plan(cls, n: int, size: int, stride: int, block: int) -> _Axis:
+    def plan(cls, n: int, size: int, stride: int, block: int | None, per_block: int) -> _Axis:
+        if block is None:
+            # about `per_block` windows per block, evened out over the axis so that the
+            # blocks' calls are nearly full (padding the last call of a block costs model time)
+            regular = len(window_starts(n, size, stride, end="inside"))
+            windows = -(-regular // -(-regular // per_block))
+            block = max(size, windows * stride)
         edges = [*range(0, n, block), n]
         if len(edges) > 2 and edges[-1] - edges[-2] < size:
             del edges[-2]  # a block narrower than a patch joins the one before
@@ -144,9 +152,10 @@ def _nan_error(block: np.ndarray, where: dict[str, Any], y0: int, x0: int) -> Na
 def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: int, n_out: int,
                    nan: str | None, fill_value: float, where: dict[str, Any],
                    block_id: tuple[int, ...] | None = None) -> np.ndarray:
-    """Pass 1: ``(n_in, By + halo, Bx + halo)`` frames -> mosaic ``(n_out, ny_w * p, nx_w * p)``.
+    """Pass 1: ``(n_in, By + halo, Bx + halo)`` frames -> the predictions of the block's windows.
 
-    The predictions of the block's windows, window ``(a, b)`` at ``[:, a p:(a+1) p, b p:(b+1) p]``.
+    They are ``(ny_w * nx_w, n_out, p, p)`` (row-major windows) held, without a copy, in a
+    chunk of shape ``(n_out, ny_w * p, nx_w * p)`` (what the Dask array's chunks say).
     ``nan`` is None after the first round (the frames are the model's own).
     """
     _, i, j = block_id
@@ -159,8 +168,7 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: in
     ys, xs = ay.windows(i), ax.windows(j)
     p = ay.size
     pred = _predict_windows(model, frames, ys - ay.edges[i], xs - ax.edges[j], p, m, n_out)
-    return pred.reshape(len(ys), len(xs), n_out, p, p).transpose(2, 0, 3, 1, 4).reshape(
-        n_out, len(ys) * p, len(xs) * p)
+    return pred.reshape(n_out, len(ys) * p, len(xs) * p)
 
 
 def _blend_block(*mosaics: np.ndarray, sources: tuple[tuple[int, int], ...], i: int, j: int,
@@ -170,23 +178,22 @@ def _blend_block(*mosaics: np.ndarray, sources: tuple[tuple[int, int], ...], i: 
     Contributions are added in the order of the whole scene's windows, as
     :func:`~xglacier.assemble` adds them.
     """
-    p = ay.size
+    p, n_out = ay.size, mosaics[0].shape[0]
     y0, y1, x0, x1 = ay.edges[i], ay.edges[i + 1], ax.edges[j], ax.edges[j + 1]
-    preds, origins = [], []
-    for (bi, bj), mosaic in zip(sources, mosaics, strict=True):
+    windows, views = [], []  # (y0, x0, source, a, b) of every window reaching the block
+    for s, ((bi, bj), mosaic) in enumerate(zip(sources, mosaics, strict=True)):
         ys, xs = ay.windows(bi), ax.windows(bj)
-        sy = np.flatnonzero((ys + p > y0) & (ys < y1))
-        sx = np.flatnonzero((xs + p > x0) & (xs < x1))
-        n_out = mosaic.shape[0]
-        tiles = mosaic.reshape(n_out, len(ys), p, len(xs), p)[:, sy][:, :, :, sx]
-        preds.append(tiles.transpose(1, 3, 0, 2, 4).reshape(len(sy) * len(sx), n_out, p, p))
-        origins.append(np.stack(np.meshgrid(ys[sy], xs[sx], indexing="ij"), -1).reshape(-1, 2))
-    pred, yx = np.concatenate(preds), np.concatenate(origins)
-    order = np.lexsort((yx[:, 1], yx[:, 0]))
-    num = np.zeros((pred.shape[1], y1 - y0, x1 - x0))
+        views.append(mosaic.reshape(len(ys), len(xs), n_out, p, p))
+        windows += [(ys[a], xs[b], s, a, b) for a in np.flatnonzero((ys + p > y0) & (ys < y1))
+                    for b in np.flatnonzero((xs + p > x0) & (xs < x1))]
+    windows.sort()  # the whole scene's order: row-major origins
+    pred = np.empty((len(windows), n_out, p, p), np.float32)
+    for k, (_, _, s, a, b) in enumerate(windows):
+        pred[k] = views[s][a, b]
+    yx = np.array([w[:2] for w in windows], np.int64) - np.array([y0, x0])
+    num = np.zeros((n_out, y1 - y0, x1 - x0))
     den = np.zeros((y1 - y0, x1 - x0))
-    scatter_patches(np.ascontiguousarray(pred[order]), yx[order] - np.array([y0, x0]),
-                    patch_weight(p, weight), num, den)
+    scatter_patches(pred, yx, patch_weight(p, weight), num, den)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, np.nan).astype(np.float32)
 
@@ -270,8 +277,8 @@ def forecast(
     predicts each patch once, and the predictions are blended back onto the grid as
     :func:`xglacier.assemble` does (a smooth Hann weight by default so that patch borders do
     not show). Beyond ``model.n_out`` frames the forecast feeds itself back, round by round.
-    It runs lazily over square blocks of the scene (two Dask tasks per block and round),
-    so memory is bounded by the block size and blocks run in parallel; the tiling depends
+    It runs lazily over blocks of the scene (two Dask tasks per block and round), so
+    memory is bounded by the block size and blocks run in parallel; the tiling depends
     only on the scene's shape and the options, never on the input's chunks, and the
     result is the same bit for bit for any chunking. See ``docs/forecasting.md``.
 
@@ -295,11 +302,13 @@ def forecast(
         NaN in the input frames: ``"raise"`` a clear error (at once for a NumPy-backed
         input, when computed for a Dask one), or ``"fill"`` with ``fill_value``.
     block
-        Side of the square blocks in pixels, at least the patch size. Default
-        ``round(sqrt(batch_size)) * stride`` (at least the patch size): a block then holds
-        about one batch of windows, so that calls are full. Each call holds ``min(batch_size,
-        windows of the fullest block)`` windows (a block's last call is topped up), so
-        blocks much smaller than that waste model time.
+        Side of the square blocks in pixels, at least the patch size; memory per task grows
+        with it. Default: per axis, blocks of at most ``round(sqrt(batch_size))`` windows
+        (16 for 256, i.e. 400 px at stride 25), evened out over the axis (a 1024 px axis at
+        stride 25: 325, 325, 374 px), so that a block holds about one batch. Each call holds
+        ``min(batch_size, windows of the fullest block)`` windows, a block's last call topped
+        up with copies (a window's result may change with the batch size on CPU), so
+        blocks of very unequal fill waste model time.
 
     Returns
     -------
@@ -338,13 +347,13 @@ def forecast(
     steps = check_int("forecast", "steps", steps, low=1)
     stride = check_int("forecast", "stride", stride, low=1, high=p, allow_none=True) or max(1, p // 2)
     batch_size = check_int("forecast", "batch_size", batch_size, low=1)
-    block = check_int("forecast", "block", block, low=p, allow_none=True) or max(
-        p, stride * max(1, round(math.sqrt(batch_size))))
+    block = check_int("forecast", "block", block, low=p, allow_none=True)
     check_choice("forecast", "weight", weight, ("uniform", "hann"))
     check_choice("forecast", "nan", nan, ("raise", "fill"))
     fill_value = check_number("forecast", "fill_value", fill_value)
 
-    ay, ax = _Axis.plan(ny, p, stride, block), _Axis.plan(nx, p, stride, block)
+    per_block = max(1, round(math.sqrt(batch_size)))
+    ay, ax = _Axis.plan(ny, p, stride, block, per_block), _Axis.plan(nx, p, stride, block, per_block)
     m = min(batch_size, max(ay.counts) * max(ax.counts))
     last = da.isel(time=slice(nt - n_in, nt))
     where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values]}
