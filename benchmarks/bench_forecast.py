@@ -45,10 +45,11 @@ own fresh process (so that its peak memory is its own), after a warm-up forecast
 (sampled every 50 ms) minus its size before it; time = best of ``--repeats`` computes;
 tasks = the keys of the result's graph. Cases:
 
-* ``tiled (default block)``: ``xglacier.forecast(da, model, ...)``, default blocks of
-  ``round(sqrt(256)) * 25 = 400`` px (3 x 3 blocks: one predict and one blend task each);
-* ``tiled, block=256``: 4 x 4 blocks (each holds at most 11 x 11 windows, so calls of 121);
-* ``tiled, one block``: ``block=1024``: the tiled code with one block for the scene;
+* ``tiled (default block)``: ``xglacier.forecast(da, model, ...)``, default blocks (at most
+  16 x 16 windows, evened out: 350, 350, 324 px per axis at 1024, 3 x 3 blocks, one
+  predict and one blend task each, calls of 14 x 14 = 196 windows);
+* ``tiled, block=256``: 4 x 4 blocks at 1024 (at most 11 x 11 windows, so calls of 121);
+* ``tiled, block=1024``: at 1024 the tiled code with one block for the scene;
 * ``previous forecast (one task)``: the implementation before the tiling (copied below as
   ``previous_forecast_task``): the last 4 frames rechunked to one chunk and the whole-scene
   eager loop (all patches gathered, predicted 256 at a time, ``assemble``d) in one
@@ -248,7 +249,7 @@ def case(n: int, model: torch.nn.Module, repeats: int, seed: int) -> dict:
 SCALE_CASES = {
     "tiled": ("tiled (default block)", {}),
     "tiled256": ("tiled, block=256", {"block": 256}),
-    "oneblock": ("tiled, one block (block=1024)", {"block": 1024}),
+    "block1024": ("tiled, block=1024", {"block": 1024}),
     "previous": ("previous forecast (one task)", None),
 }
 

@@ -83,16 +83,15 @@ class _Axis:
 
     @classmethod
     def plan(cls, n: int, size: int, stride: int, block: int | None, per_block: int) -> _Axis:
+        origins = window_starts(n, size, stride, end="flush")
         if block is None:
-            # about `per_block` windows per block, evened out over the axis so that the
-            # blocks' calls are nearly full (padding the last call of a block costs model time)
-            regular = len(window_starts(n, size, stride, end="inside"))
-            windows = -(-regular // -(-regular // per_block))
+            # as few blocks of at most `per_block` windows as needed, evened out: the flush
+            # window lands in the last block, which a sliver narrower than a patch joins
+            windows = -(-len(origins) // -(-len(origins) // per_block))
             block = max(size, windows * stride)
         edges = [*range(0, n, block), n]
         if len(edges) > 2 and edges[-1] - edges[-2] < size:
             del edges[-2]  # a block narrower than a patch joins the one before
-        origins = window_starts(n, size, stride, end="flush")
         first = [*np.searchsorted(origins, edges[:-1]).tolist(), len(origins)]
         return cls(size, tuple(edges), tuple(origins.tolist()), tuple(first))
 
@@ -305,7 +304,7 @@ def forecast(
         Side of the square blocks in pixels, at least the patch size; memory per task grows
         with it. Default: per axis, blocks of at most ``round(sqrt(batch_size))`` windows
         (16 for 256, i.e. 400 px at stride 25), evened out over the axis (a 1024 px axis at
-        stride 25: 325, 325, 374 px), so that a block holds about one batch. Each call holds
+        stride 25: 350, 350, 324 px), so that a block holds about one batch. Each call holds
         ``min(batch_size, windows of the fullest block)`` windows, a block's last call topped
         up with copies (a window's result may change with the batch size on CPU), so
         blocks of very unequal fill waste model time.
