@@ -1,6 +1,8 @@
-"""Benchmark the overhead of ``xglacier.forecast`` against a plain eager loop.
+"""Benchmark ``xglacier.forecast``: overhead against a plain eager loop, and tiling at scale.
 
-Task: forecast the next 4 quarters of a whole scene (800x800 px, and 400x400) from its
+Two modes (``--mode``): ``overhead`` (the default, below) and ``scale`` (further below).
+
+Overhead task: forecast the next 4 quarters of a whole scene (800x800 px, and 400x400) from its
 last 4 of 8 quarterly frames with ``SALSTM(preset="small", patch_size=50)`` (4 -> 4
 frames), patches every 25 px, 256 patches per model call, overlapping predictions
 blended with a Hann window. The model is the same object (seeded weights, eval mode) in
@@ -25,8 +27,35 @@ allclose). After one warm-up call of every method, the methods are called in tur
 each one's best time is kept; ratio = xglacier time / plain-loop time (target <= 1.2).
 Also timed: the model calls alone (on pre-cut patches: the floor of every method), and,
 for the Dask input, building the lazy forecast without computing it and
-``dask.base.tokenize(model)`` (``forecast`` wraps its core in ``dask.delayed(...,
-pure=True)``, which hashes every argument, the model's weights included).
+``dask.base.tokenize(model)`` (what wrapping the model in ``dask.delayed(..., pure=True)``
+would cost on every call; ``forecast`` passes it with ``pure=False``).
+
+The plain loop is a faithful plain loop: ``forecast`` predicts the same windows and blends
+them in the same order with the same float64 sums, and calls the model with batches of a
+fixed size (``min(batch_size, windows of the fullest block)``; here 256, the last call of a
+block topped up), so that its output is identical bit for bit as long as the model's
+result for a window does not depend on the batch size between the plain loop's last,
+smaller batch (193 or 225 windows) and 256 (true for torch on this CPU).
+
+Scale task (``--mode scale``): a 1024x1024 scene of 8 quarterly frames held as a Dask
+array of ``(1, 256, 256)`` chunks, the same model and options (4 lead times: one round),
+computed with the threaded scheduler (``--workers``, default 2). Each case runs in its
+own fresh process (so that its peak memory is its own), after a warm-up forecast of a
+100x100 scene; peak memory = the process's peak resident set size during the compute
+(sampled every 50 ms) minus its size before it; time = best of ``--repeats`` computes;
+tasks = the keys of the result's graph. Cases:
+
+* ``tiled (default block)``: ``xglacier.forecast(da, model, ...)``, default blocks (at most
+  16 x 16 windows, evened out: 350, 350, 324 px per axis at 1024, 3 x 3 blocks, one
+  predict and one blend task each, calls of 14 x 14 = 196 windows);
+* ``tiled, block=256``: 4 x 4 blocks at 1024 (at most 11 x 11 windows, so calls of 121);
+* ``tiled, block=1024``: at 1024 the tiled code with one block for the scene;
+* ``previous forecast (one task)``: the implementation before the tiling (copied below as
+  ``previous_forecast_task``): the last 4 frames rechunked to one chunk and the whole-scene
+  eager loop (all patches gathered, predicted 256 at a time, ``assemble``d) in one
+  ``dask.delayed`` task.
+
+Every output is compared with the plain loop on the same frames (max |diff|, identical).
 
 Torch runs on one intra-op thread by default (``--threads``): on the shared 2-core
 machine the model is no faster on 2 threads, and with 2 the calls from the main thread
@@ -34,18 +63,23 @@ were intermittently 5-8x slower (OpenMP threads waiting on each other while othe
 processes hold the cores), which made the timings erratic.
 
 Run from the project root: ``python benchmarks/bench_forecast.py`` (about 2 minutes on 2
-cores; ``--quick``: the 400x400 scene only).
+cores; ``--quick``: the 400x400 scene only) and ``python benchmarks/bench_forecast.py
+--mode scale`` (about 1 minute).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import dask
 import dask.array as dsa
@@ -54,10 +88,11 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from _common import lowpass
+from _common import PeakRSS, lowpass
 
 import xglacier
-from xglacier.forecasting.patches import positions
+from xglacier.forecasting.kernels import gather_patches
+from xglacier.forecasting.patches import assemble, positions
 from xglacier.models import SALSTM
 
 STEPS, STRIDE, BATCH = 4, 25, 256
@@ -76,9 +111,9 @@ def scene(nt: int, n: int, seed: int = 0) -> np.ndarray:
     return cube
 
 
-def as_dataarray(cube: np.ndarray, dask_backed: bool) -> xr.DataArray:
+def as_dataarray(cube: np.ndarray, dask_backed: bool, chunk: int | None = None) -> xr.DataArray:
     nt, ny, nx = cube.shape
-    data = dsa.from_array(cube, chunks=(1, ny, nx)) if dask_backed else cube
+    data = dsa.from_array(cube, chunks=(1, chunk or ny, chunk or nx)) if dask_backed else cube
     return xr.DataArray(
         data, dims=("time", "y", "x"), name="ndsi",
         coords={"time": pd.date_range("2020-01-01", periods=nt, freq="3MS"),
@@ -123,6 +158,28 @@ def model_only(frames: np.ndarray, model: torch.nn.Module) -> Callable[[], None]
             for k in range(0, len(xb), BATCH):
                 model(xb[k : k + BATCH])
     return run
+
+
+def previous_forecast_task(frames: np.ndarray, model: torch.nn.Module) -> np.ndarray:
+    """``forecast``'s core before the tiling (whole scene, one task), for ``--mode scale``."""
+    p, n_in = model.patch_size, model.n_in
+    _, ny, nx = frames.shape
+    yx = np.array([(y, x) for y in positions(ny, p, STRIDE) for x in positions(nx, p, STRIDE)], np.int64)
+    origins = np.column_stack([np.zeros(len(yx), np.int64), yx])
+    history = np.ascontiguousarray(frames, dtype=np.float32)
+    like = xr.DataArray(np.empty((ny, nx), np.float32), dims=("y", "x"))
+    out = []
+    with torch.no_grad():
+        while len(out) < STEPS:
+            xb = np.empty((len(origins), n_in, p, p), np.float32)
+            gather_patches(np.ascontiguousarray(history[-n_in:]), origins, p, n_in, 0, xb,
+                           np.empty((len(origins), 0, p, p), np.float32))
+            preds = np.concatenate([model(torch.from_numpy(xb[k:k + BATCH])).numpy()
+                                    for k in range(0, len(xb), BATCH)])
+            new = assemble(preds, yx, like=like, weight="hann").values
+            out.extend(new)
+            history = np.concatenate([history, new])
+    return np.stack(out[:STEPS]).astype(np.float32)
 
 
 def discard(_: object) -> None:
@@ -188,15 +245,103 @@ def case(n: int, model: torch.nn.Module, repeats: int, seed: int) -> dict:
             "graph": res["graph"][0], "token": res["token"][0]}
 
 
+# --------------------------------------------------------------------------- scale
+SCALE_CASES = {
+    "tiled": ("tiled (default block)", {}),
+    "tiled256": ("tiled, block=256", {"block": 256}),
+    "block1024": ("tiled, block=1024", {"block": 1024}),
+    "previous": ("previous forecast (one task)", None),
+}
+
+
+def scale_case(key: str, n: int, chunk: int, model: torch.nn.Module, repeats: int, workers: int,
+               seed: int, out: Path) -> dict:
+    """One case of ``--mode scale``, in this (fresh) process: tasks, best time, peak memory."""
+    _, kw = SCALE_CASES[key]
+    xglacier.forecast(as_dataarray(scene(8, 100, seed), dask_backed=True), model, steps=STEPS,
+                      stride=STRIDE, batch_size=BATCH).compute()  # warm-up: torch, Numba cache
+    da = as_dataarray(scene(8, n, seed), dask_backed=True, chunk=chunk)
+    if kw is None:
+        frames = da.data[-model.n_in:].rechunk(-1)
+        task = dask.delayed(previous_forecast_task, pure=False)(frames, model)
+        lazy = dsa.from_delayed(task, (STEPS, n, n), dtype=np.float32)
+    else:
+        lazy = xglacier.forecast(da, model, steps=STEPS, stride=STRIDE, batch_size=BATCH, **kw).data
+    graph = dict(lazy.__dask_graph__())
+    tasks = len(graph)
+    # tasks that run the model: the tiled pass 1, or the one delayed task
+    model_tasks = sum(str(k[0] if isinstance(k, tuple) else k).startswith(("forecast-predict",
+                                                                          "previous_forecast_task"))
+                      for k in graph)
+    best, peak = np.inf, 0
+    with dask.config.set(scheduler="threads", num_workers=workers):
+        for _ in range(repeats):
+            result = None  # the previous result is freed before the next compute
+            with PeakRSS() as mem:
+                t0 = time.perf_counter()
+                result = lazy.compute()
+                best = min(best, time.perf_counter() - t0)
+            peak = max(peak, mem.peak - mem.base)
+    np.save(out, result)
+    return {"tasks": tasks, "model_tasks": model_tasks, "seconds": best, "peak_mb": peak / 2**20,
+            "blocks": [len(c) for c in lazy.chunks[1:]], "load": os.getloadavg()[0]}
+
+
+def scale(args: argparse.Namespace, model: torch.nn.Module) -> int:
+    n, chunk = args.scale_size, args.chunk
+    frames = scene(8, n, args.seed)
+    t0 = time.perf_counter()
+    reference = plain_loop(frames, model)
+    t_plain = time.perf_counter() - t0
+    print(f"\n=== Scale: {n}x{n} scene, Dask chunks (1, {chunk}, {chunk}), "
+          f"{len(positions(n, model.patch_size, STRIDE)) ** 2} patches, {STEPS} lead times, threaded "
+          f"scheduler with {args.workers} workers; each case in a fresh process, best of {args.repeats} ===")
+    print(f"plain eager loop (reference, in this process, one run): {t_plain:.3f} s")
+    head = (f"{'case':<32} {'blocks':>7} {'tasks':>6} {'model':>6} {'time (s)':>9} {'peak MB':>8} "
+            f"{'max |diff|':>11} {'identical':>9} {'load':>5}")
+    print(head)
+    print("-" * len(head))
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, (label, _) in SCALE_CASES.items():
+            out = Path(tmp) / f"{key}.npy"
+            cmd = [sys.executable, __file__, "--case", key, "--out", str(out), "--scale-size", str(n),
+                   "--chunk", str(chunk), "--repeats", str(args.repeats), "--workers", str(args.workers),
+                   "--seed", str(args.seed), "--threads", str(args.threads)]
+            res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                             .strip().splitlines()[-1])
+            got = np.load(out)
+            diff = float(np.abs(got.astype(np.float64) - reference).max())
+            rows[key] = res
+            blocks = "x".join(map(str, res["blocks"]))
+            print(f"{label:<32} {blocks:>7} {res['tasks']:>6} {res['model_tasks']:>6} {res['seconds']:9.3f} "
+                  f"{res['peak_mb']:8.1f} "
+                  f"{diff:11.2e} {np.array_equal(got, reference)!s:>9} {res['load']:5.1f}")
+    prev = rows["previous"]
+    for key in ("tiled", "tiled256"):
+        r = rows[key]
+        print(f"{SCALE_CASES[key][0]} / previous one task: model tasks {r['model_tasks']} / "
+              f"{prev['model_tasks']}, all tasks {r['tasks'] / prev['tasks']:.2f}, time "
+              f"{r['seconds'] / prev['seconds']:.2f}, peak memory {r['peak_mb'] / prev['peak_mb']:.2f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("overhead", "scale"), default="overhead")
     parser.add_argument("--quick", action="store_true", help="the 400x400 scene only")
     parser.add_argument("--sizes", type=int, nargs="+", default=[800, 400], help="scene sides")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (0: torch's default, 2 here)")
+    parser.add_argument("--scale-size", type=int, default=1024, help="scene side of --mode scale")
+    parser.add_argument("--chunk", type=int, default=256, help="Dask chunk side of --mode scale")
+    parser.add_argument("--workers", type=int, default=2, help="threads of the Dask scheduler (scale)")
+    parser.add_argument("--case", choices=tuple(SCALE_CASES), help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = [400] if args.quick else args.sizes
     if args.threads:
@@ -204,12 +349,20 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     model = SALSTM(preset="small", patch_size=50).eval()  # the paper's 50x50 patches
+    if args.case:  # one case of --mode scale, in a fresh process
+        print(json.dumps(scale_case(args.case, args.scale_size, args.chunk, model, args.repeats,
+                                    args.workers, args.seed, args.out)))
+        return 0
     print(f"bench_forecast  {dt.datetime.now().isoformat(timespec='seconds')}  "
           f"{platform.machine()}  {os.cpu_count()} cores  python {platform.python_version()}  "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"xglacier {xglacier.__version__}  numpy {np.__version__}  numba {numba.__version__}  "
-          f"dask {dask.__version__}  xarray {xr.__version__}  torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads)")
+    print(f"xglacier {xglacier.__version__} ({Path(xglacier.__file__).parent})  numpy {np.__version__}  "
+          f"numba {numba.__version__}  dask {dask.__version__}  xarray {xr.__version__}  "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    if args.mode == "scale":
+        print(f"model: SALSTM(preset='small', patch_size=50), {model.n_parameters():,} parameters, seed "
+              f"{args.seed}, eval mode; forecast(steps={STEPS}, stride={STRIDE}, batch_size={BATCH})")
+        return scale(args, model)
     print(f"model: SALSTM(preset='small', patch_size=50), {model.n_parameters():,} parameters, "
           f"seed {args.seed}, "
           f"eval mode; forecast(steps={STEPS}, stride={STRIDE}, batch_size={BATCH}, weight='hann'); "
@@ -226,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     dask.base.tokenize(big)
     print(f"(dask.base.tokenize of SALSTM(preset='paper'), {big.n_parameters():,} parameters, which "
-          f"forecast() on a Dask input does on every call: {time.perf_counter() - t0:.1f} s)")
+          f"forecast() avoids with dask.delayed(model, pure=False): {time.perf_counter() - t0:.1f} s)")
     return 0
 
 

@@ -37,10 +37,48 @@ def test_small_models_shapes_and_recursion(cls, size):
     x = torch.randn(5, 3, size, size)
     assert model(x).shape == (5, 2, size, size)
     assert model(x, n_out=6).shape == (5, 6, size, size)  # recursive beyond n_out
-    with pytest.raises(ParameterError, match="expected"):
+    with pytest.raises(InputError, match=r"input of shape \(5, 4, .*expected \(batch, 3"):
         model(torch.randn(5, 4, size, size))
     rebuilt = cls(**model.config)
     assert rebuilt.n_parameters() == model.n_parameters()
+
+
+ALL_MODELS = [SALSTM, LSTMEncoderDecoder, ConvLSTM, Persistence, SeasonalPersistence, Climatology,
+              LinearTrend]
+
+
+@pytest.mark.parametrize("cls", ALL_MODELS)
+def test_constructors_accept_numpy_integers_and_refuse_bools(cls):
+    """Regression: Persistence(patch_size=np.int64(8)) raised although patches() accepts it."""
+    extra = {"heads": 4} if cls is SALSTM else {}  # 5 heads do not divide 8 * 8
+    model = cls(patch_size=np.int64(8), n_in=np.int32(4), n_out=np.int64(2), **extra)
+    assert (model.patch_size, model.n_in, model.n_out) == (8, 4, 2)
+    assert all(type(model.config[k]) is int for k in ("patch_size", "n_in", "n_out"))
+    assert model(torch.zeros(1, 4, 8, 8)).shape == (1, 2, 8, 8)
+    for label in ("patch_size", "n_in", "n_out"):
+        with pytest.raises(ParameterError, match=rf"{cls.__name__}: {label}=True; expected an integer"):
+            cls(**{label: True})
+        with pytest.raises(ParameterError, match=rf"{cls.__name__}: {label}=0; expected an integer >= 1"):
+            cls(**{label: 0})  # SALSTM, LSTM and ConvLSTM used to take 0 as "the default"
+    with pytest.raises(TypeError):
+        cls(8)  # options are keyword-only
+
+
+def test_model_hyperparameters_are_checked():
+    with pytest.raises(ParameterError, match=r"SALSTM: heads=2\.5"):
+        SALSTM(preset="small", heads=2.5)
+    with pytest.raises(ParameterError, match=r"SALSTM: preset='tiny'; expected one of 'paper', 'small'"):
+        SALSTM(preset="tiny")
+    with pytest.raises(ParameterError, match=r"LSTMEncoderDecoder: dropout=1\.5"):
+        LSTMEncoderDecoder(preset="small", dropout=1.5)
+    with pytest.raises(ParameterError, match=r"ConvLSTM: encoder\[1\]=True"):
+        ConvLSTM(preset="small", encoder=(4, True))
+    with pytest.raises(ParameterError, match="ConvLSTM: decoder=8; expected a non-empty sequence"):
+        ConvLSTM(preset="small", decoder=8)
+    with pytest.raises(ParameterError, match="SeasonalPersistence: period=5"):
+        SeasonalPersistence(patch_size=2, n_in=4, period=5)
+    assert SeasonalPersistence(patch_size=2, n_in=4, period=np.int64(2)).period == 2
+    assert SALSTM(preset="small", patch_size=np.int64(4), hidden=np.int64(16)).config["hidden"] == 16
 
 
 def test_teacher_forcing_feeds_the_truth_in_training_only():

@@ -142,3 +142,28 @@ def test_bad_input():
         xglacier.patches(da, size=4, stride=2, n_in=2, n_out=2).split(by="random")
     with pytest.raises(IndexError):
         xglacier.patches(da, size=4, stride=2, n_in=2, n_out=2)[10_000]
+
+
+def test_options_are_keyword_only_and_checked_alike():
+    da = cube(nt=6, ny=12, nx=12)
+    ps = xglacier.patches(da, size=np.int64(4), stride=np.int32(2), n_in=2, n_out=np.int64(1))
+    assert (ps.size, ps.plan.stride, ps.n_out) == (4, 2, 1) and type(ps.size) is int
+    with pytest.raises(TypeError):
+        xglacier.patches(da, 4)
+    with pytest.raises(TypeError):
+        ps.split("time")
+    with pytest.raises(TypeError):
+        xglacier.assemble(np.zeros((1, 1, 4, 4)), np.zeros((1, 2), int), da.isel(time=0))
+    for kw, match in (({"size": True}, "patches: size=True"), ({"edge": 1}, "patches: edge=1"),
+                      ({"nan": "drop"}, "patches: nan='drop'"),
+                      ({"fill_value": np.inf}, "patches: fill_value")):
+        with pytest.raises(ParameterError, match=match):
+            xglacier.patches(da, **{"size": 4, "n_in": 2, "n_out": 1, **kw})
+    for kw, match in (({"test": 1.0}, r"PatchSet.split: test=1\.0"), ({"val": -0.1}, "PatchSet.split: val="),
+                      ({"test": 0.5, "val": 0.5}, r"test \+ val < 1"),
+                      ({"block": 0}, "PatchSet.split: block="),
+                      ({"seed": True}, "PatchSet.split: seed=True")):
+        with pytest.raises(ParameterError, match=match):
+            ps.split(**kw)
+    with pytest.raises(ParameterError, match="assemble: weight='gauss'"):
+        xglacier.assemble(np.zeros((1, 1, 4, 4)), np.zeros((1, 2), int), like=da.isel(time=0), weight="gauss")

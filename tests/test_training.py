@@ -221,7 +221,7 @@ def test_diverging_loss_is_reported_and_best_weights_kept():
     def flaky(pred, target):  # NaN from the 3rd training epoch on
         calls["n"] += pred.requires_grad
         loss = nn.functional.mse_loss(pred, target)
-        return loss * float("nan") if calls["n"] > 2 * len(train.to_torch(32)) else loss
+        return loss * float("nan") if calls["n"] > 2 * len(train.to_torch(batch_size=32)) else loss
 
     model = trained_net()
     with pytest.raises(TrainingDivergedError, match="became nan in epoch 3"):

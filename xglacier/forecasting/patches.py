@@ -16,7 +16,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from .._validate import check_time
+from .._validate import check_choice, check_flag, check_int, check_number, check_time
 from .._windows import window_starts
 from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
 from .kernels import gather_patches, scatter_patches
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..nn.batches import BatchLoader
 
 
-def positions(n: int, size: int, stride: int, edge: bool = True) -> np.ndarray:
+def positions(n: int, size: int, stride: int, *, edge: bool = True) -> np.ndarray:
     """Patch origins along one axis of length ``n``; with ``edge`` the last patch ends at ``n``.
 
     Examples
@@ -72,7 +72,7 @@ class PatchPlan:
         return mask
 
 
-def make_plan(shape: tuple[int, int, int], size: int, stride: int, n_in: int, n_out: int,
+def make_plan(shape: tuple[int, int, int], size: int, stride: int, n_in: int, n_out: int, *,
               edge: bool = True, times: Sequence[int] | None = None) -> PatchPlan:
     """Plan every window of ``n_in + n_out`` frames at every patch position.
 
@@ -82,7 +82,7 @@ def make_plan(shape: tuple[int, int, int], size: int, stride: int, n_in: int, n_
     167504
     """
     nt, ny, nx = shape
-    ys, xs = positions(ny, size, stride, edge), positions(nx, size, stride, edge)
+    ys, xs = positions(ny, size, stride, edge=edge), positions(nx, size, stride, edge=edge)
     ts = np.arange(nt - (n_in + n_out) + 1) if times is None else np.asarray(times, np.int64)
     t, y, x = np.meshgrid(ts, ys, xs, indexing="ij")
     samples = np.stack([t.ravel(), y.ravel(), x.ravel()], axis=1).astype(np.int64)
@@ -107,7 +107,7 @@ class PatchSet:
     (72, (2, 4, 4), (1, 4, 4))
     """
 
-    def __init__(self, da: xr.DataArray, plan: PatchPlan, nan: str = "raise",
+    def __init__(self, da: xr.DataArray, plan: PatchPlan, *, nan: str = "raise",
                  fill_value: float = 0.0) -> None:
         self.da = da
         self.plan = plan
@@ -149,7 +149,7 @@ class PatchSet:
         return self._cube
 
     def _with(self, plan: PatchPlan) -> PatchSet:
-        out = PatchSet(self.da, plan, self.nan, self.fill_value)
+        out = PatchSet(self.da, plan, nan=self.nan, fill_value=self.fill_value)
         out._cube, out._parent = self._cube, self
         return out
 
@@ -171,8 +171,8 @@ class PatchSet:
             bad = idx[np.isnan(x).any(axis=(1, 2, 3)) | np.isnan(y).any(axis=(1, 2, 3))]
             t0, y0, x0 = p.samples[bad[0]]
             raise NaNInPatchError(
-                f"{len(bad)} sample(s) of variable {self.da.name!r} contain NaN, the first at "
-                f"time index {t0}, y0={y0}, x0={x0}; fill the gaps first (fill_gaps, "
+                f"PatchSet.gather: {len(bad)} sample(s) of variable {self.da.name!r} contain NaN, the "
+                f"first at time index {t0}, y0={y0}, x0={x0}; fill the gaps first (fill_gaps, "
                 "composite) or build the PatchSet with nan='fill'"
             )
         return x, y
@@ -182,7 +182,7 @@ class PatchSet:
         return x[0], y[0]
 
     # -- torch ---------------------------------------------------------------------------
-    def to_torch(self, batch_size: int = 100, shuffle: bool = False, seed: int | None = None,
+    def to_torch(self, *, batch_size: int = 100, shuffle: bool = False, seed: int | None = None,
                  drop_last: bool = False) -> BatchLoader:
         """Iterable of float32 ``torch`` tensor batches ``(inputs, targets)``.
 
@@ -195,6 +195,7 @@ class PatchSet:
     # -- splits --------------------------------------------------------------------------
     def split(
         self,
+        *,
         by: Literal["time", "space"] = "time",
         test: float = 0.2,
         val: float = 0.1,
@@ -218,23 +219,28 @@ class PatchSet:
         >>> import numpy as np, pandas as pd, xarray as xr
         >>> cube = xr.DataArray(np.zeros((20, 16, 16), "f4"), dims=("time", "y", "x"),
         ...     coords={"time": pd.date_range("2020-01-01", periods=20, freq="MS")})
-        >>> train, val, test = patches(cube, 8, 4, 2, 2).split(by="time")
+        >>> train, val, test = patches(cube, size=8, stride=4, n_in=2, n_out=2).split(by="time")
         >>> int(train.plan.samples[:, 0].max() + 4) <= int(test.plan.samples[:, 0].min() + 2)
         True
         """
-        if not (0 < test < 1 and 0 <= val < 1 and test + val < 1):
-            raise ParameterError(f"split: test={test}, val={val}; expected fractions with test + val < 1")
+        func = "PatchSet.split"
+        check_choice(func, "by", by, ("time", "space"))
+        test = check_number(func, "test", test, low=0, high=1, low_open=True, high_open=True)
+        val = check_number(func, "val", val, low=0, high=1, high_open=True)
+        if test + val >= 1:
+            raise ParameterError(f"{func}: test={test}, val={val}; expected fractions with test + val < 1")
+        block = check_int(func, "block", block, low=1, allow_none=True)
+        gap = check_int(func, "gap", gap, low=0, allow_none=True)
+        seed = check_int(func, "seed", seed, low=0)
         if by == "time":
             idx = self._split_time(test, val)
-        elif by == "space":
+        else:
             idx = self._split_space(test, val, block or 4 * self.size,
                                     self.size if gap is None else gap, seed)
-        else:
-            raise ParameterError(f"split: by={by!r}; expected 'time' or 'space'")
         for name, ix in zip(("train", "val", "test"), idx, strict=True):
             if name != "val" and ix.size == 0:
                 raise InputError(
-                    f"split(by={by!r}) left the {name} set empty; use more frames, a larger "
+                    f"{func}: by={by!r} left the {name} set empty; use more frames, a larger "
                     "scene, smaller blocks or other fractions"
                 )
         return tuple(self._with(self.plan.subset(ix)) for ix in idx)
@@ -286,6 +292,7 @@ class PatchSet:
 
 def patches(
     da: xr.DataArray,
+    *,
     size: int = 50,
     stride: int = 10,
     n_in: int = 4,
@@ -324,14 +331,16 @@ def patches(
     167504
     """
     if not isinstance(da, xr.DataArray):
-        raise InputError(f"patches expects a (time, y, x) DataArray, got {type(da).__name__}")
+        raise InputError(f"patches: expected a (time, y, x) DataArray, got {type(da).__name__}")
     if da.dims != ("time", "y", "x"):
         raise DimensionError(f"patches: variable {da.name!r} has dimensions {da.dims}; "
                              "expected ('time', 'y', 'x')")
     check_time(da)
-    for label, value in (("size", size), ("stride", stride), ("n_in", n_in), ("n_out", n_out)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ParameterError(f"patches: {label}={value!r}; expected a positive integer")
+    size, stride, n_in, n_out = (check_int("patches", label, value, low=1) for label, value in
+                                 (("size", size), ("stride", stride), ("n_in", n_in), ("n_out", n_out)))
+    edge = check_flag("patches", "edge", edge)
+    check_choice("patches", "nan", nan, ("raise", "fill"))
+    fill_value = check_number("patches", "fill_value", fill_value)
     nt, ny, nx = da.shape
     if size > min(ny, nx):
         raise InputError(f"patches: size={size} is larger than the scene of variable {da.name!r} "
@@ -339,15 +348,28 @@ def patches(
     if nt < n_in + n_out:
         raise InputError(f"patches: variable {da.name!r} has {nt} frames; a sample needs "
                          f"n_in + n_out = {n_in + n_out}")
-    if nan not in ("raise", "fill"):
-        raise ParameterError(f"patches: nan={nan!r}; expected 'raise' or 'fill'")
-    plan = make_plan(da.shape, int(size), int(stride), int(n_in), int(n_out), edge)
+    plan = make_plan(da.shape, size, stride, n_in, n_out, edge=edge)
     return PatchSet(da, plan, nan=nan, fill_value=fill_value)
+
+
+def patch_weight(size: int, weight: Literal["uniform", "hann"]) -> np.ndarray:
+    """``(size, size)`` float64 blending weight of one patch (:func:`assemble`, ``forecast``).
+
+    Examples
+    --------
+    >>> patch_weight(3, "hann").round(2).tolist()
+    [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]
+    """
+    if weight == "uniform":
+        return np.ones((size, size))
+    h = np.hanning(size + 2)[1:-1]  # strictly positive: every covered pixel gets weight
+    return np.outer(h, h)
 
 
 def assemble(
     predictions: np.ndarray,
     origins: np.ndarray | PatchPlan,
+    *,
     like: xr.DataArray,
     weight: Literal["uniform", "hann"] = "uniform",
     dim: str = "lead_time",
@@ -395,13 +417,7 @@ def assemble(
     size = pred.shape[-1]
     if yx.size and (yx.min() < 0 or yx[:, 0].max() + size > ny or yx[:, 1].max() + size > nx):
         raise InputError(f"assemble: a patch of size {size} reaches outside the {ny} x {nx} grid")
-    if weight == "uniform":
-        w = np.ones((size, size))
-    elif weight == "hann":
-        h = np.hanning(size + 2)[1:-1]  # strictly positive: every covered pixel gets weight
-        w = np.outer(h, h)
-    else:
-        raise ParameterError(f"assemble: weight={weight!r}; expected 'uniform' or 'hann'")
+    w = patch_weight(size, check_choice("assemble", "weight", weight, ("uniform", "hann")))
     num = np.zeros((pred.shape[1], ny, nx))
     den = np.zeros((ny, nx))
     scatter_patches(np.ascontiguousarray(pred, dtype=np.float32), yx, w, num, den)

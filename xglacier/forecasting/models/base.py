@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import ParameterError
+from ..._validate import check_choice, check_int
+from ...errors import InputError
 
 
 class ForecastModel(nn.Module):
@@ -15,16 +16,22 @@ class ForecastModel(nn.Module):
 
     Subclasses call ``super().__init__(patch_size=..., n_in=..., n_out=..., **more)``; all
     keywords are kept in ``self.config`` so that ``type(m)(**m.config)`` rebuilds the model
-    (this is what checkpoints store).
+    (this is what checkpoints store). Sizes are Python or NumPy integers (kept as ``int``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ForecastModel(patch_size=np.int64(8), n_in=4, n_out=2).config
+    {'patch_size': 8, 'n_in': 4, 'n_out': 2}
     """
 
     trainable = True
 
-    def __init__(self, patch_size: int, n_in: int, n_out: int, **config: Any) -> None:
+    def __init__(self, *, patch_size: int, n_in: int, n_out: int, **config: Any) -> None:
         super().__init__()
-        for label, value in (("patch_size", patch_size), ("n_in", n_in), ("n_out", n_out)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ParameterError(f"{type(self).__name__}: {label}={value!r}; expected a positive integer")
+        name = type(self).__name__
+        patch_size, n_in, n_out = (check_int(name, label, value, low=1) for label, value in
+                                   (("patch_size", patch_size), ("n_in", n_in), ("n_out", n_out)))
         self.patch_size, self.n_in, self.n_out = patch_size, n_in, n_out
         self.config = {"patch_size": patch_size, "n_in": n_in, "n_out": n_out, **config}
 
@@ -35,7 +42,7 @@ class ForecastModel(nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         want = (self.n_in, self.patch_size, self.patch_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
-            raise ParameterError(
+            raise InputError(
                 f"{type(self).__name__}: input of shape {tuple(x.shape)}; expected (batch, {want[0]}, "
                 f"{want[1]}, {want[2]})"
             )
@@ -48,10 +55,23 @@ class ForecastModel(nn.Module):
 
 
 def resolve_preset(cls_name: str, preset: str | None, presets: dict[str, dict[str, Any]],
-                   given: dict[str, Any]) -> dict[str, Any]:
-    """Merge a named preset with explicitly given keywords (explicit ones win)."""
-    if preset is None:
-        return given
-    if preset not in presets:
-        raise ParameterError(f"{cls_name}: preset={preset!r}; expected one of {sorted(presets)}")
-    return {**presets[preset], **{k: v for k, v in given.items() if v is not None}}
+                   given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Keywords given (not None) win over the named preset, the preset over ``defaults``.
+
+    The integer keywords among ``patch_size``, ``n_in``, ``n_out``, ``hidden``, ``layers``,
+    ``heads`` and ``kernel`` are checked (NumPy integers accepted, bools refused) and made ``int``.
+
+    Examples
+    --------
+    >>> resolve_preset("M", "small", {"small": {"layers": 2}}, {"layers": None, "n_in": 3},
+    ...                {"layers": 3, "n_in": 4})
+    {'layers': 2, 'n_in': 3}
+    """
+    base = dict(defaults)
+    if preset is not None:
+        base.update(presets[check_choice(cls_name, "preset", preset, sorted(presets))])
+    kw = {k: v if v is not None else base.get(k) for k, v in given.items()}
+    for key in ("patch_size", "n_in", "n_out", "hidden", "layers", "heads", "kernel"):
+        if key in kw:
+            kw[key] = check_int(cls_name, key, kw[key], low=1, allow_none=key == "hidden")
+    return kw

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ...errors import ParameterError
+from ..._validate import check_int
 from ...nn.registry import register_model
 from .base import ForecastModel
 
@@ -12,7 +12,7 @@ from .base import ForecastModel
 class _Baseline(ForecastModel):
     trainable = False
 
-    def __init__(self, patch_size: int = 50, n_in: int = 4, n_out: int = 4, **config) -> None:
+    def __init__(self, *, patch_size: int = 50, n_in: int = 4, n_out: int = 4, **config) -> None:
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, **config)
 
 
@@ -48,9 +48,9 @@ class SeasonalPersistence(_Baseline):
     [0.0, 1.0, 2.0, 3.0]
     """
 
-    def __init__(self, patch_size: int = 50, n_in: int = 4, n_out: int = 4, period: int = 4) -> None:
-        if not 1 <= period <= n_in:
-            raise ParameterError(f"SeasonalPersistence: period={period}; expected 1 <= period <= n_in={n_in}")
+    def __init__(self, *, patch_size: int = 50, n_in: int = 4, n_out: int = 4, period: int = 4) -> None:
+        n_in = check_int("SeasonalPersistence", "n_in", n_in, low=1)
+        period = check_int("SeasonalPersistence", "period", period, low=1, high=n_in)
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, period=period)
         self.period = period
 

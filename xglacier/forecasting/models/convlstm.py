@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..._validate import check_int
+from ...errors import ParameterError
 from ...nn.registry import register_model
 from .base import ForecastModel, resolve_preset
 
@@ -17,6 +19,15 @@ PRESETS = {
     "small": dict(patch_size=20, n_in=4, n_out=4, encoder=(16, 16, 8), decoder=(8, 16, 8),
                   kernel=3),
 }
+
+_DEFAULTS = dict(patch_size=50, n_in=4, n_out=4, encoder=(64, 64, 24), decoder=(24, 64, 24), kernel=3)
+
+
+def _widths(label: str, value: Sequence[int]) -> list[int]:
+    """Channel widths of the encoder or decoder layers: a non-empty sequence of integers >= 1."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise ParameterError(f"ConvLSTM: {label}={value!r}; expected a non-empty sequence of integers >= 1")
+    return [check_int("ConvLSTM", f"{label}[{i}]", w, low=1) for i, w in enumerate(value)]
 
 
 class ConvLSTMCell(nn.Module):
@@ -52,18 +63,17 @@ class ConvLSTM(ForecastModel):
     torch.Size([1, 4, 8, 8])
     """
 
-    def __init__(self, patch_size: int | None = None, n_in: int | None = None,
+    def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, encoder: Sequence[int] | None = None,
                  decoder: Sequence[int] | None = None, kernel: int | None = None,
                  preset: str | None = None) -> None:
         kw = resolve_preset("ConvLSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, encoder=encoder, decoder=decoder,
-            kernel=kernel))
-        enc = list(kw["encoder"] or (64, 64, 24))
-        dec = list(kw["decoder"] or (24, 64, 24))
-        k = kw["kernel"] or 3
-        super().__init__(patch_size=kw["patch_size"] or 50, n_in=kw["n_in"] or 4,
-                         n_out=kw["n_out"] or 4, encoder=enc, decoder=dec, kernel=k)
+            kernel=kernel), _DEFAULTS)
+        enc, dec = _widths("encoder", kw["encoder"]), _widths("decoder", kw["decoder"])
+        k = kw["kernel"]
+        super().__init__(patch_size=kw["patch_size"], n_in=kw["n_in"], n_out=kw["n_out"],
+                         encoder=enc, decoder=dec, kernel=k)
         enc_in, dec_in = [1, *enc[:-1]], [enc[-1], *dec[:-1]]
         self.enc = nn.ModuleList(ConvLSTMCell(i, h, k) for i, h in zip(enc_in, enc, strict=True))
         self.dec = nn.ModuleList(ConvLSTMCell(i, h, k) for i, h in zip(dec_in, dec, strict=True))

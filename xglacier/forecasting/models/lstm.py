@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..._validate import check_number
 from ...nn.registry import register_model
 from .base import ForecastModel, resolve_preset
 
@@ -13,6 +14,8 @@ PRESETS = {
     "paper": dict(patch_size=50, n_in=4, n_out=4, hidden=2500, layers=3, dropout=0.0),
     "small": dict(patch_size=20, n_in=4, n_out=4, hidden=400, layers=2, dropout=0.1),
 }
+
+_DEFAULTS = dict(patch_size=50, n_in=4, n_out=4, hidden=None, layers=3, dropout=0.0)
 
 
 @register_model
@@ -31,17 +34,17 @@ class LSTMEncoderDecoder(ForecastModel):
     torch.Size([1, 4, 8, 8])
     """
 
-    def __init__(self, patch_size: int | None = None, n_in: int | None = None,
+    def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
                  dropout: float | None = None, preset: str | None = None) -> None:
         kw = resolve_preset("LSTMEncoderDecoder", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
-            dropout=dropout))
-        patch_size = kw["patch_size"] or 50
+            dropout=dropout), _DEFAULTS)
+        patch_size = kw["patch_size"]
         pix = patch_size * patch_size
-        hidden, layers = kw["hidden"] or pix, kw["layers"] or 3
-        dropout = float(kw["dropout"] or 0.0)
-        super().__init__(patch_size=patch_size, n_in=kw["n_in"] or 4, n_out=kw["n_out"] or 4,
+        hidden, layers = kw["hidden"] or pix, kw["layers"]
+        dropout = float(check_number("LSTMEncoderDecoder", "dropout", kw["dropout"], low=0, high=1))
+        super().__init__(patch_size=patch_size, n_in=kw["n_in"], n_out=kw["n_out"],
                          hidden=hidden, layers=layers, dropout=dropout)
         drop = dropout if layers > 1 else 0.0
         self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..._validate import check_number
 from ...errors import ParameterError
 from ...nn.registry import register_model
 from .base import ForecastModel, resolve_preset
@@ -15,6 +16,8 @@ PRESETS = {
     # hidden = patch_size ** 2 as in the paper: a narrower state cannot carry the frame
     "small": dict(patch_size=20, n_in=4, n_out=4, hidden=400, layers=2, heads=4, dropout=0.1),
 }
+
+_DEFAULTS = dict(patch_size=50, n_in=4, n_out=4, hidden=None, layers=3, heads=5, dropout=0.0)
 
 
 @register_model
@@ -48,19 +51,18 @@ class SALSTM(ForecastModel):
     torch.Size([2, 4, 8, 8])
     """
 
-    def __init__(self, patch_size: int | None = None, n_in: int | None = None,
+    def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
                  heads: int | None = None, dropout: float | None = None,
                  preset: str | None = None) -> None:
         kw = resolve_preset("SALSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
-            heads=heads, dropout=dropout))
-        patch_size = kw["patch_size"] or 50
-        n_in, n_out = kw["n_in"] or 4, kw["n_out"] or 4
+            heads=heads, dropout=dropout), _DEFAULTS)
+        patch_size, n_in, n_out = kw["patch_size"], kw["n_in"], kw["n_out"]
         pix = patch_size * patch_size
         hidden = kw["hidden"] or pix
-        layers, heads = kw["layers"] or 3, kw["heads"] or 5
-        dropout = float(kw["dropout"] or 0.0)
+        layers, heads = kw["layers"], kw["heads"]
+        dropout = float(check_number("SALSTM", "dropout", kw["dropout"], low=0, high=1))
         if hidden % heads:
             raise ParameterError(f"SALSTM: hidden={hidden} is not divisible by heads={heads}")
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden,

@@ -1,0 +1,42 @@
+"""Checks shared by :func:`~xglacier.fit` and :func:`~xglacier.evaluate`: samples, model fit, output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._validate import check_samples
+from ..errors import InputError
+from .patches import PatchSet
+
+
+def check_patchset(func: str, label: str, ps: Any, allow_none: bool = False) -> None:
+    """:class:`~xglacier.errors.InputError` unless ``ps`` is a non-empty :class:`PatchSet`."""
+    check_samples(func, label, ps, PatchSet, "a PatchSet (xglacier.patches(...) or its .split())",
+                  allow_none)
+
+
+def check_compatible(func: str, name: str, model: nn.Module, ps: PatchSet, label: str) -> None:
+    """The model's patch size and frame counts must be those of the PatchSet's plan.
+
+    Attributes the model does not define are not checked (any ``nn.Module`` following the
+    forward signature can be trained); the output shape is checked on the first batch.
+    """
+    plan = ps.plan
+    diffs = [
+        f"{attr}={getattr(model, attr)} but {label} has {want}"
+        for attr, want in (("patch_size", plan.size), ("n_in", plan.n_in), ("n_out", plan.n_out))
+        if getattr(model, attr, None) is not None and getattr(model, attr) != want
+    ]
+    if diffs:
+        raise InputError(f"{func}: model {name!r} does not fit the samples: " + "; ".join(diffs))
+
+
+def check_output(func: str, name: str, pred: Any, target: torch.Tensor) -> None:
+    """:class:`~xglacier.errors.InputError` unless ``pred`` is a tensor shaped like ``target``."""
+    if not isinstance(pred, torch.Tensor) or pred.shape != target.shape:
+        shape = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
+        raise InputError(f"{func}: model {name!r} returned {shape}; expected a tensor of shape "
+                         f"{tuple(target.shape)} (batch, n_out, size, size)")
