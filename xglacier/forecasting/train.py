@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._validate import check_choice, check_flag, check_int, check_number
+from .._validate import check_choice, check_flag, check_number
 from ..errors import InputError, ParameterError, TrainingDivergedError
-from ..nn.loop import model_device, train_epochs
+from ..nn.loop import check_fit_options, model_device, train_epochs
 from .checks import check_compatible, check_output, check_patchset
 from .evaluate import evaluate
 from .patches import PatchSet
@@ -162,14 +162,12 @@ def fit(
             f"fit: model {name!r} has no trainable parameters (a baseline?); nothing to fit, "
             "pass it to evaluate() as it is"
         )
-    epochs = check_int("fit", "epochs", epochs, low=1)
-    batch_size = check_int("fit", "batch_size", batch_size, low=1)
-    check_number("fit", "lr", lr, low=0, low_open=True)
+    check_fit_options("fit", epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, clip=clip,
+                      seed=seed)
+    epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
+    patience = None if patience is None else int(patience)
     check_number("fit", "weight_decay", weight_decay, low=0)
     check_number("fit", "teacher_forcing", teacher_forcing, low=0, high=1)
-    patience = check_int("fit", "patience", patience, low=1, allow_none=True)
-    check_number("fit", "clip", clip, low=0, low_open=True, allow_none=True)
-    seed = check_int("fit", "seed", seed, low=0)
     check_flag("fit", "progress", progress)
     # a callable is the loss itself; otherwise one of the named losses
     loss_fn = loss if callable(loss) else _LOSSES[check_choice("fit", "loss", loss, sorted(_LOSSES))]
