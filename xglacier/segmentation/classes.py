@@ -16,7 +16,11 @@ import numpy as np
 from ..datasets import CLASSES
 from ..errors import ParameterError
 
-__all__ = ["class_names", "class_table", "flag_attrs", "flag_names", "is_code"]
+__all__ = ["NODATA", "class_names", "class_table", "flag_attrs", "flag_names", "is_code"]
+
+#: Label of pixels without a class: nodata in a predicted label map (their inputs are
+#: missing) and "ignore" in training labels and scores. Never a class code.
+NODATA = 255
 
 
 def is_code(value: Any) -> bool:
