@@ -13,10 +13,28 @@ from xglacier.cli import main
 from xglacier.io.store import to_netcdf
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["demo", "--help"]])
+def test_help_is_readable_text(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "``" not in text and ":func:" not in text  # no raw reStructuredText
+    flat = " ".join(text.split())
+    assert "trains two models" in flat or "train a small SA-LSTM-H" in flat
+    if argv[0] == "demo":
+        assert "SA-LSTM-H" in text and "U-Net" in text and "--quiet" in text
+
+
 @pytest.mark.slow
 def test_demo_command(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--epochs", "2", "--seg-epochs", "2"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
+    # progress: a line per stage and a bar during each training, on standard error
+    for stage in ("1/3", "2/3", "3/3"):
+        assert f"xglacier demo: {stage}" in captured.err
+    assert "fit SALSTM" in captured.err and "fit_segmentation UNet" in captured.err
     assert "scenes:" in text and "RMSE green" in text and "interpolated" in text
     assert "ECC alignment" in text and "surface velocity" in text
     assert "forecasting" in text and "seasonal_persistence" in text

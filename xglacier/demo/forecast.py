@@ -10,7 +10,8 @@ import pandas as pd
 import xarray as xr
 
 
-def run_forecast_demo(ndsi: xr.DataArray, out: Path, epochs: int = 15, seed: int = 0) -> dict[str, Any]:
+def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int = 15, seed: int = 0,
+                      progress: bool = True) -> dict[str, Any]:
     """Train on quarterly NDSI composites with a time split, evaluate, forecast the held-out year.
 
     The last four quarters are the test targets: the model never sees them in training;
@@ -33,7 +34,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, epochs: int = 15, seed: int
     ps = patches(ndsi, size=model_patch, stride=10, n_in=4, n_out=4)
     train, val, test = ps.split(by="time", test=0.15, val=0.15)
     history = fit(model, train, val, epochs=epochs, batch_size=100, lr=1e-3, patience=5,
-                  seed=seed, progress=False)
+                  seed=seed, progress=progress)
     # overlapping patches are correlated: the intervals are narrower than for independent samples
     table = evaluate({"SA-LSTM-H": model}, test, n_boot=1000, seed=seed)
     ckpt = save_model(model, out / "salstm_small", variable=str(ndsi.name),

@@ -17,19 +17,21 @@ from .preprocess import format_motion, format_preprocess, run_preprocess_demo
 from .segment import format_segment, run_segment_demo
 
 
-def _step(message: str) -> None:
+def _step(message: str, progress: bool) -> None:
     # progress goes to stderr so that the summary on stdout stays clean
-    print(f"xglacier demo: {message}", file=sys.stderr, flush=True)
+    if progress:
+        print(f"xglacier demo: {message}", file=sys.stderr, flush=True)
 
 
 def run_demo(out: str | Path = "demo-output", *, seed: int = 42, epochs: int = 15,
-             seg_epochs: int = 40) -> dict[str, Any]:
+             seg_epochs: int = 40, progress: bool = True) -> dict[str, Any]:
     """Run filter -> cloud mask -> ECC alignment -> gap fill -> NDSI -> 3-month composites
     -> flow on the sample, then forecasting and segmentation.
 
     Writes ``composites.nc``, the forecast, the U-Net's labels and polygons, checkpoints and
     PNG quicklooks into ``out`` and returns a summary. ``epochs`` and ``seg_epochs`` are the
-    training epochs of the forecast model and of the segmentation U-Net.
+    training epochs of the forecast model and of the segmentation U-Net. ``progress`` prints a
+    line per stage and a bar during each training to standard error.
 
     Examples
     --------
@@ -42,15 +44,17 @@ def run_demo(out: str | Path = "demo-output", *, seed: int = 42, epochs: int = 1
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cube, truth = open_sample(seed=seed)
-    _step(f"1/3 cleaning, aligning and compositing {cube.sizes['time']} scenes; surface motion")
+    _step(f"1/3 cleaning, aligning and compositing {cube.sizes['time']} scenes; surface motion", progress)
     pre = run_preprocess_demo(cube, truth, out)
     arrays = pre.pop("arrays")
-    _step(f"2/3 forecasting NDSI composites ({epochs} epochs)")
-    forecast_summary = run_forecast_demo(arrays["composites"], out, epochs=epochs, seed=seed)
-    _step(f"3/3 glacier mapping with a U-Net ({seg_epochs} epochs)")
+    _step(f"2/3 training a forecast model on NDSI composites ({epochs} epochs) and forecasting", progress)
+    forecast_summary = run_forecast_demo(arrays["composites"], out, epochs=epochs, seed=seed,
+                                         progress=progress)
+    _step(f"3/3 training a U-Net on other synthetic glaciers ({seg_epochs} epochs), mapping the sample",
+          progress)
     # the class truth moved by the alignment warps lies on the aligned scenes' grid
     segment_summary = run_segment_demo(arrays["filled"], arrays["classes"], truth.dem, out,
-                                       epochs=seg_epochs, seed=seed)
+                                       epochs=seg_epochs, seed=seed, progress=progress)
     return {
         **pre,
         "forecast": forecast_summary,

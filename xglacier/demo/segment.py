@@ -65,9 +65,9 @@ def _overlay_png(out: Path, rgb: np.ndarray, truth: np.ndarray, label: np.ndarra
     return path
 
 
-def run_segment_demo(cube: xr.Dataset, classes: xr.DataArray, dem: xr.DataArray, out: Path,
+def run_segment_demo(cube: xr.Dataset, classes: xr.DataArray, dem: xr.DataArray, out: Path, *,
                      epochs: int = 40, seed: int = 0, tile: int = 64,
-                     train_seeds: Sequence[int] = (1, 2, 3, 4, 5)) -> dict[str, Any]:
+                     train_seeds: Sequence[int] = (1, 2, 3, 4, 5), progress: bool = True) -> dict[str, Any]:
     """Train on other synthetic worlds, segment the sample's last summer scene, score it.
 
     ``cube`` is the sample's aligned, gap-filled cube and ``classes`` its truth class map
@@ -100,7 +100,7 @@ def run_segment_demo(cube: xr.Dataset, classes: xr.DataArray, dem: xr.DataArray,
     model = UNet(channels=list(train.channels), classes=list(train.classes), patch_size=tile,
                  **SMALL_UNET)
     history = fit_segmentation(model, train, val, epochs=epochs, patience=15, seed=seed,
-                               progress=False, **TRAINING)
+                               progress=progress, **TRAINING)
     ckpt = save_model(model, out / "unet_small", variable="features")
 
     result = segment(test_feats, model, tile=tile, overlap=16).compute()
