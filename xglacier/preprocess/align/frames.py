@@ -243,10 +243,10 @@ def _warp_frame(frame: np.ndarray, warp: np.ndarray, interp: int, fill: float) -
     if interp == cv2.INTER_NEAREST:
         # one source pixel per output pixel: NaN comes only from a gap or the outside
         return _cv_warp(frame, warp, interp, np.nan)
-    # NaN must never reach OpenCV's kernels: its cubic warp treats output pixels within
-    # a SIMD block (8 px) of the border as border pixels and multiplies the border value
-    # by zero weights, so a NaN border value blanked 8 columns on each side; and
-    # interpolating across a gap would spread it by the kernel's reach (2 px for cubic).
+    # NaN must never reach OpenCV's kernels: its cubic warp computes the pixels near the
+    # border (a SIMD block of 8 columns, several rows) with the border value at zero
+    # weight, and 0 * NaN blanked them all; interpolating across a gap would spread it by
+    # the kernel's reach (2 px for cubic).
     # The outside takes the edge pixels' values and gaps a local mean, for the kernel's
     # outer taps only; the footprint below decides which pixels are NaN.
     valid = np.isfinite(frame)
