@@ -268,7 +268,9 @@ def test_nan_exactly_where_the_footprint_leaves_the_frame(interp, dx, dy, no_com
     out = xglacier.apply_warps(cube, w, interpolation=interp).green.values
     expected = footprint_nan(np.ones(frame.shape, bool), dx, dy, interp)
     # the count follows from the shift: ceil(|d|) rows/columns (rounded for nearest)
-    step = (lambda d: int(np.floor(abs(d) + 0.5))) if interp == "nearest" else (lambda d: int(np.ceil(abs(d))))
+    def step(d: float) -> int:
+        return int(np.floor(abs(d) + 0.5)) if interp == "nearest" else int(np.ceil(abs(d)))
+
     assert expected.sum() == 40 * 56 - (40 - step(dy)) * (56 - step(dx))
     np.testing.assert_array_equal(np.isnan(out[1]), expected)
     np.testing.assert_array_equal(out[0], frame)  # identity warp: untouched
