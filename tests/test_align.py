@@ -225,3 +225,115 @@ def test_nanmedian_kernel_matches_numpy(n):
     valid = np.isfinite(a).any(axis=0)
     assert out[5] == -1.0  # no finite value: left as given
     np.testing.assert_allclose(out[valid], np.nanmedian(a[:, valid], axis=0), rtol=1e-6)
+
+
+# -- which pixels become NaN: exactly those whose footprint leaves the frame ---------------
+
+SHIFTS = [(0.07, 0.03), (-0.3, 0.6), (1.3, -2.45), (-2.8, 1.9)]
+
+
+def translation_cube(frame: np.ndarray, dx: float, dy: float) -> tuple[xr.Dataset, xr.DataArray]:
+    """Two scenes of ``frame`` ('green'); the second warped by the translation (dx, dy)."""
+    cube = xr.Dataset({"green": (("time", "y", "x"), np.stack([frame, frame]))},
+                      coords={"time": np.array(["2020-07-01", "2020-07-02"], "datetime64[ns]")})
+    warps = np.tile(np.eye(3), (2, 1, 1))
+    warps[1, 0, 2], warps[1, 1, 2] = dx, dy
+    return cube, xr.DataArray(warps, dims=("time", "warp_row", "warp_col"))
+
+
+def footprint_nan(valid: np.ndarray, dx: float, dy: float, interp: str) -> np.ndarray:
+    """Output pixels whose footprint (the nearest source pixel, or the 2x2 around the source
+    position) leaves the frame or touches a gap, from the geometry of the translation."""
+    ny, nx = valid.shape
+    rows, cols = np.mgrid[0:ny, 0:nx]
+    sx, sy = cols + dx, rows + dy
+    if interp == "nearest":
+        xs, ys = [np.floor(sx + 0.5)], [np.floor(sy + 0.5)]
+    else:
+        xs, ys = [np.floor(sx), np.ceil(sx)], [np.floor(sy), np.ceil(sy)]
+    bad = np.zeros((ny, nx), bool)
+    for x in xs:
+        for y in ys:
+            inside = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
+            xi, yi = np.clip(x, 0, nx - 1).astype(int), np.clip(y, 0, ny - 1).astype(int)
+            bad |= ~inside | ~valid[yi, xi]
+    return bad
+
+
+@pytest.mark.parametrize("interp", ["nearest", "linear", "cubic"])
+@pytest.mark.parametrize(("dx", "dy"), SHIFTS)
+def test_nan_exactly_where_the_footprint_leaves_the_frame(interp, dx, dy, no_compute):
+    frame = np.random.default_rng(5).random((40, 56)).astype(np.float32)
+    cube, w = translation_cube(frame, dx, dy)
+    out = xglacier.apply_warps(cube, w, interpolation=interp).green.values
+    expected = footprint_nan(np.ones(frame.shape, bool), dx, dy, interp)
+    # the count follows from the shift: ceil(|d|) rows/columns (rounded for nearest)
+    def step(d: float) -> int:
+        return int(np.floor(abs(d) + 0.5)) if interp == "nearest" else int(np.ceil(abs(d)))
+
+    assert expected.sum() == 40 * 56 - (40 - step(dy)) * (56 - step(dx))
+    np.testing.assert_array_equal(np.isnan(out[1]), expected)
+    np.testing.assert_array_equal(out[0], frame)  # identity warp: untouched
+    with no_compute():
+        lazy = xglacier.apply_warps(cube.chunk({"time": 1, "y": 16, "x": 20}), w, interpolation=interp)
+        assert isinstance(lazy.green.data, dsa.Array)
+    np.testing.assert_array_equal(lazy.green.values, out)
+
+
+@pytest.mark.parametrize("interp", ["nearest", "linear", "cubic"])
+@pytest.mark.parametrize(("dx", "dy"), SHIFTS)
+def test_a_gap_blanks_only_the_pixels_whose_footprint_holds_it(interp, dx, dy):
+    frame = np.random.default_rng(6).random((40, 56)).astype(np.float32)
+    frame[20, 30] = np.nan
+    frame[30:32, 10:13] = np.nan
+    cube, w = translation_cube(frame, dx, dy)
+    out = xglacier.apply_warps(cube, w, interpolation=interp).green.values[1]
+    np.testing.assert_array_equal(np.isnan(out), footprint_nan(np.isfinite(frame), dx, dy, interp))
+    # the reach of one gap pixel: itself for nearest, the 2x2 block around it otherwise
+    one = np.random.default_rng(6).random((40, 56)).astype(np.float32)
+    one[20, 30] = np.nan
+    cube, w = translation_cube(one, dx, dy)
+    got = np.isnan(xglacier.apply_warps(cube, w, interpolation=interp).green.values[1])
+    border = footprint_nan(np.ones(one.shape, bool), dx, dy, interp)
+    assert (got & ~border).sum() == (1 if interp == "nearest" else 4)
+
+
+@pytest.mark.parametrize("interp", ["nearest", "linear", "cubic"])
+def test_border_pixels_keep_true_values(interp):
+    dx, dy = -1.3, 0.45
+    const = np.full((40, 56), 0.5, np.float32)
+    cube, w = translation_cube(const, dx, dy)
+    out = xglacier.apply_warps(cube, w, interpolation=interp).green.values[1]
+    np.testing.assert_allclose(out[np.isfinite(out)], 0.5, rtol=1e-6)  # no fill value mixed in
+    # pixels whose whole kernel lies in the frame: as if the frame went on beyond its border
+    big = np.random.default_rng(7).random((60, 76)).astype(np.float32)
+    frame = big[10:50, 10:66]
+    got = xglacier.apply_warps(translation_cube(frame, dx, dy)[0], w, interpolation=interp).green.values[1]
+    ref = xglacier.apply_warps(translation_cube(big, dx, dy)[0], w, interpolation=interp).green.values[1]
+    inner = (slice(4, -4), slice(4, -4))
+    np.testing.assert_allclose(got[inner], ref[10:50, 10:66][inner], atol=1e-5)
+    if interp == "linear":  # every value, border ones included, is the bilinear formula
+        rows, cols = np.mgrid[0:40, 0:56]
+        sx, sy = cols + dx, rows + dy
+        x0, y0 = np.floor(sx).astype(int), np.floor(sy).astype(int)
+        fx, fy = sx - x0, sy - y0
+        ok = ~np.isnan(got)
+        x0, y0, fx, fy = x0[ok], y0[ok], fx[ok], fy[ok]
+        want = ((1 - fx) * (1 - fy) * frame[y0, x0] + fx * (1 - fy) * frame[y0, x0 + 1]
+                + (1 - fx) * fy * frame[y0 + 1, x0] + fx * fy * frame[y0 + 1, x0 + 1])
+        np.testing.assert_allclose(got[ok], want, atol=1e-5)
+
+
+def test_align_ecc_blanks_only_the_border_the_shift_uncovers():
+    cube, _ = xglacier.synthetic_cube(shape=(96, 96), start="2020-07-01", end="2020-08-15",
+                                      max_shift=1.5, seed=8, noise=0.0, cloud_scale=0.0)
+    for interp in ("nearest", "linear", "cubic"):
+        al = xglacier.align_ecc(cube[["nir08", "swir16"]], interpolation=interp).compute()
+        for i in range(al.sizes["time"]):
+            dx, dy = float(al.ecc_shift_x[i]), float(al.ecc_shift_y[i])
+            valid = np.isfinite(cube.nir08.values[i])
+            if np.allclose(al.ecc_warp.values[i], np.eye(3)):
+                expected = ~valid
+            else:
+                expected = footprint_nan(valid, dx, dy, interp)
+            np.testing.assert_array_equal(np.isnan(al.nir08.values[i]), expected)

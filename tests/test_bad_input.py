@@ -260,6 +260,95 @@ def test_valid_reflectance_passes_on_dask(cube, no_compute):
     np.testing.assert_array_equal(out.compute().values, xglacier.ndsi(cube).values)
 
 
+# Every function that reads reflectance bands refuses unscaled input the same way: integer
+# DNs at once, float DNs and nodata values left in float data when the values are read.
+SHIFT = np.tile(np.eye(3), (5, 1, 1))
+SHIFT[:, 0, 2] = 0.4
+REFLECTANCE_FUNCS: list[tuple[str, dict[str, Any]]] = [
+    ("ndsi", {}), ("ndwi", {}), ("ndvi", {}), ("fill_gaps", {}), ("composite", {}),
+    ("mask_clouds", {}), ("missing_fraction", {}), ("filter_scenes", {"max_cloud": None}),
+    ("estimate_ecc", {}), ("align_ecc", {}),
+    ("apply_warps", {"warps": xr.DataArray(SHIFT, dims=("time", "warp_row", "warp_col"))}),
+]
+BANDS = ["blue", "green", "red", "nir08", "swir16", "swir22"]
+
+
+def hls_dn(ds: xr.Dataset, dtype: Any = np.int16) -> xr.Dataset:
+    """The cube as HLS stores it: DN = reflectance / 0.0001 (int16), nodata -9999."""
+    return ds.assign({b: (ds[b] / 1e-4).round().fillna(-9999).astype(dtype) for b in BANDS})
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize(("name", "kwargs"), REFLECTANCE_FUNCS, ids=[f[0] for f in REFLECTANCE_FUNCS])
+def test_integer_dn_cube_refused_by_every_reflectance_function(cube, name, kwargs, via, no_compute):
+    dn = hls_dn(cube)
+    err = check_fails(ReflectanceRangeError, f"^{name}: variable '.*' has dtype int16", name, dn, via,
+                      **kwargs)
+    # the hint says which factor is for which product
+    assert "Landsat C2 L2: DN * 0.0000275 - 0.2" in str(err) and "HLS L30/S30: DN * 0.0001" in str(err)
+    with no_compute(), pytest.raises(ReflectanceRangeError, match="has dtype int16"):
+        call(name, dn.chunk({"time": 1}), via, **kwargs)  # dtype is metadata: refused at once
+
+
+@pytest.mark.parametrize(("name", "kwargs"), REFLECTANCE_FUNCS, ids=[f[0] for f in REFLECTANCE_FUNCS])
+def test_float_dn_and_sentinel_refused_by_every_reflectance_function(cube, name, kwargs):
+    dn = hls_dn(cube, np.float32)  # float DNs, nodata still -9999
+    check_fails(ReflectanceRangeError, f"^{name}: variable '.*' holds values in \\[-9999, ", name, dn,
+                "function", **kwargs)
+    sentinel = cube.assign({b: cube[b].fillna(-9999) for b in BANDS})  # reflectance, -9999 left in
+    err = check_fails(ReflectanceRangeError, "-9999 is no reflectance but a nodata value", name,
+                      sentinel, "function", **kwargs)
+    assert str(err).startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize(("name", "kwargs"), REFLECTANCE_FUNCS, ids=[f[0] for f in REFLECTANCE_FUNCS])
+def test_float_dn_refused_when_computed_on_dask(cube, name, kwargs, no_compute):
+    lazy = hls_dn(cube, np.float32).chunk({"time": 1, "y": 16})
+    if name == "filter_scenes":  # it computes the missing fractions: refused in the call
+        with pytest.raises(ReflectanceRangeError, match=r"^filter_scenes: .*holds values"):
+            call(name, lazy, "function", **kwargs)
+        return
+    with no_compute():
+        out = call(name, lazy, "function", **kwargs)
+    with pytest.raises(ReflectanceRangeError, match=f"^{name}: variable '.*' holds values"):
+        out.compute()
+
+
+def test_scaled_cube_passes_and_qa_stays_integer(cube):
+    ok = cube.assign({b: (hls_dn(cube)[b].where(lambda d: d != -9999) * 1e-4).astype(np.float32)
+                      for b in BANDS})
+    for name, kwargs in REFLECTANCE_FUNCS:
+        out = call(name, ok, "function", **kwargs)
+        if isinstance(out, xr.Dataset) and "qa_pixel" in out:
+            assert out["qa_pixel"].dtype == np.uint16, name
+    # the quality band is never taken for a DN band, and other variables keep their range
+    assert xglacier.mask_clouds(ok).qa_pixel.dtype == np.uint16
+    elevation = xr.DataArray(np.full((4, 4), 3000.0), dims=("y", "x"), name="elevation")
+    elevation[1, 1] = np.nan
+    assert float(xglacier.fill_gaps(elevation)[1, 1]) == 3000.0
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_fill_gaps_on_an_integer_band_dataarray(cube, via):
+    check_fails(ReflectanceRangeError, "^fill_gaps: variable 'green' has dtype int16", "fill_gaps",
+                hls_dn(cube)["green"], via)
+
+
+def test_snow_mask_refuses_a_band(cube):
+    check_fails(InputError, "^snow_mask: got variable 'green'.*expected a float NDSI", "snow_mask",
+                cube["green"], "function")
+    check_fails(InputError, "^snow_mask: .*dtype int16", "snow_mask",
+                xr.DataArray(np.zeros(3, np.int16), dims="x", name="ndsi"), "function")
+
+
+def test_raw_attrs_are_named_in_the_message(cube):
+    raw = hls_dn(cube)
+    raw["green"].attrs.update(scale_factor=0.0001, _FillValue=-9999)
+    said = re.escape("its attrs say scale_factor=0.0001, _FillValue=-9999")
+    with pytest.raises(ReflectanceRangeError, match=said):
+        xglacier.ndsi(raw)
+
+
 # -- empty scenes ----------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from .errors import (
     TimeAxisError,
     XGlacierDeprecationWarning,
 )
-from .landsat import REFLECTANCE_RANGE
+from .landsat import REFLECTANCE_BANDS, REFLECTANCE_RANGE, dn_hint
 
 # A little slack around the C2 L2 range: resampling and noise can overshoot slightly,
 # while raw DNs (thousands) or percent reflectance (tens) are far outside.
@@ -101,36 +101,75 @@ def check_time(obj: xr.Dataset | xr.DataArray, required: bool = True) -> None:
         )
 
 
-def _range_check_block(block: np.ndarray, name: str, lo: float, hi: float) -> np.ndarray:
+def _raw_attrs(da: xr.DataArray) -> str:
+    """What the attributes of an unscaled variable say about its scaling and nodata."""
+    said = [f"{k}={da.attrs[k]!r}" for k in ("scale_factor", "add_offset", "_FillValue", "nodata")
+            if k in da.attrs]
+    return f"; its attrs say {', '.join(said)}" if said else ""
+
+
+def _range_check_block(block: np.ndarray, where: str, name: str, lo: float, hi: float,
+                       raw: str) -> np.ndarray:
     if block.size and np.isfinite(block).any():
         bmin, bmax = np.nanmin(block), np.nanmax(block)
         if bmin < lo or bmax > hi:
+            # a number far below any reflectance is a nodata marker left in the data
+            sentinel = (f"; {bmin:g} is no reflectance but a nodata value, which must be NaN"
+                        if bmin < -1 else "")
             raise ReflectanceRangeError(
-                f"variable {name!r} holds values in [{bmin:g}, {bmax:g}]; expected scaled "
-                f"surface reflectance in [{lo:g}, {hi:g}] (raw Landsat C2 L2 DNs must be "
-                f"scaled: DN * 0.0000275 - 0.2)"
+                f"{where}variable {name!r} holds values in [{bmin:g}, {bmax:g}]; expected scaled "
+                f"surface reflectance in [{lo:g}, {hi:g}]{sentinel}{raw} ({dn_hint()})"
             )
     return block
 
 
-def check_reflectance(da: xr.DataArray) -> xr.DataArray:
+def check_reflectance(da: xr.DataArray, *, func: str | None = None) -> xr.DataArray:
     """Reject data that is not scaled reflectance; return ``da`` (checked lazily on Dask).
 
-    Integer dtypes fail at once. Float values outside the Collection 2 range are found
-    eagerly for NumPy data and at compute time for Dask data, so a lazy pipeline stays lazy.
+    Integer dtypes (digital numbers, whose nodata cannot be NaN) fail at once. Float values
+    outside the Collection 2 range (digital numbers in the thousands, percent, a nodata
+    value such as -9999 left in the data) are found eagerly for NumPy data and at compute
+    time for Dask data, so a lazy pipeline stays lazy. ``func`` names the public function
+    asking, so that the message starts with it; the message says how each product's
+    digital numbers are scaled (:func:`xglacier.landsat.dn_hint`).
+
+    Examples
+    --------
+    >>> da = xr.DataArray(np.array([812, 4071], np.int16), dims="x", name="green")
+    >>> check_reflectance(da, func="ndsi")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xglacier.errors.ReflectanceRangeError: ndsi: variable 'green' has dtype int16; ... HLS L30/S30: ...
     """
     name = str(da.name)
+    where = f"{func}: " if func else ""
+    raw = _raw_attrs(da)
     if not np.issubdtype(da.dtype, np.floating):
         raise ReflectanceRangeError(
-            f"variable {name!r} has dtype {da.dtype}; expected float reflectance "
-            "(integer DNs must be scaled: DN * 0.0000275 - 0.2, nodata as NaN)"
+            f"{where}variable {name!r} has dtype {da.dtype}; expected float surface reflectance, "
+            f"not digital numbers{raw} ({dn_hint()})"
         )
     lo, hi = REFLECTANCE_RANGE[0] - _RANGE_SLACK, REFLECTANCE_RANGE[1] + _RANGE_SLACK
     if isinstance(da.data, dsa.Array):
-        checked = da.data.map_blocks(_range_check_block, name, lo, hi, dtype=da.dtype)
+        checked = da.data.map_blocks(_range_check_block, where, name, lo, hi, raw, dtype=da.dtype)
         return da.copy(data=checked)
-    _range_check_block(np.asarray(da.data), name, lo, hi)
+    _range_check_block(np.asarray(da.data), where, name, lo, hi, raw)
     return da
+
+
+def is_reflectance_band(da: xr.DataArray) -> bool:
+    """Whether ``da`` is named as a reflectance band of the data model (``REFLECTANCE_BANDS``)."""
+    return isinstance(da.name, str) and da.name in REFLECTANCE_BANDS
+
+
+def check_reflectance_band(func: str, da: xr.DataArray) -> xr.DataArray:
+    """:func:`check_reflectance` for a variable named as a reflectance band; any other as it is.
+
+    Functions that work on any variable (``fill_gaps``, ``composite``, ``apply_warps``)
+    check the reflectance bands among them, and only those: an NDSI or an elevation has
+    its own range.
+    """
+    return check_reflectance(da, func=func) if is_reflectance_band(da) else da
 
 
 # -- keyword values -------------------------------------------------------------------------

@@ -11,7 +11,14 @@ import pandas as pd
 import xarray as xr
 
 from .._attrs import with_history
-from .._validate import check_choice, check_flag, check_spatial, check_time
+from .._validate import (
+    check_choice,
+    check_flag,
+    check_reflectance_band,
+    check_spatial,
+    check_time,
+    is_reflectance_band,
+)
 from ..errors import ParameterError
 from .kernels import interp_time
 
@@ -88,6 +95,9 @@ def _composite_array(
     interpolate: bool,
 ) -> np.ndarray | dsa.Array:
     check_spatial(da, what=f"composite: variable {da.name!r}")
+    # a nodata value left in the data (-9999) would be averaged as a value, and integer
+    # DN bands would be dropped from a Dataset without a word
+    da = check_reflectance_band("composite", da)
     axis = da.get_axis_num("time")
     if axis != 0:
         da = da.transpose("time", ...)
@@ -138,7 +148,10 @@ def composite(
     obj
         Cube with a sorted ``time`` dimension: DataArray, or Dataset (float variables
         are composited, integer ones such as ``qa_pixel`` and per-scene coordinates
-        are dropped, variables without ``time`` are kept as they are).
+        are dropped, variables without ``time`` are kept as they are). Reflectance bands
+        (``blue`` ... ``swir22``) must be scaled reflectance with nodata as NaN: integer
+        digital numbers raise :class:`ReflectanceRangeError` at once, float values outside
+        the reflectance range (digital numbers, -9999) at compute time for Dask input.
     freq
         Start-anchored pandas frequency.
     how
@@ -192,7 +205,7 @@ def composite(
         return out
     names = [
         n for n, v in obj.data_vars.items()
-        if "time" in v.dims and np.issubdtype(v.dtype, np.floating)
+        if "time" in v.dims and (np.issubdtype(v.dtype, np.floating) or is_reflectance_band(v))
     ]
     static = {n: v for n, v in obj.data_vars.items() if "time" not in v.dims}
     return xr.Dataset(

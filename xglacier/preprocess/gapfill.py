@@ -11,7 +11,16 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import with_history
-from .._validate import check_bands, check_choice, check_int, check_spatial, check_time, renamed_keywords
+from .._validate import (
+    check_bands,
+    check_choice,
+    check_int,
+    check_reflectance_band,
+    check_spatial,
+    check_time,
+    is_reflectance_band,
+    renamed_keywords,
+)
 from ..errors import EmptySceneError, InputError, ParameterError
 from .kernels import fill_gaps_stack, paper_weights
 
@@ -44,6 +53,9 @@ def _fill_array(
 ) -> tuple[np.ndarray | dsa.Array, xr.Variable]:
     """Filled data of ``da`` and the gaps left per frame (Dask in, Dask out)."""
     check_spatial(da, what=f"fill_gaps: variable {da.name!r}")
+    # integer DNs cannot hold NaN, so there would be nothing to fill, and a nodata value
+    # left in float data (-9999) would be averaged into the gap as if it were a value
+    da = check_reflectance_band("fill_gaps", da)
     if not np.issubdtype(da.dtype, np.floating):
         raise InputError(f"fill_gaps: variable {da.name!r} has dtype {da.dtype}; expected float")
     radius = weights.shape[0] // 2
@@ -119,13 +131,18 @@ def fill_gaps(
     ----------
     obj
         Dataset (every float variable with ``y, x`` dims is filled) or DataArray.
+        Reflectance bands (``blue`` ... ``swir22``) must be scaled reflectance with nodata
+        as NaN: integer digital numbers raise :class:`ReflectanceRangeError` at once (they
+        cannot hold a gap), float values outside the reflectance range (digital numbers, a
+        nodata value such as -9999) at compute time for Dask input.
     max_iter
         Largest number of passes; ``None`` for no limit (frames are processed whole).
     weights
         1-D profile whose outer product gives the window weights (odd length).
     bands
         Dataset variables to fill (one name or several); default every float variable
-        with ``y, x`` dims. (``variables=`` is the deprecated old name.)
+        with ``y, x`` dims, and every reflectance band (so that integer ones are refused).
+        (``variables=`` is the deprecated old name.)
     empty
         ``"raise"``: a scene with no valid pixel raises :class:`EmptySceneError`
         (at compute time for Dask input); ``"keep"``: it stays NaN.
@@ -176,7 +193,7 @@ def fill_gaps(
 
     default = [
         n for n, v in getattr(obj, "data_vars", {}).items()
-        if np.issubdtype(v.dtype, np.floating) and {"y", "x"} <= set(v.dims)
+        if {"y", "x"} <= set(v.dims) and (np.issubdtype(v.dtype, np.floating) or is_reflectance_band(v))
     ]
     # a Dataset without float (y, x) variables has nothing to fill, which is not an error
     names = check_bands("fill_gaps", obj, bands, default=default) if bands is not None or default else []

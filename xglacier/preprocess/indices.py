@@ -38,8 +38,8 @@ def _index(
     ds: xr.Dataset, first: str, second: str, name: str, long_name: str, op: str, **params
 ) -> xr.DataArray:
     clip = check_flag(op, "clip", params.pop("clip"))
-    a = check_reflectance(get_band(ds, first, func=op))
-    b = check_reflectance(get_band(ds, second, func=op))
+    a = check_reflectance(get_band(ds, first, func=op), func=op)
+    b = check_reflectance(get_band(ds, second, func=op), func=op)
     for band in (a, b):
         check_spatial(band)
     if a.dims != b.dims:

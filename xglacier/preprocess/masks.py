@@ -8,7 +8,16 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import product, with_history
-from .._validate import check_bands, check_choice, check_flag, check_number, check_spatial, get_band
+from .._validate import (
+    check_bands,
+    check_choice,
+    check_flag,
+    check_number,
+    check_reflectance_band,
+    check_spatial,
+    get_band,
+    is_reflectance_band,
+)
 from ..errors import DimensionError, InputError, ParameterError
 from ..landsat import DEFAULT_MASK_FLAGS, QA_BAND, QA_BITS, QA_CONFIDENCE_BITS, flag_mask
 
@@ -68,7 +77,11 @@ def mask_clouds(
     qa
         Name of the quality variable; it is kept unchanged in the output.
     bands
-        Variables to mask; default every floating-point variable.
+        Variables to mask; default every floating-point variable and every reflectance
+        band. Reflectance bands (``blue`` ... ``swir22``) must be scaled reflectance:
+        integer digital numbers cannot hold NaN and raise :class:`ReflectanceRangeError`
+        at once (they would come back unmasked), float values outside the reflectance
+        range at compute time for Dask input, as in :func:`ndsi`.
 
     Returns
     -------
@@ -93,7 +106,8 @@ def mask_clouds(
     bits = flag_mask(flags)
     qa_band = get_band(ds, qa, role="quality band", func="mask_clouds")
     _check_qa("mask_clouds", qa_band)
-    floats = [n for n, v in ds.data_vars.items() if np.issubdtype(v.dtype, np.floating)]
+    floats = [n for n, v in ds.data_vars.items()
+              if np.issubdtype(v.dtype, np.floating) or is_reflectance_band(v)]
     # a Dataset without float variables has nothing to mask, which is not an error
     names = check_bands("mask_clouds", ds, bands, default=floats) if bands is not None or floats else []
     bad = (qa_band & bits) != 0
@@ -101,6 +115,7 @@ def mask_clouds(
     for name in names:
         band = ds[name]
         check_spatial(band, what=f"mask_clouds: variable {name!r}")
+        band = check_reflectance_band("mask_clouds", band)
         if band.dims != qa_band.dims:
             raise DimensionError(
                 f"mask_clouds: variable {name!r} has dimensions {band.dims} but {qa!r} has "
@@ -124,7 +139,9 @@ def snow_mask(
     Parameters
     ----------
     ndsi
-        NDSI DataArray (any dims).
+        NDSI DataArray (any dims), float; a reflectance band (``green`` ...) or integer
+        data raises :class:`InputError`. Compute it with :func:`ndsi`, which refuses
+        digital numbers.
     threshold
         Snow/ice threshold; a list gives one layer per threshold along a new
         ``threshold`` dimension.
@@ -146,6 +163,12 @@ def snow_mask(
     """
     if not isinstance(ndsi, xr.DataArray):
         raise InputError(f"snow_mask: expected an NDSI DataArray, got {type(ndsi).__name__}")
+    # a band passed for its index would be thresholded as if reflectance were an NDSI
+    if is_reflectance_band(ndsi) or not np.issubdtype(ndsi.dtype, np.floating):
+        raise InputError(
+            f"snow_mask: got variable {ndsi.name!r} of dtype {ndsi.dtype}; expected a float NDSI "
+            "such as xglacier.ndsi(ds) gives (which refuses unscaled bands), not a band"
+        )
     keep_values = check_flag("snow_mask", "keep_values", keep_values)
     many = np.ndim(threshold) > 0
     values = list(np.atleast_1d(np.asarray(threshold, dtype=object))) if many else [threshold]

@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import with_history
-from .._validate import check_bands, check_number, check_spatial, check_time
+from .._validate import check_bands, check_number, check_reflectance_band, check_spatial, check_time
 from ..errors import InputError, MetadataError
 from ..landsat import REFLECTANCE_BANDS
 
@@ -21,7 +21,10 @@ def missing_fraction(ds: xr.Dataset, *, bands: Sequence[str] | None = None) -> x
     """Fraction of pixels per scene where any of ``bands`` is NaN (lazy for Dask input).
 
     ``bands`` (one name or several) default to the reflectance bands present. Returns a
-    DataArray along every dimension but ``y`` and ``x`` (``time`` for a cube).
+    DataArray along every dimension but ``y`` and ``x`` (``time`` for a cube). Missing
+    means NaN, so reflectance bands must be scaled with nodata as NaN: integer digital
+    numbers raise :class:`ReflectanceRangeError` at once (their nodata, -9999 or 0, would
+    count as valid), float values outside the reflectance range when computed.
 
     Examples
     --------
@@ -31,18 +34,22 @@ def missing_fraction(ds: xr.Dataset, *, bands: Sequence[str] | None = None) -> x
     >>> bool(((frac >= 0) & (frac <= 1)).all())
     True
     """
+    return _missing("missing_fraction", ds, bands)
+
+
+def _missing(func: str, ds: xr.Dataset, bands: Sequence[str] | None) -> xr.DataArray:
     default = [b for b in REFLECTANCE_BANDS if b in getattr(ds, "data_vars", ())]
     if bands is None and isinstance(ds, xr.Dataset) and not default:
         raise InputError(
-            f"missing_fraction: none of the reflectance bands {list(REFLECTANCE_BANDS)} "
+            f"{func}: none of the reflectance bands {list(REFLECTANCE_BANDS)} "
             f"is in the Dataset (variables: {sorted(map(str, ds.data_vars))}); name them "
             "with bands=[...]"
         )
-    names = check_bands("missing_fraction", ds, bands, default=default)
+    names = check_bands(func, ds, bands, default=default)
     missing = None
     for name in names:
-        check_spatial(ds[name], what=f"missing_fraction: variable {name!r}")
-        m = ds[name].isnull()
+        check_spatial(ds[name], what=f"{func}: variable {name!r}")
+        m = check_reflectance_band(func, ds[name]).isnull()
         missing = m if missing is None else (missing | m)
     frac = missing.mean(dim=("y", "x"))
     frac.attrs = {"long_name": "fraction of missing pixels", "units": "1"}
@@ -90,7 +97,8 @@ def filter_scenes(
         Largest fraction of missing pixels over ``bands`` (a pixel is missing when any
         of them is NaN); ``None`` skips it.
     bands
-        Bands that decide missingness; default the reflectance bands present.
+        Bands that decide missingness; default the reflectance bands present, which must
+        be scaled reflectance with nodata as NaN (see :func:`missing_fraction`).
     cloud_coord
         Coordinate with the cloud percentage; default ``cloud_cover`` or ``eo:cloud_cover``.
 
@@ -116,7 +124,7 @@ def filter_scenes(
     if max_cloud is not None:
         keep &= np.asarray(_cloud_cover(ds, cloud_coord).values) <= max_cloud
     if max_missing is not None:
-        frac = missing_fraction(ds, bands=bands).data
+        frac = _missing("filter_scenes", ds, bands).data
         (frac,) = dask.compute(frac)  # the one small computation this function does
         keep &= np.asarray(frac) <= max_missing
     out = ds.isel(time=np.flatnonzero(keep))

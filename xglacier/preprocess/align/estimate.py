@@ -16,7 +16,14 @@ import pandas as pd
 import xarray as xr
 
 from ..._attrs import with_history
-from ..._validate import check_bands, check_int, check_spatial, check_time, renamed_keywords
+from ..._validate import (
+    check_bands,
+    check_int,
+    check_reflectance_band,
+    check_spatial,
+    check_time,
+    renamed_keywords,
+)
 from ...errors import AlignmentWarning, DimensionError, InputError, MissingBandError, ParameterError
 from .frames import (
     COARSE_ITERATIONS,
@@ -70,6 +77,9 @@ def _channels(func: str, obj: xr.Dataset | xr.DataArray, bands: Any) -> tuple[xr
             raise DimensionError(
                 f"{func}: variable {a.name!r} has dimensions {a.dims}; expected ('time', 'y', 'x')"
             )
+    # Frames are normalised, so the scale of a band does not matter, but a nodata value
+    # left in the data (-9999, or 0 in integer DNs) would be taken for terrain texture.
+    arrays = [check_reflectance_band(func, a) for a in arrays]
     if len(names) == 2:
         names.append(names[1])  # OpenCV takes 1 or 3 channels
         arrays.append(arrays[1])

@@ -216,31 +216,45 @@ def estimate_block(frames: np.ndarray, template: np.ndarray, init: np.ndarray | 
     return out
 
 
-def _cv_warp(src: np.ndarray, warp: np.ndarray, interp: int, fill: float) -> np.ndarray:
+def _cv_warp(src: np.ndarray, warp: np.ndarray, interp: int, fill: float | None) -> np.ndarray:
+    """``src`` resampled with ``warp``; outside the frame ``fill``, or the nearest edge pixel
+    (``BORDER_REPLICATE``) when ``fill`` is None."""
     ny, nx = src.shape
     flags = interp | cv2.WARP_INVERSE_MAP
+    border = dict(borderMode=cv2.BORDER_REPLICATE) if fill is None else dict(
+        borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
     if np.allclose(warp[2], (0, 0, 1)):
-        return cv2.warpAffine(src, warp[:2], (nx, ny), flags=flags,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
-    return cv2.warpPerspective(src, warp, (nx, ny), flags=flags,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+        return cv2.warpAffine(src, warp[:2], (nx, ny), flags=flags, **border)
+    return cv2.warpPerspective(src, warp, (nx, ny), flags=flags, **border)
 
 
 def _warp_frame(frame: np.ndarray, warp: np.ndarray, interp: int, fill: float) -> np.ndarray:
+    """One frame resampled with ``warp``.
+
+    Float frames are NaN exactly where the footprint of a pixel's source position leaves
+    the frame or touches a gap: the source pixel itself for nearest neighbour, the 2x2
+    pixels around it (weights above 0.001) for linear and cubic interpolation.
+    """
     if np.allclose(warp, np.eye(3)):
         return frame
     if not np.issubdtype(frame.dtype, np.floating):
         src = frame if frame.dtype in (np.uint8, np.uint16) else frame.astype(np.float64)
         return _cv_warp(src, warp, interp, fill).astype(frame.dtype, copy=False)
-    valid = np.isfinite(frame)
-    if valid.all():
+    if interp == cv2.INTER_NEAREST:
+        # one source pixel per output pixel: NaN comes only from a gap or the outside
         return _cv_warp(frame, warp, interp, np.nan)
-    # Interpolating across NaN would spread every gap by the kernel's reach (2 px for
-    # cubic). Gaps are filled with a local mean for the interpolation instead, and a pixel
-    # is NaN only where the bilinear footprint of its source position touches a gap.
-    filled = np.where(valid, frame, _nan_blur(frame, 2.0)) if valid.any() else frame
-    filled = np.where(np.isfinite(filled), filled, 0).astype(frame.dtype)
-    out = _cv_warp(filled, warp, interp, np.nan)
+    # NaN must never reach OpenCV's kernels: its cubic warp computes the pixels near the
+    # border (a SIMD block of 8 columns, several rows) with the border value at zero
+    # weight, and 0 * NaN blanked them all; interpolating across a gap would spread it by
+    # the kernel's reach (2 px for cubic).
+    # The outside takes the edge pixels' values and gaps a local mean, for the kernel's
+    # outer taps only; the footprint below decides which pixels are NaN.
+    valid = np.isfinite(frame)
+    filled = frame
+    if not valid.all():
+        filled = np.where(valid, frame, _nan_blur(frame, 2.0)) if valid.any() else frame
+        filled = np.where(np.isfinite(filled), filled, 0).astype(frame.dtype)
+    out = _cv_warp(filled, warp, interp, None)
     reach = _cv_warp(valid.astype(np.float32), warp, cv2.INTER_LINEAR, 0.0)
     out[reach < 0.999] = np.nan
     return out

@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from ..._attrs import with_history
-from ..._validate import check_choice, renamed_keywords
+from ..._validate import check_choice, check_reflectance_band, renamed_keywords
 from ...errors import DimensionError, InputError, MissingBandError, TimeAxisError
 from .estimate import as_dask, estimate
 from .frames import INTERP, warp_block
@@ -59,7 +59,12 @@ def _warp_array(func: str, obj: xr.Dataset | xr.DataArray, warps: Any) -> xr.Dat
     return w
 
 
-def _warp_variable(da: xr.DataArray, params: dsa.Array, interpolation: str, eager: bool) -> xr.DataArray:
+def _warp_variable(func: str, da: xr.DataArray, params: dsa.Array, interpolation: str,
+                   eager: bool) -> xr.DataArray:
+    # integer DN bands would be resampled by nearest neighbour with 0 outside the frame, a
+    # valid-looking value; a nodata value in float data would be interpolated into its
+    # neighbours
+    da = check_reflectance_band(func, da)
     is_float = np.issubdtype(da.dtype, np.floating)
     interp = INTERP[interpolation] if is_float else INTERP["nearest"]
     fill = np.nan if is_float else (1 if da.name == "qa_pixel" else 0)
@@ -86,7 +91,7 @@ def _apply(func: str, obj: xr.Dataset | xr.DataArray, warps: Any, interpolation:
     if not names:
         raise DimensionError(f"{func}: no variable with dimensions ('time', 'y', 'x') to warp "
                              f"(dimensions {tuple(obj.dims)})")
-    warped = {n: _warp_variable(variables[n], params, interpolation,
+    warped = {n: _warp_variable(func, variables[n], params, interpolation,
                                 not lazy_w and not isinstance(variables[n].data, dsa.Array))
               for n in names}
     if isinstance(obj, xr.DataArray):
@@ -105,16 +110,21 @@ def apply_warps(
 ) -> xr.Dataset | xr.DataArray:
     """Resample every (time, y, x) variable of ``obj`` with one warp per scene.
 
-    Float variables are interpolated (``interpolation``) and get NaN where the warped frame
-    reaches outside the scene; integer variables (``qa_pixel``) use nearest neighbour and
-    get the Landsat fill value 1 (``qa_pixel``) or 0 there. Variables without ``time``,
-    ``y`` and ``x`` are kept as they are. Frames are processed whole in y/x (rechunked
-    internally, one task per scene); lazy for Dask input.
+    Float variables are interpolated (``interpolation``) and are NaN exactly where the
+    footprint of a pixel's source position leaves the frame or touches a gap: the source
+    pixel for ``"nearest"``, the 2x2 pixels around it for ``"linear"`` and ``"cubic"`` (a
+    gap reaches 0 or 1 pixel, whatever the kernel). Integer variables (``qa_pixel``) use
+    nearest neighbour and get the Landsat fill value 1 (``qa_pixel``) or 0 outside the
+    frame. Variables without ``time``, ``y`` and ``x`` are kept as they are. Frames are
+    processed whole in y/x (rechunked internally, one task per scene); lazy for Dask input.
 
     Parameters
     ----------
     obj
-        Cube ``(time, y, x)``: a Dataset or a DataArray.
+        Cube ``(time, y, x)``: a Dataset or a DataArray. Reflectance bands (``blue`` ...
+        ``swir22``) must be scaled reflectance with nodata as NaN: integer digital numbers
+        raise :class:`ReflectanceRangeError` at once, float values outside the reflectance
+        range (digital numbers, -9999) at compute time for Dask input.
     warps
         The output of :func:`estimate_ecc` (its ``ecc_warp``; an aligned cube's
         ``ecc_warp`` coordinate works too), or a ``(time, warp_row, warp_col)`` DataArray of
@@ -157,6 +167,9 @@ def align_ecc(
     obj
         Cube ``(time, y, x)``: a Dataset (all its ``(time, y, x)`` variables are warped) or
         a DataArray. Mask clouds first so that they do not steer the estimate.
+        Reflectance bands must be scaled reflectance with nodata as NaN, as for
+        :func:`apply_warps` (the frames are normalised, but a nodata value would be taken
+        for texture).
     bands
         Dataset band(s) used for the estimate: one name, or up to three estimated jointly.
         Default: the first three of nir08, swir16, red, green, blue, swir22 present.

@@ -1,0 +1,146 @@
+"""The "silent wrong results" of issue 11, each on the exact input that broke it, so that
+they stay fixed. One section per item; each section keeps its own imports and helpers."""
+
+# -- items 3, 4, 5: alignment border, unscaled reflectance, the DN hint ---------------------
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy import ndimage
+
+import xglacier
+from xglacier.errors import ReflectanceRangeError
+
+ATHABASCA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "athabasca"
+needs_athabasca = pytest.mark.skipif(
+    not ATHABASCA.is_dir(),
+    reason=f"real Athabasca HLS crops not found at {ATHABASCA} (../shared/data is not part of a clone)",
+)
+S30 = {"green": "B03", "red": "B04", "nir08": "B8A", "swir16": "B11"}
+L30 = {"green": "B03", "red": "B04", "nir08": "B05", "swir16": "B06"}
+
+
+def _raw(path: Path) -> np.ndarray:
+    import rioxarray
+
+    return rioxarray.open_rasterio(path).squeeze("band", drop=True).values
+
+
+def _uncovered(valid: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Pixels whose bilinear footprint (the 2x2 pixels around the source position of a
+    translation by dx, dy, those with a weight above 0.001) leaves the frame or touches an
+    invalid pixel."""
+    ny, nx = valid.shape
+    rows, cols = np.mgrid[0:ny, 0:nx]
+    sx, sy = cols + dx, rows + dy
+    x0, y0 = np.floor(sx), np.floor(sy)
+    off = np.zeros((ny, nx))
+    for x in (x0, x0 + 1):
+        for y in (y0, y0 + 1):
+            weight = (1 - np.abs(sx - x)) * (1 - np.abs(sy - y))
+            inside = (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
+            ok = inside & valid[np.clip(y, 0, ny - 1).astype(int), np.clip(x, 0, nx - 1).astype(int)]
+            off += np.where(ok, 0, weight)
+    return off > 0.001
+
+
+def _check_only_the_uncovered_border_is_nan(cube: xr.Dataset) -> xr.Dataset:
+    aligned = xglacier.align_ecc(cube, reference=0).compute()  # cubic, the default
+    assert bool(aligned.ecc_converged.all())
+    dx, dy = float(aligned.ecc_shift_x[1]), float(aligned.ecc_shift_y[1])
+    for name in cube.data_vars:
+        expected = _uncovered(np.isfinite(cube[name].values[1]), dx, dy)
+        np.testing.assert_array_equal(np.isnan(aligned[name].values[1]), expected, err_msg=name)
+    return aligned
+
+
+def test_item3_align_ecc_blanks_only_the_uncovered_border():
+    # smooth texture and the same texture moved by 0.07 px: one column (and at most one
+    # row) has a footprint leaving the frame; cubic interpolation blanked 10 % of it
+    texture = ndimage.gaussian_filter(np.random.default_rng(3).random((100, 120)), 2.0)
+    texture = (0.2 + 3 * (texture - texture.min())).astype(np.float32)
+    moved = ndimage.shift(texture, (0.0, 0.07), order=3, mode="nearest").astype(np.float32)
+    cube = xr.Dataset({"nir08": (("time", "y", "x"), np.stack([texture, moved]))},
+                      coords={"time": pd.to_datetime(["2020-09-09", "2020-09-11"])})
+    aligned = _check_only_the_uncovered_border_is_nan(cube)
+    assert 0 < float(aligned.ecc_shift_x[1]) < 0.3  # a sub-pixel shift (accuracy: tests/test_align.py)
+    assert np.isnan(aligned.nir08.values[1]).mean() < 0.02
+
+
+@needs_athabasca
+def test_item3_align_ecc_on_the_real_shifted_athabasca_frame():
+    """2020-09-11 against 2020-09-09, read as plain arrays (about 1 px apart)."""
+    ref = {b: _raw(ATHABASCA / f"athabasca_2020253_{c}_S30.tif") for b, c in S30.items()}
+    ny, nx = ref["green"].shape
+    new = {b: _raw(ATHABASCA / "shifted_20200911" / f"athabasca_{c}_20200911.tif")[:ny, :nx]
+           for b, c in S30.items()}
+    cube = xr.Dataset(
+        {b: (("time", "y", "x"), np.where(np.stack([ref[b], new[b]]) == -9999, np.nan,
+                                           np.stack([ref[b], new[b]]) * 1e-4).astype(np.float32))
+         for b in S30},
+        coords={"time": pd.to_datetime(["2020-09-09", "2020-09-11"])})
+    aligned = _check_only_the_uncovered_border_is_nan(cube)
+    # one column and one row for a shift of about (1, 0.6) px: 1 % of the frame, not 10 %
+    assert np.isnan(aligned.green.values[1]).mean() < 0.015
+
+
+def _int16_dn_cube() -> tuple[xr.Dataset, xr.Dataset]:
+    """A synthetic cube as HLS stores it (int16 DN = reflectance * 10000, nodata -9999),
+    with a block of nodata, and the same cube scaled."""
+    cube, _ = xglacier.synthetic_cube(shape=(40, 40), start="2020-07-01", end="2020-08-15",
+                                      cloud_scale=0.0)
+    cube = cube[list(S30)].compute()
+    for b in S30:
+        cube[b][:, 10:14, 20:26] = np.nan  # a gap to fill
+    dn = cube.assign({b: (cube[b] * 1e4).round().fillna(-9999).astype(np.int16) for b in S30})
+    return dn, cube
+
+
+def test_item4_fill_gaps_refuses_integer_dns_like_ndsi():
+    dn, scaled = _int16_dn_cube()
+    with_qa = dn.assign(qa_pixel=xr.zeros_like(dn.green, np.uint16))  # QA stays integer
+    for func in (xglacier.fill_gaps, xglacier.ndsi, xglacier.composite, xglacier.mask_clouds):
+        with pytest.raises(ReflectanceRangeError, match=f"^{func.__name__}: variable '.*' has dtype int16"):
+            func(with_qa)
+    # a -9999 left in float data is no value to average into the gap
+    with pytest.raises(ReflectanceRangeError, match="-9999 is no reflectance but a nodata value"):
+        xglacier.fill_gaps(scaled.fillna(-9999))
+    with pytest.raises(ReflectanceRangeError, match="holds values"):
+        xglacier.fill_gaps(scaled.chunk({"time": 1}).fillna(-9999)).compute()
+    filled = xglacier.fill_gaps(scaled)  # scaled, nodata as NaN: filled
+    assert not filled.green.isnull().any() and scaled.green.isnull().any()
+
+
+@needs_athabasca
+def test_item4_fill_gaps_on_the_raw_l30_scene():
+    """The L30 scene read as stored (int16, -9999 on its 897 gap pixels)."""
+    bands = {b: _raw(ATHABASCA / f"athabasca_2020229_{c}_L30.tif")[None] for b, c in L30.items()}
+    assert (bands["green"] == -9999).sum() == 897
+    raw = xr.Dataset({b: (("time", "y", "x"), a) for b, a in bands.items()},
+                     coords={"time": pd.to_datetime(["2020-08-16"])})
+    with pytest.raises(ReflectanceRangeError, match=r"^fill_gaps: variable 'green' has dtype int16"):
+        xglacier.fill_gaps(raw)
+    with pytest.raises(ReflectanceRangeError, match=r"^fill_gaps: .*-9999 is no reflectance"):
+        xglacier.fill_gaps(raw.astype(np.float32))  # float DNs, nodata still -9999
+
+
+def test_item5_dn_hint_names_the_factor_of_each_product():
+    dn, scaled = _int16_dn_cube()
+    with pytest.raises(ReflectanceRangeError) as info:
+        xglacier.ndsi(dn)
+    msg = str(info.value)
+    assert "Landsat C2 L2: DN * 0.0000275 - 0.2" in msg
+    assert "HLS L30/S30: DN * 0.0001;" in msg
+    assert "Sentinel-2 L2A from baseline 04.00: DN * 0.0001 - 0.1" in msg
+    assert "Sentinel-2 L2A before baseline 04.00: DN * 0.0001;" in msg
+    from xglacier.landsat import DN_SCALING  # the facts behind the hint (new with item 5)
+
+    # the HLS factor of the message turns these HLS DNs back into the reflectance they were
+    # (to half a DN), which ndsi then takes
+    scale, offset = DN_SCALING["HLS L30/S30"]
+    back = dn.assign({b: (dn[b].where(dn[b] != -9999) * scale + offset).astype(np.float32) for b in S30})
+    xr.testing.assert_allclose(back, scaled, atol=0.51e-4, rtol=0)
+    assert xglacier.ndsi(back).notnull().any()
