@@ -167,3 +167,17 @@ def test_options_are_keyword_only_and_checked_alike():
             ps.split(**kw)
     with pytest.raises(ParameterError, match="assemble: weight='gauss'"):
         xglacier.assemble(np.zeros((1, 1, 4, 4)), np.zeros((1, 2), int), like=da.isel(time=0), weight="gauss")
+
+
+@pytest.mark.parametrize(("nt", "needed"), [(8, 12), (13, 17)])
+def test_time_split_says_how_many_frames_it_needs(nt, needed):
+    """Issue 11: an empty time split names the series length that would work (checked by splitting it)."""
+    with pytest.raises(InputError, match=rf"has {nt} frames; .* at {needed} frames"):
+        xglacier.patches(cube(nt=nt, ny=20, nx=20), size=10, stride=10, n_in=4, n_out=4).split(by="time")
+    train, _, test = xglacier.patches(cube(nt=needed, ny=20, nx=20), size=10, stride=10, n_in=4,
+                                      n_out=4).split(by="time")
+    assert len(train) and len(test)
+    for shorter in range(nt + 1, needed):
+        ps = xglacier.patches(cube(nt=shorter, ny=20, nx=20), size=10, stride=10, n_in=4, n_out=4)
+        with pytest.raises(InputError):
+            ps.split(by="time")

@@ -239,11 +239,33 @@ class PatchSet:
                                     self.size if gap is None else gap, seed)
         for name, ix in zip(("train", "val", "test"), idx, strict=True):
             if name != "val" and ix.size == 0:
+                if by == "time":
+                    p = self.plan
+                    raise InputError(
+                        f"{func}: by='time' left the {name} set empty: the cube has {p.shape[0]} frames; "
+                        f"a time split of {p.n_in} + {p.n_out}-frame windows with test={test}, val={val} "
+                        f"first has training and test windows at {self._frames_needed(test, val)} frames; "
+                        "use a longer series (or fewer frames per window, or other fractions)"
+                    )
                 raise InputError(
-                    f"{func}: by={by!r} left the {name} set empty; use more frames, a larger "
-                    "scene, smaller blocks or other fractions"
+                    f"{func}: by={by!r} left the {name} set empty; use a larger scene, smaller "
+                    "blocks or other fractions"
                 )
         return tuple(self._with(self.plan.subset(ix)) for ix in idx)
+
+    def _frames_needed(self, test: float, val: float) -> int:
+        """The shortest series longer than this one whose time split has train and test windows.
+
+        Not simply a minimum: the rounding of the fractions can make a longer series fail again.
+        """
+        p = self.plan
+        start = max(p.shape[0] + 1, p.n_in + p.n_out)
+        for nt in range(start, start + 10_000):
+            windows = make_plan((nt, p.size, p.size), p.size, p.size, p.n_in, p.n_out)
+            train, _, test_ix = PatchSet(self.da, windows)._split_time(test, val)
+            if train.size and test_ix.size:
+                return nt
+        raise InputError(f"PatchSet.split: no series length gives a time split with test={test}, val={val}")
 
     def _split_time(self, test: float, val: float) -> list[np.ndarray]:
         p = self.plan
