@@ -144,3 +144,32 @@ def test_item5_dn_hint_names_the_factor_of_each_product():
     back = dn.assign({b: (dn[b].where(dn[b] != -9999) * scale + offset).astype(np.float32) for b in S30})
     xr.testing.assert_allclose(back, scaled, atol=0.51e-4, rtol=0)
     assert xglacier.ndsi(back).notnull().any()
+
+
+# -- item 6: outputs readable only by their owner -------------------------------------------
+
+import os  # noqa: E402  (each section keeps its own imports)
+
+from xglacier.models import UNet  # noqa: E402
+
+
+@pytest.mark.parametrize("writer", ["to_netcdf", "to_zarr", "save_model"])
+def test_item6_outputs_respect_the_umask(tmp_path, writer):
+    """tempfile.mkstemp made to_netcdf and save_model files 0600 whatever the user's umask."""
+    cube, _ = xglacier.synthetic_cube(shape=(32, 32), end="2020-02-15", seed=2)
+    old = os.umask(0o022)
+    try:
+        if writer == "to_netcdf":
+            written = [xglacier.to_netcdf(cube.isel(time=[0]), tmp_path / "cube.nc")]
+        elif writer == "to_zarr":
+            store = xglacier.to_zarr(cube.isel(time=[0]), tmp_path / "cube.zarr")
+            written = [p for p in store.rglob("*") if p.is_file()]
+        else:
+            model = UNet(["green", "swir16"], ["background", "ice"], depth=2, base_channels=4)
+            xglacier.save_model(model, tmp_path / "model")
+            written = [tmp_path / "model.json", tmp_path / "model.safetensors"]
+    finally:
+        os.umask(old)
+    assert written
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in written}
+    assert set(modes.values()) == {"0o644"}, modes
