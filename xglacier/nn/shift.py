@@ -33,9 +33,10 @@ __all__ = ["after", "channel_counts", "check_inputs", "far_channels", "training_
 def training_statistics(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-channel training ``(mean, std)`` of a model, or ``None`` when it records none.
 
-    Reads ``model.config["mean"]`` / ``["std"]`` (what checkpoints store). The defaults of
-    :class:`~xglacier.segmentation.models.SegmentationModel` (all 0 and all 1: no scaling)
-    mean no statistics were recorded.
+    Asks ``model.training_statistics()`` when the model has it (every
+    :class:`~xglacier.segmentation.models.SegmentationModel`: the statistics checkpoints
+    store, ``None`` for the defaults 0 and 1), else reads ``model.config["mean"]`` /
+    ``["std"]``; a model with neither is not checked.
 
     Examples
     --------
@@ -46,14 +47,14 @@ def training_statistics(model: Any) -> tuple[np.ndarray, np.ndarray] | None:
     >>> training_statistics(m)
     (array([4000.]), array([500.]))
     """
-    config = getattr(model, "config", None)
-    if not isinstance(config, dict) or config.get("mean") is None or config.get("std") is None:
+    if callable(getattr(model, "training_statistics", None)):
+        stats = model.training_statistics()
+    else:
+        config = getattr(model, "config", None)
+        stats = (config.get("mean"), config.get("std")) if isinstance(config, dict) else None
+    if stats is None or stats[0] is None or stats[1] is None:
         return None
-    mean = np.asarray(config["mean"], np.float64)
-    std = np.asarray(config["std"], np.float64)
-    if (mean == 0).all() and (std == 1).all():
-        return None
-    return mean, std
+    return np.asarray(stats[0], np.float64), np.asarray(stats[1], np.float64)
 
 
 def channel_counts(block: np.ndarray, *, mean: np.ndarray, std: np.ndarray, sigmas: float) -> np.ndarray:
@@ -138,19 +139,15 @@ def check_inputs(where: str, data: Any, *, channels: Sequence[str], mean: np.nda
         counts = channel_counts(np.asarray(data), **kw)
         _warn(counts, where=where, channels=list(channels), stacklevel=stacklevel, **kw)
         return None
-    data = data.rechunk({0: -1})
-    per_block = dsa.map_blocks(
-        _counts_block, data, **kw, dtype=np.float64, new_axis=[3, 4],
-        chunks=((1,), (1,) * data.numblocks[1], (1,) * data.numblocks[2], (len(channels),), (4,)),
-        meta=np.empty((0,) * 5, np.float64),
-    )
-    return dask.delayed(_warn, pure=False)(per_block.sum(axis=(0, 1, 2)), where=where,
-                                           channels=list(channels), stacklevel=2, **kw)
+    # plain tasks on the blocks' own keys, not a blockwise layer: graph optimisation could fuse
+    # a blockwise one with the input's tasks and compute each input block twice
+    blocks = data.rechunk({0: -1}).to_delayed(optimize_graph=False).ravel().tolist()
+    counts = [dask.delayed(channel_counts, pure=True)(b, **kw) for b in blocks]
+    return dask.delayed(_warn_total, pure=False)(counts, where=where, channels=list(channels), **kw)
 
 
-def _counts_block(block: np.ndarray, **kw: Any) -> np.ndarray:
-    """:func:`channel_counts` of one block as a ``(1, 1, 1, channel, 4)`` array."""
-    return channel_counts(block, **kw)[None, None, None]
+def _warn_total(counts: list[np.ndarray], **kw: Any) -> None:
+    _warn(np.sum(counts, axis=0), stacklevel=2, **kw)
 
 
 def _after_block(block: np.ndarray, gate: Any = None) -> np.ndarray:
