@@ -122,6 +122,8 @@ def check_inputs(where: str, data: Any, *, channels: Sequence[str], mean: np.nda
     ``data`` is ``(channel, y, x)``. For Dask, the per-block counts are taken from the
     blocks the caller's graph reads anyway; tie the returned Delayed to the result with
     :func:`after` so that computing the result runs the check. Nothing is computed here.
+    ``stacklevel`` as for :func:`warnings.warn`, counted from the caller of
+    ``check_inputs`` (3: the code that called that caller, e.g. the user of ``segment``).
 
     Examples
     --------
@@ -137,7 +139,7 @@ def check_inputs(where: str, data: Any, *, channels: Sequence[str], mean: np.nda
     kw = {"mean": np.asarray(mean, np.float64), "std": np.asarray(std, np.float64), "sigmas": float(sigmas)}
     if not isinstance(data, dsa.Array):
         counts = channel_counts(np.asarray(data), **kw)
-        _warn(counts, where=where, channels=list(channels), stacklevel=stacklevel, **kw)
+        _warn(counts, where=where, channels=list(channels), stacklevel=stacklevel + 1, **kw)
         return None
     # plain tasks on the blocks' own keys, not a blockwise layer: graph optimisation could fuse
     # a blockwise one with the input's tasks and compute each input block twice
