@@ -109,6 +109,7 @@ def test_item8_out_of_distribution_inputs_warn():
 @pytest.mark.skipif(not _ATHABASCA.is_dir(), reason=_NO_ATHABASCA)
 def test_item8_synthetic_model_on_real_athabasca_warns():
     model = _unet_with_statistics_of(_synthetic_features())
+    real = _athabasca_l30_features()
     with pytest.warns(OutOfDistributionWarning, match=r"channel\(s\) \[[^]]*'elevation'.*elevation: \d+ % of "
                                                       r"the valid pixels lie more than 3 std below"):
-        xglacier.segment(_athabasca_l30_features(), model, tile=64, overlap=16)
+        xglacier.segment(real, model, tile=64, overlap=16)

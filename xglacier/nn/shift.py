@@ -70,15 +70,15 @@ def channel_counts(block: np.ndarray, *, mean: np.ndarray, std: np.ndarray, sigm
     >>> channel_counts(x, mean=np.array([2.0]), std=np.array([1.0]), sigmas=3.0).tolist()
     [[3.0, 0.0, 1.0, 12.0]]
     """
-    c = block.shape[0]
-    v = np.asarray(block, np.float64).reshape(c, -1)
-    ok = np.isfinite(v)
-    # a channel constant in training (std 0) gives no scale to be far on: never counted
-    scaled = (std > 0)[:, None]
-    lo = np.where(scaled, (mean - sigmas * std)[:, None], -np.inf)
-    hi = np.where(scaled, (mean + sigmas * std)[:, None], np.inf)
-    return np.stack([ok.sum(1), (ok & (v < lo)).sum(1), (ok & (v > hi)).sum(1),
-                     np.where(ok, v, 0.0).sum(1)], axis=1).astype(np.float64)
+    out = np.zeros((block.shape[0], 4), np.float64)
+    for i, v in enumerate(np.asarray(block)):  # one channel at a time: no float64 copy of the block
+        ok = np.isfinite(v)
+        out[i, 0] = ok.sum()
+        out[i, 3] = v.sum(where=ok, dtype=np.float64)
+        if std[i] > 0:  # a channel constant in training gives no scale to be far on: never counted
+            out[i, 1] = (ok & (v < np.float64(mean[i] - sigmas * std[i]))).sum()
+            out[i, 2] = (ok & (v > np.float64(mean[i] + sigmas * std[i]))).sum()
+    return out
 
 
 def far_channels(counts: np.ndarray, channels: Sequence[str], *, mean: np.ndarray, std: np.ndarray,
