@@ -4,29 +4,28 @@ Each test runs the exact input that gave a wrong answer without an error or a wa
 """
 
 # -- items 2 and 8: segmentation of missing and out-of-distribution inputs ----------------------
+# (imports inside the functions: this section is concatenated with the other items' sections)
 
-from pathlib import Path
-
-import numpy as np
-import pytest
-import rioxarray
-import torch
-import xarray as xr
-
-import xglacier
-from xglacier.errors import OutOfDistributionWarning
-from xglacier.models import UNet
-from xglacier.segmentation.classes import NODATA
-from xglacier.segmentation.classical import ndsi_rule
-
-_ATHABASCA = Path(__file__).resolve().parents[2] / "shared" / "data" / "athabasca"
-_NO_ATHABASCA = f"real Athabasca HLS crops not found at {_ATHABASCA} (they live in ../shared/data, beside " \
-    "the project, and are not part of a clone)"
 _L30 = {"blue": "B02", "green": "B03", "red": "B04", "nir08": "B05", "swir16": "B06", "swir22": "B07"}
+
+
+def _athabasca_or_skip():
+    """The real Athabasca crops' folder (``../shared/data/athabasca``), or skip the test."""
+    from pathlib import Path
+
+    import pytest
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "athabasca"
+    if not folder.is_dir():
+        pytest.skip(f"real Athabasca HLS crops not found at {folder} (they live in ../shared/data, beside "
+                    "the project, and are not part of a clone)")
+    return folder
 
 
 def _synthetic_features(seed=1):
     """Features of a clear late-summer synthetic scene (the synthetic sample's kind: high terrain)."""
+    import xglacier
+
     cube, truth = xglacier.synthetic_cube(shape=(48, 56), start="2020-08-01", end="2020-08-25", seed=seed,
                                           max_shift=0.0)
     return xglacier.features(cube.drop_vars("qa_pixel"), dem=truth.dem, time=0).compute()
@@ -34,6 +33,11 @@ def _synthetic_features(seed=1):
 
 def _unet_with_statistics_of(feats):
     """A small U-Net carrying the per-channel statistics of ``feats``, as fit_segmentation sets them."""
+    import numpy as np
+    import torch
+
+    from xglacier.models import UNet
+
     torch.manual_seed(0)
     values = feats.values.reshape(feats.sizes["channel"], -1)
     return UNet(list(feats.channel.values), ["background", "clean_ice", "debris_covered_ice"], depth=2,
@@ -41,22 +45,34 @@ def _unet_with_statistics_of(feats):
                 std=np.nanstd(values, axis=1).tolist()).eval()
 
 
-def _athabasca_l30_features():
+def _athabasca_l30_features(folder):
     """The unfilled L30 scene (897 nodata pixels) with the DEM: the issue's features."""
+    import numpy as np
+    import rioxarray
+    import xarray as xr
+
+    import xglacier
+
     bands, ref = {}, None
     for name, code in _L30.items():
-        path = _ATHABASCA / f"athabasca_2020229_{code}_L30.tif"
+        path = folder / f"athabasca_2020229_{code}_L30.tif"
         raw = rioxarray.open_rasterio(path).squeeze("band", drop=True)
         ref = raw if ref is None else ref
         bands[name] = (("y", "x"), np.where(raw.values == raw.rio.nodata, np.nan,
                                             raw.values * 1e-4).astype(np.float32))
     ds = xr.Dataset(bands, coords={"y": ref.y.values, "x": ref.x.values}).rio.write_crs(ref.rio.crs)
-    dem = rioxarray.open_rasterio(_ATHABASCA / "athabasca_dem.tif", masked=True).squeeze("band", drop=True)
+    dem = rioxarray.open_rasterio(folder / "athabasca_dem.tif", masked=True).squeeze("band", drop=True)
     return xglacier.features(ds, dem=dem).compute()
 
 
 def test_item2_segment_labels_nodata():
     """A gap in every spectral band (the DEM still valid) and an all-NaN scene: no class there."""
+    import numpy as np
+
+    import xglacier
+    from xglacier.segmentation.classes import NODATA
+    from xglacier.segmentation.classical import ndsi_rule
+
     feats = _synthetic_features()
     model = _unet_with_statistics_of(feats)
     holey = feats.copy(data=feats.values.copy())
@@ -79,9 +95,13 @@ def test_item2_segment_labels_nodata():
     assert cm.sum() == truth.size and cm[1, -1] == gap.sum()
 
 
-@pytest.mark.skipif(not _ATHABASCA.is_dir(), reason=_NO_ATHABASCA)
 def test_item2_segment_labels_nodata_on_the_unfilled_l30_scene():
-    feats = _athabasca_l30_features()
+    import numpy as np
+
+    import xglacier
+    from xglacier.segmentation.classes import NODATA
+
+    feats = _athabasca_l30_features(_athabasca_or_skip())
     gap = np.isnan(feats.sel(channel="blue").values)
     assert gap.sum() == 897
     model = _unet_with_statistics_of(feats)   # the scene's own statistics: no warning expected
@@ -93,6 +113,11 @@ def test_item2_segment_labels_nodata_on_the_unfilled_l30_scene():
 
 def test_item8_out_of_distribution_inputs_warn():
     """A model trained on one elevation range applied to another: warned, naming the channel."""
+    import pytest
+
+    import xglacier
+    from xglacier.errors import OutOfDistributionWarning
+
     feats = _synthetic_features()
     model = _unet_with_statistics_of(feats)
     xglacier.segment(_synthetic_features(seed=2), model, tile=32, overlap=8)   # another world: quiet
@@ -106,10 +131,14 @@ def test_item8_out_of_distribution_inputs_warn():
         lazy.label.compute()
 
 
-@pytest.mark.skipif(not _ATHABASCA.is_dir(), reason=_NO_ATHABASCA)
 def test_item8_synthetic_model_on_real_athabasca_warns():
+    import pytest
+
+    import xglacier
+    from xglacier.errors import OutOfDistributionWarning
+
+    real = _athabasca_l30_features(_athabasca_or_skip())
     model = _unet_with_statistics_of(_synthetic_features())
-    real = _athabasca_l30_features()
     with pytest.warns(OutOfDistributionWarning, match=r"channel\(s\) \[[^]]*'elevation'.*elevation: \d+ % of "
                                                       r"the valid pixels lie more than 3 std below"):
         xglacier.segment(real, model, tile=64, overlap=16)
