@@ -9,6 +9,7 @@ import xarray as xr
 
 import xglacier
 from xglacier.errors import InputError, ParameterError
+from xglacier.segmentation.classes import NODATA
 from xglacier.segmentation.classical import PixelClassifier, ndsi_rule, train_baselines
 from xglacier.segmentation.metrics import confusion_matrix, relabel, scores
 
@@ -32,7 +33,7 @@ def synthetic():
     noise = xr.zeros_like(g) + np.random.default_rng(0).normal(size=g.shape).astype(np.float32)
     feats = xr.concat([*bands, (g - s) / (g + s), truth.dem, noise], dim="channel").astype(np.float32)
     feats = feats.assign_coords(channel=CHANNELS).transpose("channel", "y", "x").drop_vars("time")
-    feats.values[:, 5, 5] = np.nan  # a nodata pixel: dropped from training, imputed in prediction
+    feats.values[:, 5, 5] = np.nan  # a nodata pixel: dropped from training, no class in prediction
     labels = truth.glacier_class.drop_vars("time")
     yy, xx = np.meshgrid(np.arange(128) // 32, np.arange(128) // 32, indexing="ij")
     train = (yy + xx) % 2 == 0
@@ -62,7 +63,11 @@ def test_baselines_beat_chance_on_held_out_area(synthetic, method):
     assert imp["noise"] < imp.max() / 3
     if method != "mlp":
         assert imp.sum() == pytest.approx(1)
-    assert np.isfinite(out.probability.values).all()
+    # the one nodata pixel has no class; every other pixel has finite probabilities
+    missing = np.zeros(feats.shape[1:], bool)
+    missing[5, 5] = True
+    assert (np.isfinite(out.probability.values).all(axis=0) == ~missing).all()
+    assert out.label.values[5, 5] == NODATA and (out.label.values[~missing] < 3).all()
 
 
 def test_stratified_seeded_sampling(synthetic):
@@ -83,14 +88,21 @@ def test_stratified_seeded_sampling(synthetic):
     assert both.training_counts.sum() == 300
 
 
-def test_nan_rows_dropped_and_imputed(synthetic):
+def test_nan_rows_dropped_in_training_and_without_class_in_prediction(synthetic):
     ftrain, ltrain, _, _ = synthetic
     holey = ftrain.copy(data=ftrain.values.copy())
     holey.values[0, ltrain.values == 2] = np.nan  # every debris pixel lacks its blue band
     clf = PixelClassifier("gradient_boosting", n_estimators=10).fit(holey, ltrain, n_samples=300)
     assert clf.training_counts.tolist() == [100, 100, 0] and clf.n_train_ == 200
-    assert not np.isnan(clf.fill).any()
-    assert np.isfinite(clf.predict(holey).probability.values).all()
+    assert not np.isnan(clf.fill).any() and (clf.std > 0).all()
+    out = clf.predict(holey)
+    missing = np.isnan(holey.values).any(axis=0)  # one missing channel is enough ("any")
+    assert missing.sum() > 260
+    assert (np.isnan(out.probability.values).all(axis=0) == missing).all()
+    assert (np.isfinite(out.probability.values).all(axis=0) == ~missing).all()
+    assert (out.label.values[missing] == NODATA).all() and (out.label.values[~missing] < 3).all()
+    lazy = clf.predict(holey.chunk({"y": 37, "x": 50}))
+    np.testing.assert_array_equal(lazy.label.values, out.label.values)
 
 
 def test_predict_lazy_chunk_invariant(synthetic, no_compute):
@@ -149,15 +161,19 @@ def test_ndsi_rule_tiny_example():
                                [[-0.5, 0.41, 0.4, np.nan]]], "f4"),
                      dims=("channel", "y", "x"), coords={"channel": ["green", "swir16", "ndsi"]})
     out = ndsi_rule(f)
-    assert out.label.values.tolist() == [[0, 1, 0, 0]]  # 0.4 is not > 0.4; NaN is background
+    assert out.label.values.tolist() == [[0, 1, 0, NODATA]]  # 0.4 is not > 0.4; NaN has no class
     assert out["class"].values.tolist() == ["background", "glacier"]
-    np.testing.assert_array_equal(out.probability.values[:, 0], [[1, 0, 1, 1], [0, 1, 0, 0]])
-    assert ndsi_rule(f, threshold=0.35).label.values.tolist() == [[0, 1, 1, 0]]
+    np.testing.assert_array_equal(out.probability.values[:, 0], [[1, 0, 1, np.nan], [0, 1, 0, np.nan]])
+    assert out.label.attrs["_FillValue"] == NODATA
+    assert ndsi_rule(f, threshold=0.35).label.values.tolist() == [[0, 1, 1, NODATA]]
     # without an ndsi channel it is computed from green and swir16: NDSI -0.33, 0.64, 0.14, 0
     assert ndsi_rule(f.sel(channel=["green", "swir16"])).label.values.tolist() == [[0, 1, 0, 0]]
-    assert ndsi_rule(f.sel(channel="ndsi", drop=True)).label.values.tolist() == [[0, 1, 0, 0]]
+    assert ndsi_rule(f.sel(channel="ndsi", drop=True)).label.values.tolist() == [[0, 1, 0, NODATA]]
     lazy = ndsi_rule(f.chunk({"x": 1}))
-    assert isinstance(lazy.label.data, dsa.Array) and lazy.label.values.tolist() == [[0, 1, 0, 0]]
+    assert isinstance(lazy.label.data, dsa.Array) and lazy.label.values.tolist() == [[0, 1, 0, NODATA]]
+    # green + swir16 = 0: NDSI undefined, no class
+    zero = f.sel(channel=["green", "swir16"]).copy(data=np.zeros((2, 1, 4), "f4"))
+    assert ndsi_rule(zero).label.values.tolist() == [[NODATA] * 4]
     with pytest.raises(InputError, match=r"expected channel 'ndsi', or 'green' and 'swir16'"):
         ndsi_rule(f.sel(channel=["green"]))
     with pytest.raises(ParameterError, match="threshold='high'"):

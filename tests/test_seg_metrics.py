@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from xglacier.errors import InputError, ParameterError
+from xglacier.segmentation.classes import NODATA
 from xglacier.segmentation.metrics import (
     confusion_matrix,
     evaluate_segmentation,
@@ -35,8 +36,9 @@ PRED = np.array([[0, 0, 1, 1, 1],
 def test_hand_made_example():
     cm = confusion_matrix(TRUTH, PRED, 3)
     # truth 0: 7 px -> 5 predicted 0, 2 predicted 1; truth 1: 6 px -> 5 as 1, 1 as 2;
-    # truth 2: 5 px -> 3 as 2, 1 as 1, 1 as 0; the two 255 pixels are left out
-    np.testing.assert_array_equal(cm, [[5, 2, 0], [0, 5, 1], [1, 1, 3]])
+    # truth 2: 5 px -> 3 as 2, 1 as 1, 1 as 0; the two 255 pixels are left out; last column:
+    # pixels left without a prediction (none here)
+    np.testing.assert_array_equal(cm, [[5, 2, 0, 0], [0, 5, 1, 0], [1, 1, 3, 0]])
     df = scores(cm, classes=NAMES)
     assert list(df.columns) == ["iou", "precision", "recall", "support", "predicted"]
     assert df.index.name == "class" and list(df.index) == NAMES
@@ -63,7 +65,7 @@ def test_dask_lazy_and_equal(chunks, no_compute):
     t, p = dsa.from_array(TRUTH, chunks=chunks), dsa.from_array(PRED, chunks=chunks[::-1])
     with no_compute():
         cm = confusion_matrix(xr.DataArray(t, dims=("y", "x")), p, 3)
-        assert isinstance(cm, dsa.Array) and cm.shape == (3, 3)
+        assert isinstance(cm, dsa.Array) and cm.shape == (3, 4)
         with pytest.raises(ComputeForbidden):
             cm.compute()
     np.testing.assert_array_equal(cm.compute(), confusion_matrix(TRUTH, PRED, 3))
@@ -78,7 +80,7 @@ def test_test_set_of_several_maps_is_one_matrix():
     only_bg = np.zeros((2, 2), np.uint8)
     parts = [(TRUTH, PRED), (only_bg, only_bg)]
     cm = confusion_matrix([t for t, _ in parts], [p for _, p in parts], 3)
-    np.testing.assert_array_equal(cm, confusion_matrix(TRUTH, PRED, 3) + np.diag([4, 0, 0]))
+    np.testing.assert_array_equal(cm, confusion_matrix(TRUTH, PRED, 3) + np.diag([4, 0, 0, 0])[:3])
     assert not scores(cm).isna().any().any()
 
 
@@ -112,8 +114,10 @@ def test_bad_input():
         confusion_matrix(TRUTH, PRED, 0)
     with pytest.raises(ParameterError, match="3 classes"):
         scores(np.eye(3, dtype=int), classes=["a", "b"])
-    with pytest.raises(InputError, match="square"):
-        scores(np.ones((2, 3), int))
+    with pytest.raises(InputError, match=r"\(K, K \+ 1\).*square"):
+        scores(np.ones((2, 4), int))
+    with pytest.raises(ParameterError, match="n_classes=256"):
+        confusion_matrix(TRUTH, PRED, 256)  # 255 is NODATA, never a class
     with pytest.raises(ParameterError, match="not a class"):
         scores(np.eye(3, dtype=int), classes=NAMES, merge={"glacier": ["ice"]})
 
@@ -145,7 +149,7 @@ def _stratified_scene():
 def test_tiles_and_bins():
     truth, pred = _stratified_scene()
     cms = tile_confusion_matrices(truth, pred, 3, tile=4)
-    assert cms.shape == (1, 5, 3, 3) and cms[0, 4].sum() == 0
+    assert cms.shape == (1, 5, 3, 4) and cms[0, 4].sum() == 0
     res = evaluate_segmentation(truth, pred, tile=4, bins=(0, 20, 60, 100))
     assert list(res.index.get_level_values("stratum").unique()) == ["all", "[0, 20)%", "[20, 60)%",
                                                                      "[60, 100]%"]
@@ -192,3 +196,38 @@ def test_evaluate_errors():
         evaluate_segmentation(truth, pred, tile=0)
     with pytest.raises(InputError, match="2-D"):
         evaluate_segmentation(truth[None], pred[None])
+
+
+# -- predictions without a class (NODATA: the model's inputs were missing) -----------------------
+
+
+def test_nodata_prediction_is_a_miss_of_the_true_class():
+    """Two clean-ice pixels and one debris pixel predicted NODATA: misses, in the last column."""
+    pred = PRED.copy()
+    pred[0, 3], pred[1, 3], pred[3, 2] = NODATA, NODATA, NODATA   # truth 1, 1, 2
+    pred[2, 4] = NODATA                                          # truth 255: still left out
+    cm = confusion_matrix(TRUTH, pred, 3)
+    np.testing.assert_array_equal(cm, [[5, 2, 0, 0], [0, 3, 1, 2], [1, 1, 2, 1]])
+    df = scores(cm, classes=NAMES)
+    assert df.support.tolist() == [7, 6, 5]          # every labelled pixel still counts
+    assert df.predicted.tolist() == [6, 6, 3]        # NODATA is nobody's prediction
+    np.testing.assert_allclose(df.recall, [5 / 7, 3 / 6, 2 / 5])
+    np.testing.assert_allclose(df.precision, [5 / 6, 3 / 6, 2 / 3])
+    np.testing.assert_allclose(df.iou, [5 / 8, 3 / 9, 2 / 6])
+    # NaN in a float prediction (a label map read back through CF masking) is the same
+    as_float = np.where(pred == NODATA, np.nan, pred.astype(np.float32))
+    np.testing.assert_array_equal(confusion_matrix(TRUTH, as_float, 3), cm)
+    lazy = confusion_matrix(dsa.from_array(TRUTH, chunks=2), dsa.from_array(pred, chunks=3), 3)
+    np.testing.assert_array_equal(lazy.compute(), cm)
+
+
+def test_nodata_prediction_in_evaluate_segmentation():
+    truth, pred = _stratified_scene()
+    pred[:, 12:16] = NODATA                # the 100 % debris tile: nothing predicted
+    res = evaluate_segmentation(truth, pred, tile=4, bins=(0, 20, 60, 100))
+    assert res.xs("background", level="class").tiles.tolist() == [4, 1, 2, 1]  # the tile still counts
+    deb = res.loc["[60, 100]%"].loc["debris_covered_ice"]
+    assert deb.support == 16 and deb.predicted == 0 and deb.recall == 0 and deb.iou == 0
+    assert res.loc[("all", "debris_covered_ice"), "support"] == 16 + 12
+    cms = tile_confusion_matrices(truth, pred, 3, tile=4)
+    assert cms[0, 3, 2, 3] == 16 and cms[0, 3, :, :3].sum() == 0

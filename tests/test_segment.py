@@ -12,6 +12,7 @@ from torch import nn
 
 import xglacier
 from xglacier.errors import DimensionError, InputError, ParameterError
+from xglacier.segmentation.classes import NODATA
 from xglacier.segmentation.models import SegmentationModel
 from xglacier.segmentation.segment import segment
 
@@ -62,10 +63,23 @@ def features(ny, nx, seed=0, nan=0.02):
     return f.rio.write_crs("EPSG:32643")
 
 
+def nodata(p, x):
+    """Probabilities ``p`` with NaN wherever a channel of the input ``x`` is NaN (no prediction there)."""
+    p = p.copy()
+    p[:, np.isnan(x).any(axis=0)] = np.nan
+    return p
+
+
+def labels_of(p):
+    """Argmax of probabilities, NODATA where they are NaN."""
+    return np.where(np.isnan(p).any(axis=0), NODATA, np.nan_to_num(p).argmax(axis=0))
+
+
 def direct(model, x):
-    """``model.predict_proba`` on a (C, y, x) NumPy array."""
+    """``model.predict_proba`` on a (C, y, x) NumPy array, NaN where the input has a NaN channel."""
     with torch.inference_mode():
-        return model.predict_proba(torch.from_numpy(np.ascontiguousarray(x[None]))).numpy()[0]
+        p = model.predict_proba(torch.from_numpy(np.ascontiguousarray(x[None]))).numpy()[0]
+    return nodata(p, x)
 
 
 def reference(model, x, tile, overlap):
@@ -95,7 +109,7 @@ def reference(model, x, tile, overlap):
             p = direct(model, padded[:, y0:y0 + ty, x0:x0 + tx])
             num[:, y0:y0 + ty, x0:x0 + tx] += p * w
             den[y0:y0 + ty, x0:x0 + tx] += w
-    return (num / den)[:, :x.shape[1], :x.shape[2]].astype(np.float32)
+    return nodata((num / den)[:, :x.shape[1], :x.shape[2]].astype(np.float32), x)
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +145,12 @@ def test_equals_independent_eager_tiling(scene, convnet):
     ref = reference(convnet, scene.values, 48, 12)
     assert out.probability.shape == ref.shape
     np.testing.assert_allclose(out.probability.values, ref, rtol=0, atol=1e-6)
-    assert not np.isnan(out.probability.values).any()
-    np.testing.assert_allclose(out.probability.values.sum(0), 1, atol=1e-5)
+    missing = np.isnan(scene.values).any(axis=0)
+    assert missing.sum() > 100 and (np.isnan(out.probability.values) == missing).all()
+    np.testing.assert_allclose(out.probability.values.sum(0)[~missing], 1, atol=1e-5)
+    np.testing.assert_array_equal(out.label.values, labels_of(out.probability.values))
     # the zero-padded convolutions make window edges visible: without blending they would differ
-    assert np.abs(direct(convnet, np.nan_to_num(scene.values)) - ref).max() > 1e-3
+    assert np.nanmax(np.abs(direct(convnet, np.nan_to_num(scene.values)) - ref)) > 1e-3
 
 
 @pytest.mark.parametrize("shape", [(40, 56), (64, 64), (1, 9)])
@@ -142,7 +158,7 @@ def test_one_tile_equals_full_scene_run(convnet, shape):
     f = features(*shape, seed=3)
     out = segment(f.chunk({"y": 13, "x": 17}), convnet, tile=64, overlap=16)
     np.testing.assert_array_equal(out.probability.values, direct(convnet, f.values))
-    np.testing.assert_array_equal(out.label.values, direct(convnet, f.values).argmax(0))
+    np.testing.assert_array_equal(out.label.values, labels_of(direct(convnet, f.values)))
 
 
 def test_one_axis_fits(convnet):
@@ -211,7 +227,8 @@ def test_output_grid_crs_and_attributes(scene, convnet):
     assert out.label.attrs["flag_values"].tolist() == [0, 1, 2]
     assert out.label.attrs["flag_meanings"] == "background clean_ice debris_covered_ice"
     assert "segment" in out.attrs["history"] and out.attrs["model"] == "ConvNet"
-    np.testing.assert_array_equal(out.label.values, out.probability.values.argmax(0))
+    np.testing.assert_array_equal(out.label.values, labels_of(out.probability.values))
+    assert out.label.attrs["_FillValue"] == NODATA and out.label.attrs["_FillValue"].dtype == np.uint8
 
 
 def test_channel_errors(scene, convnet):

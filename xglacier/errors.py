@@ -103,3 +103,7 @@ class PixelUnitsWarning(XGlacierWarning):
 
 class SkippedSceneWarning(XGlacierWarning):
     """Scenes were dropped because an asset could not be opened (``load(on_error="skip")``)."""
+
+
+class OutOfDistributionWarning(XGlacierWarning):
+    """A scene's input channels lie far outside the statistics of the data the model was trained on."""

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..segmentation.classes import NODATA
+
 #: The small U-Net of the demo and how it is trained (the paper's preset is depth 5 with 16
 #: base channels on 512 px tiles, plain Dice, lr 1e-4; on a few small synthetic worlds and
 #: a CPU budget of a minute this set-up learned best: see docs/segmentation-models.md).
@@ -55,7 +57,8 @@ def _overlay_png(out: Path, rgb: np.ndarray, truth: np.ndarray, label: np.ndarra
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), constrained_layout=True)
     for ax, lab, name in ((axes[0], truth, "truth"), (axes[1], label, "U-Net")):
         ax.imshow(np.clip(np.nan_to_num(rgb, nan=1.0) * 1.3, 0, 1))
-        ax.imshow(lab, cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
+        # pixels without a class (NODATA) stay transparent instead of taking the last colour
+        ax.imshow(np.ma.masked_equal(lab, NODATA), cmap=cmap, vmin=0, vmax=2, interpolation="nearest")
         ax.set_title(f"{name}: clean ice (blue), debris (orange)", fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=9)

@@ -2,7 +2,9 @@
 
 Both return what :func:`xglacier.segment` returns, a Dataset with ``probability (class, y,
 x)`` and ``label (y, x)`` on the input grid, lazily over the feature cube's blocks, so one
-evaluation (:mod:`xglacier.segmentation.metrics`) serves every model.
+evaluation (:mod:`xglacier.segmentation.metrics`) serves every model. As there, a pixel
+whose inputs are missing (NaN) gets no class: label
+:data:`~xglacier.segmentation.classes.NODATA`, probability NaN.
 
 * :func:`ndsi_rule`: glacier where NDSI > 0.4 (binary: ``background`` / ``glacier``);
   score it against the truth with clean and debris-covered ice merged, explicitly:
@@ -26,7 +28,8 @@ import xarray as xr
 from .._attrs import with_history
 from .._validate import check_choice, check_int, check_number
 from ..errors import DimensionError, InputError
-from .classes import class_names
+from ..nn.shift import after, check_inputs
+from .classes import NODATA, class_names
 from .segment import argmax_label, check_features, segmentation_dataset
 
 
@@ -65,8 +68,10 @@ def ndsi_rule(features: xr.DataArray, *, threshold: float = 0.4, channel: str = 
     -------
     xarray.Dataset
         As :func:`xglacier.segment`, with classes ``("background", "glacier")``:
-        ``probability`` is 0 or 1, ``label`` 1 where glacier. NaN NDSI (no data) is
-        background. Lazy for a Dask-backed input.
+        ``probability`` is 0 or 1, ``label`` 1 where glacier. Where NDSI is NaN (no data,
+        or green + swir16 = 0) there is no class: ``label`` is
+        :data:`~xglacier.segmentation.classes.NODATA` (255) and ``probability`` NaN. Lazy
+        for a Dask-backed input.
 
     Examples
     --------
@@ -74,16 +79,18 @@ def ndsi_rule(features: xr.DataArray, *, threshold: float = 0.4, channel: str = 
     >>> f = xr.DataArray(np.array([[[0.1, 0.5], [0.4, np.nan]]], "f4"), dims=("channel", "y", "x"),
     ...                  coords={"channel": ["ndsi"]})
     >>> ndsi_rule(f).label.values.tolist()
-    [[0, 1], [0, 0]]
+    [[0, 1], [0, 255]]
     """
     threshold = float(check_number("ndsi_rule", "threshold", threshold))
     nd = _ndsi_of(features, channel)
     glacier = nd > threshold
-    prob = xr.concat([~glacier, glacier], dim="class").astype(np.float32).transpose("class", "y", "x")
+    valid = np.isfinite(nd)
+    prob = xr.concat([~glacier, glacier], dim="class").astype(np.float32).where(valid)
+    label = xr.where(valid, glacier.astype(np.uint8), np.uint8(NODATA)).astype(np.uint8)
     attrs = with_history({}, "ndsi_rule", threshold=threshold, channel=channel)
     attrs["model"] = "NDSI rule"
-    return segmentation_dataset(prob.data, glacier.astype(np.uint8).data, nd, ("background", "glacier"),
-                                attrs)
+    return segmentation_dataset(prob.transpose("class", "y", "x").data, label.transpose("y", "x").data, nd,
+                                ("background", "glacier"), attrs)
 
 
 _METHODS = ("random_forest", "gradient_boosting", "mlp")
@@ -147,8 +154,9 @@ class PixelClassifier:
         or boosting (sum to 1), or for the MLP the mean drop in accuracy when a channel is
         permuted (``sklearn.inspection.permutation_importance``, 5 repeats) on held-out
         pixels drawn apart from the training pixels.
-    fill
-        Per-channel mean of the training pixels: replaces NaN at prediction time.
+    fill, std
+        Per-channel mean and standard deviation of the training pixels: what
+        :meth:`predict` compares a scene with (``ood_sigmas``).
     training_counts
         ``pandas.Series``: training pixels per class (after NaN rows were dropped).
 
@@ -176,6 +184,7 @@ class PixelClassifier:
         self.channels: tuple[str, ...] = ()
         self.classes: tuple[str, ...] = ()
         self.fill = np.zeros(0, np.float32)
+        self.std = np.zeros(0, np.float32)
         self.n_train_ = 0
         self.training_counts = pd.Series(dtype=np.int64, name="pixels")
         self.feature_importances = pd.Series(dtype=np.float64, name="importance")
@@ -281,6 +290,7 @@ class PixelClassifier:
             raise InputError(f"PixelClassifier.fit: the sampled pixels hold {len(np.unique(y))} class(es) "
                              f"without NaN; expected at least two of {list(self.classes)}")
         self.fill = x.mean(axis=0).astype(np.float32)
+        self.std = x.std(axis=0).astype(np.float32)
         self.estimator = _estimator(self.method, self.seed, self.params).fit(x, y)
         if self.method == "mlp":
             from sklearn.inspection import permutation_importance
@@ -296,22 +306,28 @@ class PixelClassifier:
                                          index=pd.Index(list(self.classes), name="class"))
         return self
 
-    def predict(self, features: xr.DataArray) -> xr.Dataset:
+    def predict(self, features: xr.DataArray, *, ood_sigmas: float | None = 3.0) -> xr.Dataset:
         """Class probabilities and labels for every pixel, as :func:`xglacier.segment` returns.
 
-        NaN channels are replaced by :attr:`fill` (the training mean). Lazy over the
-        blocks of a Dask-backed cube (the estimator enters the graph once); computed for a
-        NumPy-backed one.
+        A pixel with any NaN (or infinite) channel gets no class. Lazy over the blocks of a
+        Dask-backed cube (the estimator enters the graph once); computed for a NumPy-backed
+        one.
 
         Parameters
         ----------
         features
             ``(channel, y, x)`` cube with the training channels in the same order.
+        ood_sigmas
+            Warn (:class:`~xglacier.errors.OutOfDistributionWarning`) naming each channel
+            whose scene median lies over ``ood_sigmas`` training standard deviations
+            (:attr:`std`) from the training mean (:attr:`fill`), as :func:`xglacier.segment`
+            does; ``None``: no check.
 
         Returns
         -------
         xarray.Dataset
-            ``probability (class, y, x)`` float32 and ``label (y, x)`` uint8.
+            ``probability (class, y, x)`` float32 and ``label (y, x)`` uint8;
+            :data:`~xglacier.segmentation.classes.NODATA` and NaN where an input is missing.
 
         Examples
         --------
@@ -326,32 +342,41 @@ class PixelClassifier:
         if self.estimator is None:
             raise InputError("PixelClassifier.predict: the classifier is not fitted; call fit first")
         features = check_features("PixelClassifier.predict", features, self.channels)
+        ood_sigmas = check_number("PixelClassifier.predict", "ood_sigmas", ood_sigmas, low=0, low_open=True,
+                                  allow_none=True)
+        gate = None
+        if ood_sigmas is not None:
+            gate = check_inputs("PixelClassifier.predict", features.data, channels=self.channels,
+                                mean=self.fill, std=self.std, sigmas=ood_sigmas)
         n = len(self.classes)
         eager = not isinstance(features.data, dsa.Array)
         data = dsa.from_array(features.data, chunks=(-1, 1024, 1024), name=False) if eager else features.data
         data = data.rechunk({0: -1})
         prob = dsa.map_blocks(
-            _predict_pixels, data, estimator=dask.delayed(self.estimator, pure=False), fill=self.fill,
-            n_classes=n, dtype=np.float32, chunks=((n,), *data.chunks[1:]),
-            meta=np.empty((0, 0, 0), np.float32),
+            _predict_pixels, data, estimator=dask.delayed(self.estimator, pure=False), n_classes=n,
+            dtype=np.float32, chunks=((n,), *data.chunks[1:]), meta=np.empty((0, 0, 0), np.float32),
         )
+        prob = after(prob, gate)
         label = prob.map_blocks(argmax_label, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
         if eager:
             prob, label = dask.compute(prob, label)
         attrs = with_history({}, "PixelClassifier.predict", method=self.method, seed=self.seed,
-                             n_train=self.n_train_)
+                             n_train=self.n_train_, ood_sigmas=ood_sigmas)
         attrs["model"] = f"PixelClassifier({self.method})"
         return segmentation_dataset(prob, label, features, self.classes, attrs)
 
 
-def _predict_pixels(block: np.ndarray, *, estimator: Any, fill: np.ndarray, n_classes: int) -> np.ndarray:
+def _predict_pixels(block: np.ndarray, *, estimator: Any, n_classes: int) -> np.ndarray:
+    """Probabilities of the pixels whose channels are all finite; NaN (no class) elsewhere."""
     c, ny, nx = block.shape
     x = np.asarray(block, np.float32).reshape(c, -1).T
-    x = np.where(np.isnan(x), fill[None, :], x)
-    out = np.zeros((n_classes, ny * nx), np.float32)
-    if x.shape[0]:
-        proba = estimator.predict_proba(x)
-        out[np.asarray(estimator.classes_, np.int64)] = proba.T
+    ok = np.isfinite(x).all(axis=1)
+    out = np.full((n_classes, ny * nx), np.nan, np.float32)
+    if ok.any():
+        proba = estimator.predict_proba(x[ok])
+        known = np.zeros((n_classes, int(ok.sum())), np.float32)
+        known[np.asarray(estimator.classes_, np.int64)] = proba.T
+        out[:, ok] = known
     return out.reshape(n_classes, ny, nx)
 
 

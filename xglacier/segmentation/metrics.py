@@ -5,7 +5,10 @@ evaluate IoU over the whole validation set rather than the mean IoU per patch"),
 empty tile or batch never produces NaN. A ratio is NaN only when it is 0/0 over the
 whole set: IoU of a class that is neither present nor predicted, precision of a class
 never predicted, recall of a class never present. Pixels whose truth is ``ignore`` (255)
-are left out; every other truth pixel must have a predicted class.
+are left out. A labelled pixel the model gave no class (predicted
+:data:`~xglacier.segmentation.classes.NODATA`, or NaN: its inputs were missing) is a miss
+for its true class: it is counted in a last "no prediction" column of the confusion
+matrix, so it lowers that class's recall and IoU and no class's precision.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import xarray as xr
 
 from .._validate import check_int
 from ..errors import InputError, ParameterError
-from .classes import class_names, is_code
+from .classes import NODATA, class_names, is_code
 
 _COLUMNS = ["iou", "precision", "recall", "support", "predicted"]
 
@@ -64,7 +67,7 @@ def _pair(truth: Any, prediction: Any) -> tuple[Any, Any]:
 
 def _codes(t: np.ndarray, p: np.ndarray, n: int, ignore: int | None
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Truth and prediction classes of the labelled pixels (checked to lie in ``0..n-1``) and the mask."""
+    """Truth (``0..n-1``), prediction (``0..n``; ``n``: none) of the labelled pixels, and their mask."""
     t, p = np.asarray(t).ravel(), np.asarray(p).ravel()
     keep = np.ones(t.shape, bool)
     if t.dtype.kind == "f":
@@ -72,25 +75,32 @@ def _codes(t: np.ndarray, p: np.ndarray, n: int, ignore: int | None
     if ignore is not None:
         keep &= t != ignore
     t, p = t[keep], p[keep]
-    if p.dtype.kind == "f" and np.isnan(p).any():
-        raise InputError(f"prediction is NaN at a labelled pixel; expected a class in 0..{n - 1}")
-    t, p = t.astype(np.int64), p.astype(np.int64)
-    for what, v in (("truth", t), ("prediction", p)):
+    none = p == NODATA
+    if p.dtype.kind == "f":
+        none |= np.isnan(p)
+    t, p = t.astype(np.int64), np.where(none, n, p).astype(np.int64)
+    for what, v in (("truth", t), ("prediction", np.where(none, 0, p))):
         bad = (v < 0) | (v >= n)
         if bad.any():
             raise InputError(f"{what} holds class {int(v[bad][0])} at a labelled pixel; expected a class in "
-                             f"0..{n - 1} (n_classes={n}) or ignore={ignore} in the truth")
+                             f"0..{n - 1} (n_classes={n}), ignore={ignore} in the truth or NODATA={NODATA} "
+                             "(no prediction) in the prediction")
     return t, p, keep
 
 
 def _cm_block(t: np.ndarray, p: np.ndarray, n: int, ignore: int | None) -> np.ndarray:
     tc, pc, _ = _codes(t, p, n, ignore)
-    cm = np.bincount(tc * n + pc, minlength=n * n).reshape(n, n)
-    return cm.reshape((1,) * np.ndim(t) + (n, n))
+    cm = np.bincount(tc * (n + 1) + pc, minlength=n * (n + 1)).reshape(n, n + 1)
+    return cm.reshape((1,) * np.ndim(t) + (n, n + 1))
 
 
 def confusion_matrix(truth: Any, prediction: Any, n_classes: int, *, ignore: int | None = 255) -> Any:
     """Confusion matrix ``cm[true class, predicted class]`` (pixel counts), ``np.bincount`` per block.
+
+    It has one more column than classes: ``cm[k, n_classes]`` counts the pixels of class
+    ``k`` that the prediction left without a class
+    (:data:`~xglacier.segmentation.classes.NODATA` or NaN, where :func:`xglacier.segment`
+    had no input data): misses, never dropped nor counted as a class.
 
     Parameters
     ----------
@@ -100,8 +110,9 @@ def confusion_matrix(truth: Any, prediction: Any, n_classes: int, *, ignore: int
         set of several scenes), whose matrices are summed. xarray inputs must share their
         grid.
     n_classes
-        Number of classes; labelled truth and predictions must lie in ``0..n_classes-1``
-        (otherwise :class:`~xglacier.errors.InputError`, raised when the counts are computed).
+        Number of classes (at most 255: codes 0..254); labelled truth and predictions must
+        lie in ``0..n_classes-1``, predictions may also be NODATA (otherwise
+        :class:`~xglacier.errors.InputError`, raised when the counts are computed).
     ignore
         Truth value of unlabelled pixels, left out (``None``: none). NaN in a float truth is
         left out too.
@@ -109,19 +120,19 @@ def confusion_matrix(truth: Any, prediction: Any, n_classes: int, *, ignore: int
     Returns
     -------
     numpy.ndarray or dask.array.Array
-        ``(n_classes, n_classes)`` int64; lazy (one small matrix per block, summed) when an
-        input is Dask-backed.
+        ``(n_classes, n_classes + 1)`` int64, the last column "no prediction"; lazy (one
+        small matrix per block, summed) when an input is Dask-backed.
 
     Examples
     --------
     >>> truth = np.array([[0, 0, 1], [1, 2, 255]], np.uint8)
-    >>> pred = np.array([[0, 1, 1], [1, 2, 0]], np.uint8)
+    >>> pred = np.array([[0, 1, 255], [1, 2, 0]], np.uint8)  # 255: no prediction
     >>> confusion_matrix(truth, pred, 3)
-    array([[1, 1, 0],
-           [0, 2, 0],
-           [0, 0, 1]])
+    array([[1, 1, 0, 0],
+           [0, 1, 0, 1],
+           [0, 0, 1, 0]])
     """
-    n = check_int("confusion_matrix", "n_classes", n_classes, low=1)
+    n = check_int("confusion_matrix", "n_classes", n_classes, low=1, high=NODATA)
     if isinstance(truth, (list, tuple)) or isinstance(prediction, (list, tuple)):
         if not isinstance(truth, (list, tuple)) or not isinstance(prediction, (list, tuple)) \
                 or len(truth) != len(prediction) or not truth:
@@ -136,11 +147,11 @@ def confusion_matrix(truth: Any, prediction: Any, n_classes: int, *, ignore: int
         ndim = t.ndim
         per_block = dsa.map_blocks(
             _cm_block, t, p, n=n, ignore=ignore, dtype=np.int64,
-            chunks=(*((1,) * len(c) for c in t.chunks), (n,), (n,)),
+            chunks=(*((1,) * len(c) for c in t.chunks), (n,), (n + 1,)),
             new_axis=[ndim, ndim + 1], meta=np.empty((0,) * (ndim + 2), np.int64),
         )
         return per_block.sum(axis=tuple(range(ndim)))
-    return _cm_block(t, p, n, ignore).reshape(n, n)
+    return _cm_block(t, p, n, ignore).reshape(n, n + 1)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -166,8 +177,9 @@ def _groups(merge: Mapping[str, Sequence[Any]] | None, names: list[str]) -> dict
 def scores(cm: Any, *, classes: Any = None, merge: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
     """IoU, precision and recall per class from one confusion matrix.
 
-    With ``tp = cm[k, k]``, ``support = cm[k, :].sum()`` (true pixels) and ``predicted =
-    cm[:, k].sum()``: IoU = tp / (support + predicted - tp), precision = tp / predicted,
+    With ``tp = cm[k, k]``, ``support = cm[k, :].sum()`` (true pixels, those left without
+    a prediction included) and ``predicted = cm[:, k].sum()``: IoU = tp / (support +
+    predicted - tp), precision = tp / predicted,
     recall = tp / support. A ratio is NaN only when it is 0/0 (see the module docstring):
     a class absent from the truth and never predicted has NaN IoU, precision and recall; a
     class absent from the truth but predicted has IoU 0, precision 0 and NaN recall.
@@ -175,8 +187,9 @@ def scores(cm: Any, *, classes: Any = None, merge: Mapping[str, Sequence[Any]] |
     Parameters
     ----------
     cm
-        ``(K, K)`` confusion matrix of :func:`confusion_matrix` (rows truth, columns
-        prediction); a Dask array is computed.
+        ``(K, K + 1)`` confusion matrix of :func:`confusion_matrix` (rows truth, columns
+        prediction, the last column "no prediction"), or a square ``(K, K)`` one; a Dask
+        array is computed.
     classes
         Class names in order, or a dict ``{value: name}``; default
         :data:`xglacier.datasets.CLASSES`.
@@ -204,8 +217,9 @@ def scores(cm: Any, *, classes: Any = None, merge: Mapping[str, Sequence[Any]] |
     glacier             0.571      0.800   0.667        6          5
     """
     cm = np.asarray(cm.compute() if isinstance(cm, dsa.Array) else cm)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-        raise InputError(f"scores: cm has shape {cm.shape}; expected a square (K, K) confusion matrix")
+    if cm.ndim != 2 or cm.shape[1] not in (cm.shape[0], cm.shape[0] + 1):
+        raise InputError(f"scores: cm has shape {cm.shape}; expected a (K, K + 1) confusion matrix (the "
+                         "last column: no prediction) or a square (K, K) one")
     if cm.dtype.kind not in "iu" or (cm < 0).any():
         raise InputError(f"scores: cm has dtype {cm.dtype}; expected non-negative integer pixel counts")
     names = class_names("scores", classes, cm.shape[0])
@@ -214,7 +228,7 @@ def scores(cm: Any, *, classes: Any = None, merge: Mapping[str, Sequence[Any]] |
     rows = []
     for idx in groups.values():
         tp = cm[np.ix_(idx, idx)].sum()
-        support, predicted = cm[idx, :].sum(), cm[:, idx].sum()
+        support, predicted = cm[idx, :].sum(), cm[:, idx].sum()  # idx < K: never "no prediction"
         rows.append((tp, support, predicted))
     tp, support, predicted = (np.array(v, np.int64) for v in zip(*rows, strict=True))
     df = pd.DataFrame({"iou": _ratio(tp, support + predicted - tp), "precision": _ratio(tp, predicted),
@@ -270,14 +284,14 @@ def relabel(labels: Any, mapping: Mapping[int, int], *, ignore: int = 255) -> An
 
 
 def _tile_cms_block(t: np.ndarray, p: np.ndarray, n: int, ignore: int | None, tile: int) -> np.ndarray:
-    """``(tiles_y, tiles_x, n, n)`` confusion matrices of the ``tile`` x ``tile`` tiles of a block."""
+    """``(tiles_y, tiles_x, n, n + 1)`` confusion matrices of the ``tile`` x ``tile`` tiles of a block."""
     ny, nx = t.shape
     ty, tx = -(-ny // tile), -(-nx // tile)
     tid = (np.arange(ny) // tile)[:, None] * tx + (np.arange(nx) // tile)[None, :]
     tid = np.broadcast_to(tid, t.shape).ravel()
     tc, pc, keep = _codes(t, p, n, ignore)
-    counts = np.bincount((tid[keep] * n + tc) * n + pc, minlength=ty * tx * n * n)
-    return counts.reshape(ty, tx, n, n)
+    counts = np.bincount((tid[keep] * n + tc) * (n + 1) + pc, minlength=ty * tx * n * (n + 1))
+    return counts.reshape(ty, tx, n, n + 1)
 
 
 def tile_confusion_matrices(truth: Any, prediction: Any, n_classes: int, *, tile: int = 64,
@@ -289,7 +303,8 @@ def tile_confusion_matrices(truth: Any, prediction: Any, n_classes: int, *, tile
     Returns
     -------
     numpy.ndarray
-        ``(tiles_y, tiles_x, n_classes, n_classes)`` int64 pixel counts.
+        ``(tiles_y, tiles_x, n_classes, n_classes + 1)`` int64 pixel counts (the last
+        column: no prediction, as in :func:`confusion_matrix`).
 
     Examples
     --------
@@ -297,7 +312,7 @@ def tile_confusion_matrices(truth: Any, prediction: Any, n_classes: int, *, tile
     >>> tile_confusion_matrices(t, t, 3, tile=2).sum(axis=(2, 3))
     array([[4, 2]])
     """
-    n = check_int("tile_confusion_matrices", "n_classes", n_classes, low=1)
+    n = check_int("tile_confusion_matrices", "n_classes", n_classes, low=1, high=NODATA)
     tile = check_int("tile_confusion_matrices", "tile", tile, low=1)
     t, p = _pair(truth, prediction)
     if t.ndim != 2:
@@ -305,7 +320,7 @@ def tile_confusion_matrices(truth: Any, prediction: Any, n_classes: int, *, tile
     if isinstance(t, dsa.Array):
         size = tile * max(1, 1024 // tile)
         t, p = t.rechunk(size), p.rechunk(size)
-        chunks = (*(tuple(-(-c // tile) for c in cs) for cs in t.chunks), (n,), (n,))
+        chunks = (*(tuple(-(-c // tile) for c in cs) for cs in t.chunks), (n,), (n + 1,))
         cms = dsa.map_blocks(_tile_cms_block, t, p, n=n, ignore=ignore, tile=tile, dtype=np.int64,
                              chunks=chunks, new_axis=[2, 3], meta=np.empty((0, 0, 0, 0), np.int64))
         return cms.compute()
@@ -348,7 +363,8 @@ def evaluate_segmentation(truth: Any, prediction: Any, *, classes: Any = None, t
     ----------
     truth, prediction
         2-D label maps (NumPy, Dask, xarray; a Dataset gives its ``label``), or two
-        sequences of them (one per test scene). Computed here.
+        sequences of them (one per test scene). Computed here. A labelled pixel predicted
+        NODATA (or NaN) is a miss for its true class (see :func:`confusion_matrix`).
     classes
         Class names or ``{value: name}``; default the ``class`` coordinate of a
         :func:`xglacier.segment` Dataset, else :data:`xglacier.datasets.CLASSES`.
@@ -402,7 +418,7 @@ def evaluate_segmentation(truth: Any, prediction: Any, *, classes: Any = None, t
     else:
         raise ParameterError(f"evaluate_segmentation: stratify_by={stratify_by!r} is not a class; classes "
                              f"are {names}")
-    cms = np.concatenate([tile_confusion_matrices(t, p, n, tile=tile, ignore=ignore).reshape(-1, n, n)
+    cms = np.concatenate([tile_confusion_matrices(t, p, n, tile=tile, ignore=ignore).reshape(-1, n, n + 1)
                           for t, p in pairs])
     labelled = cms.sum(axis=(1, 2))
     cms = cms[labelled > 0]

@@ -9,7 +9,7 @@ Tiling (it depends only on the scene's shape, never on the input's chunks):
 * along an axis of ``n`` pixels, windows of ``t = tile`` pixels start at ``0, s, 2s, ...``
   with stride ``s = tile - overlap`` (neighbouring windows share ``overlap`` pixels), as
   long as the start lies inside the scene; the scene is extended with NaN past its end so
-  that the last windows are full (models treat NaN as missing: the training mean). An
+  that the last windows are full (models impute NaN with the training mean). An
   axis no longer than ``tile`` is one window of exactly ``n`` pixels (no padding, no
   overlap), so a scene that fits in one tile is one model call on the scene itself.
 * each window's probabilities are weighted by ``w(i) * w(j)``: 1 inside, a cosine ramp
@@ -25,6 +25,10 @@ Tiling (it depends only on the scene's shape, never on the input's chunks):
   block) adds what the previous blocks' windows spilled into each block and divides. Every
   window is predicted once; the batches and the order of the additions are fixed by the
   tiling, so the result is bit-for-bit the same for any chunking of the input.
+
+No data: a pixel where any channel is NaN (or infinite) has no prediction: ``label`` is
+:data:`~xglacier.segmentation.classes.NODATA` (255, the variable's ``_FillValue``) and
+``probability`` NaN. Pass 1 carries that mask as one more row of its sums.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -41,9 +44,11 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import georeference, with_history
-from .._validate import check_int
-from .._windows import window_starts
+from .._validate import check_int, check_number
 from ..errors import DimensionError, InputError, ParameterError
+from ..nn.shift import after, check_inputs, training_statistics
+from ..nn.tiling import TileAxis, blend_weight
+from .classes import NODATA
 
 _MODEL_LOCK = threading.Lock()
 
@@ -109,7 +114,8 @@ def segmentation_dataset(probability: Any, label: Any, like: xr.DataArray, class
     """Wrap ``probability (class, y, x)`` and ``label (y, x)`` data as the output Dataset.
 
     The grid (x, y and every other non-``channel`` coordinate of ``like``, the CRS
-    included) is the input's; ``label`` carries CF ``flag_values``/``flag_meanings``.
+    included) is the input's; ``label`` carries CF ``flag_values``/``flag_meanings`` and
+    ``_FillValue`` = :data:`~xglacier.segmentation.classes.NODATA` (pixels without a class).
 
     Examples
     --------
@@ -118,91 +124,22 @@ def segmentation_dataset(probability: Any, label: Any, like: xr.DataArray, class
     ...                     coords={"channel": ["ndsi"], "y": [1.0, 0.0], "x": [0.0, 1.0]})
     >>> p = np.full((2, 2, 2), 0.5, "f4")
     >>> ds = segmentation_dataset(p, np.zeros((2, 2), "u1"), like, ["background", "clean ice"], {})
-    >>> ds.label.attrs["flag_meanings"], ds["class"].values.tolist()
-    ('background clean_ice', ['background', 'clean ice'])
+    >>> ds.label.attrs["flag_meanings"], ds["class"].values.tolist(), int(ds.label.attrs["_FillValue"])
+    ('background clean_ice', ['background', 'clean ice'], 255)
     """
     classes = [str(c) for c in classes]
     coords = {**_spatial_coords(like), "class": ("class", np.array(classes), {"long_name": "class"})}
     prob = xr.DataArray(probability, dims=("class", "y", "x"), name="probability",
                         attrs={"long_name": "class probability", "units": "1"})
     lab = xr.DataArray(label, dims=("y", "x"), name="label", attrs={
-        "long_name": "class label (argmax of probability)",
+        "long_name": f"class label (argmax of probability; {NODATA} = no data)",
+        # CF readers (xarray, GDAL via rioxarray, QGIS) then treat NODATA as missing, not a class
+        "_FillValue": np.uint8(NODATA),
         "flag_values": np.arange(len(classes), dtype=np.uint8),
         "flag_meanings": " ".join(c.replace(" ", "_") for c in classes),
     })
     ds = xr.Dataset({"probability": prob, "label": lab}, coords=coords, attrs=attrs)
     return georeference(ds, like)
-
-
-def blend_weight(size: int, overlap: int) -> np.ndarray:
-    """1-D blending weight of a window: 1 inside, cosine ramps over ``overlap`` pixels at both ends.
-
-    ``w[k] = 0.5 - 0.5 cos(pi (k + 0.5) / overlap)`` for ``k < overlap`` (mirrored at the
-    other end): strictly positive, and the ramps of two windows ``overlap`` pixels apart
-    add up to 1.
-
-    Examples
-    --------
-    >>> w = blend_weight(6, 2)
-    >>> w.round(3).tolist()
-    [0.146, 0.854, 1.0, 1.0, 0.854, 0.146]
-    >>> float(w[0] + w[-2])
-    1.0
-    """
-    w = np.ones(size, np.float64)
-    if overlap > 0:
-        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
-        w[:overlap] = np.minimum(w[:overlap], ramp)
-        w[size - overlap:] = np.minimum(w[size - overlap:], ramp[::-1])
-    return w
-
-
-@dataclass(frozen=True)
-class _Axis:
-    """Tiling of one axis: window ``size``, ``overlap``, ``stride``, ``chunk`` and padded length."""
-
-    n: int
-    size: int
-    overlap: int
-    stride: int
-    per_chunk: int
-
-    @classmethod
-    def plan(cls, n: int, tile: int, overlap: int, per_chunk: int) -> _Axis:
-        if n <= tile:  # one window of exactly the scene: no padding, no overlap
-            return cls(n, n, 0, n, 1)
-        return cls(n, tile, overlap, tile - overlap, per_chunk)
-
-    @property
-    def chunk(self) -> int:
-        return self.per_chunk * self.stride
-
-    @property
-    def n_chunks(self) -> int:
-        return -(-self.n // self.chunk)
-
-    @property
-    def padded(self) -> int:
-        return self.n_chunks * self.chunk
-
-    @property
-    def input_chunks(self) -> tuple[int, ...]:
-        """Input blocks: ``chunk`` pixels, the last one with the ``overlap`` of padding after it."""
-        return (self.chunk,) * (self.n_chunks - 1) + (self.chunk + self.overlap,)
-
-    @property
-    def sum_chunks(self) -> tuple[int, ...]:
-        """Pass-1 blocks: ``chunk + overlap`` pixels each."""
-        return (self.chunk + self.overlap,) * self.n_chunks
-
-    def starts(self, block: int) -> list[int]:
-        """Window starts of ``block``, relative to the block's first pixel."""
-        # a window is kept while it starts inside the scene: the "pad" rule applied to the
-        # stride-long step each window advances (with windows of `size` pixels, "pad" would
-        # stop one window earlier wherever the last one would only reach into the overlap)
-        every = window_starts(self.n, self.stride, self.stride, end="pad")
-        first = block * self.chunk
-        return [int(s) - first for s in every[(every >= first) & (every < first + self.chunk)]]
 
 
 def _prepare_model(model: Any, device: str) -> None:
@@ -229,16 +166,20 @@ def _run_model(model: Any, batch: np.ndarray, device: str, n_classes: int) -> np
     return out
 
 
-def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, n_classes: int,
+def _predict_block(block: np.ndarray, *, model: Any, ay: TileAxis, ax: TileAxis, n_classes: int,
                    batch_size: int, device: str, block_id: tuple[int, ...] | None = None) -> np.ndarray:
-    """Pass 1: ``(C, By + oy, Bx + ox)`` block and what follows it -> ``(K + 1, By + oy, Bx + ox)`` sums.
+    """Pass 1: ``(C, By + oy, Bx + ox)`` block and what follows it -> ``(K + 2, By + oy, Bx + ox)`` sums.
 
     Rows ``0..K-1`` hold ``sum(w p)`` and row ``K`` holds ``sum(w)`` over the windows that
-    start in this block, on the block's pixels plus the ``overlap`` pixels after it.
+    start in this block, on the block's pixels plus the ``overlap`` pixels after it. Row
+    ``K + 1`` is 1 on the block's own pixels that have a missing channel (0 elsewhere, so
+    that adding the spill in pass 2 leaves it alone).
     """
     _prepare_model(model, device)
     _, by, bx = block_id
-    acc = np.zeros((n_classes + 1, ay.chunk + ay.overlap, ax.chunk + ax.overlap), np.float64)
+    acc = np.zeros((n_classes + 2, ay.chunk + ay.overlap, ax.chunk + ax.overlap), np.float64)
+    own = block[:, :ay.chunk, :ax.chunk]
+    acc[n_classes + 1, :own.shape[1], :own.shape[2]] = ~np.isfinite(own).all(axis=0)
     weight = np.outer(blend_weight(ay.size, ay.overlap), blend_weight(ax.size, ax.overlap))
     windows = [(y0, x0) for y0 in ay.starts(by) for x0 in ax.starts(bx)]
     for k in range(0, len(windows), batch_size):
@@ -251,7 +192,7 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, n_cla
     return acc
 
 
-def _blend_block(acc: np.ndarray, *, ay: _Axis, ax: _Axis, n_classes: int,
+def _blend_block(acc: np.ndarray, *, ay: TileAxis, ax: TileAxis, n_classes: int,
                  block_id: tuple[int, ...] | None = None) -> np.ndarray:
     """Pass 2: add the previous blocks' spill to a block's own sums, divide, drop the rest.
 
@@ -268,20 +209,27 @@ def _blend_block(acc: np.ndarray, *, ay: _Axis, ax: _Axis, n_classes: int,
         out[:, :, :hx] += acc[:, hy:hy + cy, :hx]
     if hy and hx:
         out[:, :hy, :hx] += acc[:, :hy, :hx]
-    num, den = out[:n_classes], out[n_classes]
+    num, den, missing = out[:n_classes], out[n_classes], out[n_classes + 1] > 0
     # den > 0 on every pixel of the scene; 0 only on padding that no window starts before
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0).astype(np.float32)
+    prob = np.divide(num, den, out=np.zeros_like(num), where=den > 0).astype(np.float32)
+    prob[:, missing] = np.nan
+    return prob
 
 
 def argmax_label(prob: np.ndarray) -> np.ndarray:
     """uint8 index of the most probable class along the first axis of a ``(class, y, x)`` block.
 
+    A pixel with a NaN probability has no class: :data:`~xglacier.segmentation.classes.NODATA`.
+
     Examples
     --------
-    >>> argmax_label(np.array([[[0.2, 0.6]], [[0.8, 0.4]]]))
-    array([[1, 0]], dtype=uint8)
+    >>> argmax_label(np.array([[[0.2, 0.6, np.nan]], [[0.8, 0.4, np.nan]]]))
+    array([[  1,   0, 255]], dtype=uint8)
     """
-    return prob.argmax(axis=0).astype(np.uint8)
+    missing = np.isnan(prob).any(axis=0)
+    label = np.nan_to_num(prob, nan=0.0).argmax(axis=0).astype(np.uint8)
+    label[missing] = NODATA
+    return label
 
 
 def _check_model(model: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -309,7 +257,7 @@ def _features_for(ds: xr.Dataset, channels: Sequence[str], dem: Any, time: Any) 
 
 def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512, overlap: int = 64,
             batch_size: int = 4, device: str = "cpu", windows_per_chunk: int | None = None,
-            dem: Any = None, time: Any = None) -> xr.Dataset:
+            dem: Any = None, time: Any = None, ood_sigmas: float | None = 3.0) -> xr.Dataset:
     """Segment a whole scene: class probabilities and labels from a tiled model, lazily.
 
     The model runs on ``tile`` x ``tile`` windows every ``tile - overlap`` pixels
@@ -319,13 +267,17 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     scene is extended with NaN past its right/bottom edges so that edge windows are full. A
     scene no larger than ``tile`` along an axis is one window of exactly its size there.
     The tiling depends only on the scene's shape: the result is identical whatever the
-    chunking of ``features``. See ``docs/segmentation-inference.md``.
+    chunking of ``features``. Pixels with a missing channel get no class (see Returns).
+    Scenes far outside the model's training data are reported (``ood_sigmas``). See
+    ``docs/segmentation-inference.md``.
 
     Parameters
     ----------
     features
         ``(channel, y, x)`` DataArray (e.g. from :func:`xglacier.features`) whose channel
-        names equal ``model.channels`` in the same order; NaN allowed (the model imputes).
+        names equal ``model.channels`` in the same order. NaN marks missing data: a pixel
+        with any NaN channel is labelled no data (the model imputes NaN with the training
+        mean only to predict the pixels around it).
         Or a scene Dataset of reflectance bands: the model's channels are then built from
         it with :func:`xglacier.features` (bands, indices, and elevation / slope from
         ``dem``), one scene picked by ``time`` when it has a time dimension.
@@ -347,14 +299,25 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
         Changes the float rounding order of the blend (not the windows nor the batches).
     dem, time
         Only for a Dataset input: passed to :func:`xglacier.features`.
+    ood_sigmas
+        Warn (:class:`~xglacier.errors.OutOfDistributionWarning`, naming the channels) when
+        more than half of a channel's valid pixels lie over ``ood_sigmas`` training standard
+        deviations from the training mean on one side (the scene's median outside
+        ``mean +- ood_sigmas * std``; the model's stored statistics, see
+        :mod:`xglacier.nn.shift`). 3: a typical pixel as far out as 0.3 % of normal training
+        values. ``None``: no check. A NumPy input is checked before the model runs; a Dask
+        input when the result is computed (the counts come from the blocks the model reads;
+        the last output block waits for them), nothing is computed here.
 
     Returns
     -------
     xarray.Dataset
         ``probability (class, y, x)`` float32 and ``label (y, x)`` uint8 (argmax, CF
         ``flag_values``/``flag_meanings`` from ``model.classes``) on the input grid with its
-        coordinates and CRS; ``class`` coordinate = ``model.classes``. Lazy (Dask) for a
-        Dask-backed input, computed for a NumPy-backed one.
+        coordinates and CRS; ``class`` coordinate = ``model.classes``. Where any channel is
+        NaN, ``label`` is :data:`~xglacier.segmentation.classes.NODATA` (255, its
+        ``_FillValue``) and ``probability`` NaN. Lazy (Dask) for a Dask-backed input,
+        computed for a NumPy-backed one.
 
     Examples
     --------
@@ -393,12 +356,17 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     if windows_per_chunk is None:
         windows_per_chunk = max(1, round(math.sqrt(batch_size)))
     windows_per_chunk = check_int("segment", "windows_per_chunk", windows_per_chunk, low=1)
+    ood_sigmas = check_number("segment", "ood_sigmas", ood_sigmas, low=0, low_open=True, allow_none=True)
     _, ny, nx = features.shape
     if ny == 0 or nx == 0:
         raise InputError(f"segment: features has an empty grid (y={ny}, x={nx})")
-    ay = _Axis.plan(ny, tile, overlap, windows_per_chunk)
-    ax = _Axis.plan(nx, tile, overlap, windows_per_chunk)
+    ay = TileAxis.plan(ny, tile, overlap, windows_per_chunk)
+    ax = TileAxis.plan(nx, tile, overlap, windows_per_chunk)
     n_classes = len(classes)
+    stats = training_statistics(model) if ood_sigmas is not None else None
+    # NumPy: warns now; Dask: a Delayed that warns when the result is computed
+    gate = None if stats is None else check_inputs("segment", features.data, channels=channels,
+                                                   mean=stats[0], std=stats[1], sigmas=ood_sigmas)
 
     eager = not isinstance(features.data, dsa.Array)
     # blocks as below from the start (padding one big chunk would copy the whole array);
@@ -417,7 +385,7 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     sums = dsa.map_overlap(
         _predict_block, data, depth={0: 0, 1: (0, ay.overlap), 2: (0, ax.overlap)}, boundary="none",
         trim=False, model=lazy_model, ay=ay, ax=ax, n_classes=n_classes, batch_size=batch_size,
-        device=device, chunks=((n_classes + 1,), ay.sum_chunks, ax.sum_chunks),
+        device=device, chunks=((n_classes + 2,), ay.sum_chunks, ax.sum_chunks),
         dtype=np.float64, meta=np.empty((0, 0, 0), np.float64),
     )
     # pass 2: halo only before each block (the previous blocks' spill), so a block row waits
@@ -428,10 +396,12 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
         chunks=((n_classes,), (ay.chunk,) * ay.n_chunks, (ax.chunk,) * ax.n_chunks),
         dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
     )[:, :ny, :nx]
+    prob = after(prob, gate)
     label = prob.map_blocks(argmax_label, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
     if eager:
         prob, label = dask.compute(prob, label)
     attrs = with_history({}, "segment", source=features, model=type(model).__name__, tile=tile,
-                         overlap=overlap, batch_size=batch_size, windows_per_chunk=windows_per_chunk)
+                         overlap=overlap, batch_size=batch_size, windows_per_chunk=windows_per_chunk,
+                         ood_sigmas=ood_sigmas)
     attrs["model"] = type(model).__name__
     return segmentation_dataset(prob, label, features, classes, attrs)

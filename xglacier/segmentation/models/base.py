@@ -147,6 +147,27 @@ class SegmentationModel(nn.Module):
         self.patch_size = size
         self.config["patch_size"] = size
 
+    def training_statistics(self) -> tuple[list[float], list[float]] | None:
+        """Per-channel ``(mean, std)`` of the training data, or ``None`` if none were set.
+
+        What :func:`xglacier.segment` compares a scene with (``ood_sigmas``). The defaults
+        (all 0 and all 1: no scaling) mean that no statistics were recorded.
+
+        Examples
+        --------
+        >>> from xglacier.models import UNet
+        >>> model = UNet(["dem"], ["background", "glacier"], depth=1, base_channels=2)
+        >>> model.training_statistics() is None
+        True
+        >>> model.set_statistics([4500.0], [600.0])
+        >>> model.training_statistics()
+        ([4500.0], [600.0])
+        """
+        mean, std = list(self.config["mean"]), list(self.config["std"])
+        if all(m == 0 for m in mean) and all(s == 1 for s in std):
+            return None
+        return mean, std
+
     def check_channels(self, channels: Sequence[str], *, where: str = "input") -> None:
         """Raise :class:`~xglacier.errors.InputError` unless ``channels`` are the model's, in order.
 

@@ -266,6 +266,19 @@ class CombinedBinary(SegmentationModel):
         raise ParameterError(f"{type(self).__name__}: the statistics belong to the parts; call "
                              "clean.set_statistics() and debris.set_statistics()")
 
+    def training_statistics(self) -> tuple[list[float], list[float]] | None:
+        """The clean part's training ``(mean, std)`` (both parts normally share their tiles).
+
+        Examples
+        --------
+        >>> from xglacier.models import UNet
+        >>> parts = [UNet(["dem"], ["background", c], depth=1, base_channels=2, mean=[4e3], std=[5e2])
+        ...          for c in "ab"]
+        >>> CombinedBinary(*parts).training_statistics()
+        ([4000.0], [500.0])
+        """
+        return self.clean.training_statistics() or self.debris.training_statistics()
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Only checks the shape: each part normalises the raw features itself.
 
