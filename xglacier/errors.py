@@ -103,3 +103,11 @@ class PixelUnitsWarning(XGlacierWarning):
 
 class SkippedSceneWarning(XGlacierWarning):
     """Scenes were dropped because an asset could not be opened (``load(on_error="skip")``)."""
+
+
+class FlowNoiseWarning(XGlacierWarning):
+    """Some flow pairs have no motion clearly above their noise floor (``speed_noise``)."""
+
+
+class EmptyOutputWarning(XGlacierWarning):
+    """A writer was asked to write nothing (an empty table); the empty file is still written."""

@@ -119,9 +119,11 @@ def _dem_on_grid(
     if crs is None:
         raise InputError("features: the Dataset has no CRS (ds.rio.crs is None); a DEM needs one to be "
                          "reprojected onto the cube's grid")
-    res_x, res_y = (abs(r) for r in grid.rio.resolution())
-    left, bottom, right, top = grid.rio.bounds()
-    dem_bounds = da.rio.bounds()
+    # from the coordinates (recalc): a GeoTransform stored before the cube was sorted, flipped
+    # or cut (``sortby("y")`` keeps it) would put the cube elsewhere
+    res_x, res_y = (abs(r) for r in grid.rio.resolution(recalc=True))
+    left, bottom, right, top = grid.rio.bounds(recalc=True)
+    dem_bounds = da.rio.bounds(recalc=True)
     in_grid = transform_bounds(da.rio.crs, crs, *dem_bounds, densify_pts=21)
     extents = (f"{label} covers {format_bounds(dem_bounds)} in {da.rio.crs}, i.e. {format_bounds(in_grid)} "
                f"in the cube's CRS; the cube covers {format_bounds((left, bottom, right, top))}")
@@ -131,7 +133,7 @@ def _dem_on_grid(
     margin = 3 * max(res_x, res_y)
     x0, y0, x1, y1 = transform_bounds(crs, da.rio.crs, left - margin, bottom - margin, right + margin,
                                       top + margin, densify_pts=21)
-    dx, dy = (3 * abs(r) for r in da.rio.resolution())
+    dx, dy = (3 * abs(r) for r in da.rio.resolution(recalc=True))
     xs = slice(x0 - dx, x1 + dx) if da.x[0] <= da.x[-1] else slice(x1 + dx, x0 - dx)
     ys = slice(y0 - dy, y1 + dy) if da.y[0] <= da.y[-1] else slice(y1 + dy, y0 - dy)
     da = da.sel(x=xs, y=ys)
