@@ -445,5 +445,6 @@ def plot_flow(
     ax.quiver(cols, rows, dxs, dys, **quiver)  # in data (index) coordinates, as the image
     unit = sel["speed"].attrs["units"]
     noise = f", noise floor {float(sel['speed_noise']):.3g}" if "speed_noise" in sel else ""
-    ax.set_title(f"{sel['start'].values} -> {sel['end'].values} ({unit}{noise})")
+    start, end = (str(pd.Index([sel[c].values])[0]) for c in ("start", "end"))  # dates or lead times
+    ax.set_title(f"{start} -> {end} ({unit}{noise})")
     return ax

@@ -1,8 +1,9 @@
 """Feature cubes for glacier segmentation: reflectance bands, spectral indices, elevation, slope.
 
-:func:`features` stacks the channels of the HKH glacier-mapping paper
-(``shared/seeds/glacier-mapping-hkh-unet.txt``: Landsat bands, NDSI, NDWI, NDVI, SRTM
-elevation and slope) into one ``(channel, y, x)`` DataArray with named channels.
+:func:`features` stacks the channels of Baraka et al., *Machine Learning for Glacier
+Monitoring in the Hindu Kush Himalaya* (2020): Landsat bands, NDSI, NDWI, NDVI, SRTM
+elevation and slope, into one ``(channel, y, x)`` DataArray with named channels, on grids
+with ``y`` and ``x`` running either way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .grid import format_bounds, yx_chunks
 #: Spectral indices :func:`features` knows, with the function computing each.
 INDICES: dict[str, Any] = {
     "ndsi": ndsi,
-    "ndwi": ndwi,  # Gao's, the one the paper cites
+    "ndwi": ndwi,  # Gao's, the one Baraka et al. (2020) cite
     "ndwi_mcfeeters": lambda ds: ndwi(ds, kind="mcfeeters"),
     "ndvi": ndvi,
 }
@@ -231,8 +232,9 @@ def features(
 ) -> xr.DataArray:
     """Stack reflectance bands, spectral indices, elevation and slope into a feature cube.
 
-    The channels of the HKH glacier-mapping paper: multispectral bands, NDSI, NDWI
-    (Gao's, as the paper cites), NDVI and, given a DEM, elevation and slope.
+    The channels of Baraka et al. (2020), *Machine Learning for Glacier Monitoring in the
+    Hindu Kush Himalaya*: multispectral bands, NDSI, NDWI (Gao's, which they cite), NDVI
+    and, given a DEM, elevation and slope.
 
     The DEM may be in any CRS and resolution: it is reprojected onto the cube's grid with
     rioxarray (``reproject_match``, bilinear), then slope is computed on the cube's grid
@@ -252,7 +254,9 @@ def features(
     ----------
     ds
         Scene cube (``y, x`` or ``time, y, x``) with float reflectance bands named by
-        STAC common name (``blue, green, red, nir08, swir16, swir22``).
+        STAC common name (``blue, green, red, nir08, swir16, swir22``); ``y`` and ``x``
+        may run either way (its grid is read from the coordinates, not from a stored
+        ``GeoTransform``).
     bands
         Reflectance bands to include, in this order; ``None``: every one of
         ``blue, green, red, nir08, swir16, swir22`` present in ``ds``; ``()``: none.
