@@ -160,6 +160,18 @@ def test_lazy_chunk_invariant_and_warned_when_computed(no_compute):
         lazy.speed_noise.isel(pair=0).compute()
 
 
+def test_empty_frame_has_no_floor_and_is_flagged():
+    da, stable = known_motion()
+    da[1] = np.nan  # an all-NaN scene (a gap, a cloud)
+    with pytest.warns(FlowNoiseWarning, match=r"1 of 1 pairs .*signal nan, noise nan"):
+        vel = xglacier.flow(da, stable=stable)
+    assert np.isnan(vel.speed_noise[0]) and np.isnan(vel.speed_signal[0]) and not vel.above_noise[0]
+    # integer frames (DNs) give the same floor as the same values in float
+    ints = (known_motion()[0] * 10000).round().astype(np.int16)
+    np.testing.assert_allclose(xglacier.flow(ints, stable=stable).speed_noise,
+                               xglacier.flow(ints.astype(np.float32), stable=stable).speed_noise)
+
+
 def test_stable_mask_is_checked():
     da, stable = known_motion()
     with pytest.raises(InputError, match=r"^flow: stable has dtype float64; expected bool"):
