@@ -15,7 +15,8 @@ from geopandas.testing import assert_geodataframe_equal
 from shapely.geometry import Polygon, box
 
 from xglacier.datasets import CLASSES
-from xglacier.errors import DimensionError, InputError, ParameterError
+from xglacier.errors import DimensionError, EmptyOutputWarning, InputError, ParameterError
+from xglacier.segmentation.classes import NODATA
 from xglacier.segmentation.labels import geodesic_area, polygonize, rasterize, write_vector
 
 from .conftest import ComputeForbidden, assert_same
@@ -142,6 +143,19 @@ def test_rasterize_bad_input(outlines, tmp_path):
         rasterize(outlines, like, classes={"clean_ice": 300}, column="type")
 
 
+def test_rasterize_refuses_the_nodata_code(outlines):
+    # 255 labels pixels without a class (segmentation.classes.NODATA): never burned as a class
+    like = grid()
+    with pytest.raises(ParameterError, match=r"^rasterize: column 'code' .* unknown class codes \[255\]; "
+                       r"expected codes in 1-254 \(0: background, 255: nodata\)"):
+        rasterize(outlines.assign(code=[1, NODATA]), like, column="code")
+    with pytest.raises(ParameterError, match=r"^rasterize: class code 255 \('debris_covered_ice'\) is the "
+                       "label of pixels without a class"):
+        rasterize(outlines, like, classes={"clean_ice": 1, "debris_covered_ice": 255}, column="type")
+    with pytest.raises(ParameterError, match=r"^rasterize: class code 255"):
+        rasterize(outlines, like, classes={"glacier": NODATA})
+
+
 # -- polygonize and writing -------------------------------------------------------------------
 
 
@@ -183,6 +197,40 @@ def test_polygonize_min_area_simplify_connectivity():
     empty = polygonize(lab * 0)
     assert len(empty) == 0 and list(empty.columns) == ["class", "class_name", "area_m2", "geometry"]
     assert_geodataframe_equal(polygonize(lab.chunk({"y": 7})), gdf)  # computed, same result
+
+
+def test_polygonize_skips_nodata_and_refuses_unknown_codes():
+    v = np.zeros((30, 30), np.uint8)
+    v[2:20, 2:20] = 1
+    v[10:14, 10:14] = NODATA  # missing inputs inside the glacier: a hole, not a polygon
+    v[22:28, 2:28] = 2
+    v[22:28, 20:30] = NODATA  # and over part of the debris and the edge
+    lab = grid(shape=(30, 30)).copy(data=v).assign_attrs(flag_values=[0, 1, 2],
+                                                         flag_meanings="background clean_ice debris")
+    gdf = polygonize(lab)
+    assert gdf["class"].tolist() == [1, 2] and gdf["class_name"].tolist() == ["clean_ice", "debris"]
+    np.testing.assert_allclose(gdf.geometry.area, [(18 * 18 - 16) * 100, 6 * 18 * 100])
+    assert len(gdf.geometry[0].interiors) == 1
+    # NODATA named among the flags (as a predicted map may carry it) is still never traced
+    flagged = lab.assign_attrs(flag_values=[0, 1, 2, NODATA],
+                               flag_meanings="background clean_ice debris nodata")
+    assert_geodataframe_equal(polygonize(flagged), gdf)
+    # without any class table, every code but 0 and NODATA is a class
+    bare = lab.copy()
+    bare.attrs = {}
+    assert polygonize(bare)["class_name"].tolist() == ["class_1", "class_2"]
+    # a code the map's classes do not name is an error, not a polygon
+    odd = lab.copy(data=np.where(v == 2, 3, v).astype(np.uint8))
+    with pytest.raises(InputError, match=r"^polygonize: labels None hold codes \[3\] that are not "
+                       r"among their classes \[1, 2\] \(flag_values\); expected only those, "
+                       r"0 \(background\) and 255 "):
+        polygonize(odd)
+    with pytest.raises(InputError, match=r"codes \[2\] .* classes \[1\] \(classes=\)"):
+        polygonize(lab, classes={"glacier": 1})
+    renamed = polygonize(lab, classes={"ice": 1, "rock_glacier": 2})
+    assert renamed["class_name"].tolist() == ["ice", "rock_glacier"]
+    only_nodata = polygonize(lab.copy(data=np.full((30, 30), NODATA, np.uint8)))
+    assert len(only_nodata) == 0 and only_nodata["class_name"].dtype == object
 
 
 def test_polygonize_in_geographic_crs():
@@ -227,6 +275,22 @@ def test_write_vector(outlines, tmp_path, suffix):
         write_vector(gdf, tmp_path / "glaciers.shp")
     with pytest.raises(InputError, match="does not exist"):
         write_vector(gdf, tmp_path / "missing" / "glaciers.gpkg")
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".geojson"])
+def test_write_vector_warns_on_empty_and_writes_a_valid_file(tmp_path, suffix):
+    empty = polygonize(grid().astype(np.uint8))  # a map without any glacier
+    assert len(empty) == 0
+    path = tmp_path / f"nothing{suffix}"
+    with pytest.warns(EmptyOutputWarning, match=r"^write_vector: the GeoDataFrame is empty; '.*nothing"):
+        assert write_vector(empty, path) == path
+    back = gpd.read_file(path)
+    assert len(back) == 0 and back.crs == empty.crs
+    if suffix == ".gpkg":  # GeoJSON keeps no schema without a feature
+        assert list(back.columns) == ["class", "class_name", "area_m2", "geometry"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    with pytest.raises(InputError, match=r"^write_vector: the GeoDataFrame has no geometry column"):
+        write_vector(gpd.GeoDataFrame({"a": [1]}), tmp_path / f"nogeom{suffix}")
 
 
 # -- round trip on real RGI outlines ----------------------------------------------------------

@@ -14,7 +14,7 @@ import xarray as xr
 from scipy import ndimage
 
 import xglacier
-from xglacier.errors import DimensionError, InputError, ParameterError
+from xglacier.errors import DimensionError, FlowNoiseWarning, InputError, ParameterError
 from xglacier.motion import PixelUnitsWarning
 
 ATHABASCA = Path(__file__).resolve().parents[2] / "shared" / "data" / "athabasca"
@@ -59,7 +59,11 @@ def test_real_image_translated_by_known_amount(shift):
     da = xr.DataArray(np.stack([img, moved]), dims=("time", "y", "x"),
                       coords={"time": t, "y": 5784480 - 15 - 30.0 * np.arange(img.shape[0]),
                               "x": 477870 + 15 + 30.0 * np.arange(img.shape[1])})
-    vel = xglacier.flow(da.rio.write_crs("EPSG:32611")).isel(pair=0, y=slice(15, -15), x=slice(15, -15))
+    # the whole frame moves: nothing tells it from misregistration, so the pair is flagged
+    with pytest.warns(FlowNoiseWarning, match=r"^flow: 1 of 1 pairs have no motion clearly above"):
+        vel = xglacier.flow(da.rio.write_crs("EPSG:32611"))
+    assert not vel.above_noise.item()
+    vel = vel.isel(pair=0, y=slice(15, -15), x=slice(15, -15))
     epe = np.hypot(vel.dy.values - shift[0], vel.dx.values - shift[1])
     assert np.median(epe) < 0.1
     years = 16 / 365.25
@@ -70,12 +74,14 @@ def test_real_image_translated_by_known_amount(shift):
 def test_lazy_chunk_invariant_and_lead_time(small_loaded, no_compute):
     cube, _ = small_loaded
     nd = xglacier.ndsi(cube).isel(time=slice(0, 5))
-    eager = xglacier.flow(nd)
+    with pytest.warns(FlowNoiseWarning):  # NDSI carries little texture: noise everywhere
+        eager = xglacier.flow(nd)
     with no_compute():
         lazy = xglacier.flow(nd.chunk({"time": 2, "y": 20, "x": 33}))
-        assert isinstance(lazy.u.data, dsa.Array)
-    got = lazy.compute()
-    for name in ("u", "v", "dx", "dy", "speed", "direction"):
+        assert isinstance(lazy.u.data, dsa.Array) and isinstance(lazy.above_noise.data, dsa.Array)
+    with pytest.warns(FlowNoiseWarning):  # issued when the flags are computed
+        got = lazy.compute()
+    for name in ("u", "v", "dx", "dy", "speed", "direction", "speed_noise", "speed_signal", "above_noise"):
         np.testing.assert_array_equal(got[name].values, eager[name].values)
     fc = nd.isel(time=slice(0, 3)).rename(time="lead_time").assign_coords(
         lead_time=pd.to_timedelta([91, 182, 273], unit="D"))
@@ -100,7 +106,8 @@ def test_geographic_crs_gives_metres_per_year_row_by_row():
     da = _textured_pair()
     lon = 77.5 + 0.0005 * np.arange(64)
     lat = 60.0 - 0.0005 * np.arange(64)
-    vel = xglacier.flow(da.assign_coords(x=lon, y=lat).rio.write_crs("EPSG:4326")).isel(pair=0)
+    with pytest.warns(FlowNoiseWarning):  # the whole frame moves
+        vel = xglacier.flow(da.assign_coords(x=lon, y=lat).rio.write_crs("EPSG:4326")).isel(pair=0)
     assert vel.u.attrs["units"] == "m yr-1" and vel.rio.crs == "EPSG:4326"
     years = 366 / 365.25  # 2020 is a leap year
     geod = pyproj.Geod(ellps="WGS84")  # independent truth: geodesic lengths of one grid step
@@ -121,7 +128,7 @@ def test_geographic_crs_gives_metres_per_year_row_by_row():
 
 def test_no_crs_gives_pixel_units():
     da = _textured_pair().assign_coords(y=30.0 * np.arange(64)[::-1], x=30.0 * np.arange(64))
-    with pytest.warns(PixelUnitsWarning, match=r"^flow: .*pixel/yr"):
+    with pytest.warns(PixelUnitsWarning, match=r"^flow: .*pixel/yr"), pytest.warns(FlowNoiseWarning):
         vel = xglacier.flow(da)
     assert vel.u.attrs["units"] == "pixel yr-1" and vel.rio.crs is None
     assert "grid_mapping" not in vel.u.encoding

@@ -3,6 +3,7 @@ they stay fixed. One section per item; each section keeps its own imports and he
 
 # -- items 3, 4, 5: alignment border, unscaled reflectance, the DN hint ---------------------
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,113 @@ def test_item8_synthetic_model_on_real_athabasca_warns():
     with pytest.warns(OutOfDistributionWarning, match=r"channel\(s\) \[[^]]*'elevation'.*elevation: \d+ % of "
                                                       r"the valid pixels lie more than 3 std below"):
         xglacier.segment(real, model, tile=64, overlap=16)
+
+
+# -- items 1 (ascending y: flow, plot_flow, features), 2 (polygonize of nodata), 7 (flow noise) --
+# (its imports, warnings, numpy, pandas, pytest, xarray, scipy.ndimage and xglacier, are at the top)
+
+
+def _item1_pair(shift: tuple[int, int]) -> xr.DataArray:
+    """Two frames a year apart on a north-up 30 m UTM grid with a stored GeoTransform (as
+    read from a GeoTIFF); the content moves ``shift`` (rows, columns): (-1, 0) is one row north."""
+    import rioxarray  # noqa: F401 - registers .rio
+
+    img = ndimage.gaussian_filter(np.random.default_rng(0).random((64, 64)), 2).astype(np.float32)
+    da = xr.DataArray(np.stack([img, np.roll(img, shift, axis=(0, 1))]), dims=("time", "y", "x"),
+                      coords={"time": pd.to_datetime(["2020-01-01", "2021-01-01"]),
+                              "y": 5784465.0 - 30.0 * np.arange(64), "x": 477885.0 + 30.0 * np.arange(64)})
+    return da.rio.write_crs("EPSG:32611").rio.write_transform()
+
+
+def _item1_flow(da: xr.DataArray) -> xr.Dataset:
+    with warnings.catch_warnings():
+        # the whole frame moves, which flow (rightly) flags as indistinguishable from misregistration
+        warnings.simplefilter("ignore", xglacier.errors.XGlacierWarning)
+        return xglacier.flow(da).isel(pair=0, y=slice(16, 48), x=slice(16, 48))
+
+
+def test_item1_flow_direction_on_ascending_y():
+    # one row north in a year: v = +30 m/yr (about; 2020 is a leap year) whichever way y runs
+    da = _item1_pair((-1, 0))
+    for cube in (da, da.sortby("y")):
+        vel = _item1_flow(cube)
+        assert float(vel.v.median()) == pytest.approx(30 * 365.25 / 366, rel=0.02)
+        assert abs(float(vel.u.median())) < 0.5
+        assert float(vel.direction.median()) == pytest.approx(0.0, abs=1.0)
+
+
+def test_item1_flow_direction_on_descending_x():
+    da = _item1_pair((0, 1))  # one column east
+    for cube in (da, da.sortby("x", ascending=False)):
+        vel = _item1_flow(cube)
+        assert float(vel.u.median()) == pytest.approx(30 * 365.25 / 366, rel=0.02)
+        assert float(vel.direction.median()) == pytest.approx(90.0, abs=1.0)
+
+
+def test_item1_plot_flow_arrows_point_north_on_ascending_y():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    for cube in (_item1_pair((-1, 0)), _item1_pair((-1, 0)).sortby("y")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", xglacier.errors.XGlacierWarning)
+            ax = xglacier.plot_flow(xglacier.flow(cube), step=8)
+        q = ax.collections[0]
+        start = ax.transData.transform(q.get_offsets())
+        end = ax.transData.transform(q.get_offsets() + np.column_stack([q.U, q.V]))
+        assert np.median((end - start)[:, 1]) > 0  # up the screen: north
+        matplotlib.pyplot.close(ax.figure)
+
+
+def test_item1_features_dem_on_ascending_cube():
+    from xglacier.segmentation.features import features
+
+    cube = _item1_pair((0, 0)).isel(time=0).to_dataset(name="green")
+    cube["swir16"] = cube.green * 0.5 + 0.05
+    cube = cube.rio.write_transform()
+    # a DEM larger than the cube, sloping 0.1 m/m to the east
+    x = 477885.0 + 30.0 * np.arange(-10, 74)
+    y = 5784465.0 - 30.0 * np.arange(-10, 74)
+    dem = xr.DataArray(np.tile(0.1 * (x - x[0]) + 2000.0, (y.size, 1)), dims=("y", "x"),
+                       coords={"y": y, "x": x}).rio.write_crs("EPSG:32611")
+    ref = features(cube, dem=dem, indices=("ndsi",))
+    got = features(cube.sortby("y"), dem=dem, indices=("ndsi",))  # raised "does not cover the cube"
+    np.testing.assert_allclose(got.sortby("y", ascending=False).values, ref.values, rtol=1e-6)
+    np.testing.assert_allclose(got.sel(channel="slope").values, np.degrees(np.arctan(0.1)), rtol=1e-5)
+
+
+def test_item7_flow_noise_floor_on_short_time_gap():
+    from xglacier.errors import FlowNoiseWarning
+
+    # 100 m/yr of ice over 2 days is 0.02 px; the two frames are 0.4 px apart (misregistration)
+    img = ndimage.gaussian_filter(np.random.default_rng(0).random((96, 96)), 2)
+    second = ndimage.shift(img, (0.4, 0.1), order=3, mode="reflect")
+    da = xr.DataArray(np.stack([img, second]).astype(np.float32), dims=("time", "y", "x"),
+                      coords={"time": pd.to_datetime(["2020-09-09", "2020-09-11"]),
+                              "y": 5784465.0 - 30.0 * np.arange(96), "x": 477885.0 + 30.0 * np.arange(96)})
+    with pytest.warns(FlowNoiseWarning, match=r"2020-09-09T00:00:00 -> 2020-09-11"):
+        vel = xglacier.flow(da.rio.write_crs("EPSG:32611"))
+    # the speeds are ~2300 m/yr everywhere, and the result says that this is its noise floor
+    floor = np.hypot(0.4, 0.1) * 30 * 365.25 / 2
+    assert float(vel.speed.median()) == pytest.approx(floor, rel=0.25)
+    assert float(vel.speed_noise[0]) == pytest.approx(floor, rel=0.25)
+    assert not bool(vel.above_noise[0])
+
+
+def test_item2_polygonize_never_traces_nodata():
+    from xglacier.segmentation.classes import NODATA
+    from xglacier.segmentation.vectors import polygonize
+
+    lab = np.zeros((20, 20), np.uint8)
+    lab[2:12, 2:12] = 1
+    lab[5:8, 5:8] = NODATA  # inputs missing inside the glacier
+    lab[14:18, :] = NODATA  # and a band of missing pixels
+    da = xr.DataArray(lab, dims=("y", "x"), coords={"y": 5200195.0 - 10 * np.arange(20),
+                                                    "x": 500005.0 + 10 * np.arange(20)})
+    da = da.rio.write_crs("EPSG:32632").assign_attrs(flag_values=[0, 1], flag_meanings="background glacier")
+    gdf = polygonize(da)
+    assert gdf["class"].tolist() == [1] and gdf["class_name"].tolist() == ["glacier"]
+    # 100 pixels of which 9 have no class: a hole where they are, 91 pixels of 100 m²
+    assert len(gdf.geometry[0].interiors) == 1
+    assert gdf.geometry[0].area == pytest.approx(9100.0)
+    assert polygonize(da.assign_attrs(flag_values=None, flag_meanings=None))["class"].tolist() == [1]

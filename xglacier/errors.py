@@ -107,3 +107,11 @@ class SkippedSceneWarning(XGlacierWarning):
 
 class OutOfDistributionWarning(XGlacierWarning):
     """A scene's input channels lie far outside the statistics of the data the model was trained on."""
+
+
+class FlowNoiseWarning(XGlacierWarning):
+    """Some flow pairs have no motion clearly above their noise floor (``speed_noise``)."""
+
+
+class EmptyOutputWarning(XGlacierWarning):
+    """A writer was asked to write nothing (an empty table); the empty file is still written."""

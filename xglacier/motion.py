@@ -1,4 +1,5 @@
-"""Glacier surface motion: dense optical flow between consecutive frames, in m/yr."""
+"""Glacier surface motion: dense optical flow between consecutive frames, in m/yr, with
+its noise floor (``speed_noise``) and a warning when the motion is not clearly above it."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import xarray as xr
 
 from ._attrs import georeference, with_history
 from ._validate import check_choice, check_flag, check_int, check_number, check_spatial
-from .errors import DimensionError, InputError, ParameterError, PixelUnitsWarning
+from .errors import DimensionError, FlowNoiseWarning, InputError, ParameterError, PixelUnitsWarning
 from .preprocess.terrain import pixel_lengths
 
 SECONDS_PER_YEAR = 365.25 * 86400
+#: ``above_noise``: speed_signal > NOISE_FACTOR * speed_noise; without ``stable=`` the
+#: signal is the SIGNAL_PERCENTILE-th percentile of the speed (see :func:`flow`).
+NOISE_FACTOR, SIGNAL_PERCENTILE = 3.0, 90.0
 
 
 def _farneback_pair(a: np.ndarray, b: np.ndarray, opts: dict[str, Any]) -> np.ndarray:
@@ -101,14 +105,7 @@ def _value_range(obj: xr.DataArray, normalize: bool, value_range: Any) -> tuple[
 
 
 def _metric_pixel(obj: xr.DataArray) -> tuple[np.ndarray, np.ndarray] | None:
-    """East-west and north-south length in metres of one pixel, per row (``None``: no
-    metric scale, the CRS is missing or neither projected nor geographic).
-
-    Geographic grids get the true length of a grid step at each row's latitude on the
-    CRS's ellipsoid (:func:`~xglacier.preprocess.terrain.pixel_lengths`): a degree of
-    longitude is shorter away from the equator, so one size for the whole frame would be
-    wrong by up to the ratio of the cosines of its extreme latitudes.
-    """
+    """East-west and north-south metres of one pixel, per row (``None``: no metric CRS)."""
     crs = obj.rio.crs
     if crs is None or not (crs.is_projected or crs.is_geographic):
         return None
@@ -127,6 +124,37 @@ def _displacements(obj: xr.DataArray, opts: dict[str, Any]) -> dsa.Array:
     return disp if isinstance(obj.data, dsa.Array) else disp.compute(scheduler="threads")
 
 
+def _axis_sign(obj: xr.DataArray | xr.Dataset, dim: str, func: str = "flow") -> float:
+    """+1 when coordinate ``dim`` increases along the array, -1 when it decreases; without
+    a coordinate a north-up raster's (columns east, rows south)."""
+    if dim not in obj.coords or obj.sizes[dim] < 2:
+        return 1.0 if dim == "x" else -1.0
+    steps = np.diff(np.asarray(obj[dim].values, np.float64))
+    if np.all(steps > 0) or np.all(steps < 0):
+        return float(np.sign(steps[0]))
+    raise InputError(f"{func}: coordinate {dim!r} is neither increasing nor decreasing; expected a grid")
+
+
+def _on_grid(func: str, what: str, arr: Any, like: xr.DataArray | xr.Dataset, target: str) -> xr.DataArray:
+    """``arr`` as a ``(y, x)`` DataArray in the row and column order of ``like``: the same
+    grid sorted the other way is reordered, another grid refused (never resampled)."""
+    if not isinstance(arr, xr.DataArray) or set(arr.dims) != {"y", "x"}:
+        dims = f" with dimensions {arr.dims}" if isinstance(arr, xr.DataArray) else ""
+        raise InputError(f"{func}: {what} is a {type(arr).__name__}{dims}; expected a (y, x) DataArray "
+                         f"on the grid of {target}")
+    arr = arr.transpose("y", "x")
+    for dim in ("y", "x"):
+        coords = dim in arr.coords and dim in like.coords
+        if coords and _axis_sign(arr, dim, func) != _axis_sign(like, dim, func):
+            arr = arr.isel({dim: slice(None, None, -1)})
+        a, b = (np.asarray(o[dim].values, np.float64) for o in (arr, like))
+        tol = 1e-3 * np.ptp(b) / max(b.size - 1, 1)  # a thousandth of a pixel
+        if a.shape != b.shape or (coords and not np.allclose(a, b, rtol=0, atol=tol)):
+            raise InputError(f"{func}: {what} is not on the grid of {target}: its {dim!r} runs {a[0]:.6g} .. "
+                             f"{a[-1]:.6g} ({a.size} values), expected {b[0]:.6g} .. {b[-1]:.6g} ({b.size})")
+    return arr
+
+
 def _velocity(obj: xr.DataArray, disp: dsa.Array, labels: pd.Index, seconds: np.ndarray) -> xr.Dataset:
     """Velocities from the displacements ``disp`` between frames ``seconds`` apart."""
     dx, dy = disp[:, 0], disp[:, 1]
@@ -142,30 +170,92 @@ def _velocity(obj: xr.DataArray, disp: dsa.Array, labels: pd.Index, seconds: np.
     else:
         size_x, size_y = (np.asarray(s, np.float32)[None, :, None] for s in size)
         unit = "m yr-1"
-    u = dx * size_x / years
-    v = -dy * size_y / years  # rows increase southwards
+    # a column step is eastward when x increases, a row step northward when y increases:
+    # dx, dy stay in array order, u and v are true east and north whatever the orientation
+    u = dx * (size_x * np.float32(_axis_sign(obj, "x"))) / years
+    v = dy * (size_y * np.float32(_axis_sign(obj, "y"))) / years
     speed = (u**2 + v**2) ** 0.5
     direction = (np.degrees(np.arctan2(u, v)) + 360.0) % 360.0
-    dims = ("pair", "y", "x")
-    coords = {
-        "start": ("pair", labels[:-1]),
-        "end": ("pair", labels[1:]),
-        "dt_days": ("pair", seconds / 86400.0, {"units": "days"}),
-        "y": obj["y"], "x": obj["x"],
+    variables = {
+        "u": (u, "eastward surface velocity", unit), "v": (v, "northward surface velocity", unit),
+        "speed": (speed, "surface speed", unit),
+        "direction": (direction, "direction of surface motion, clockwise from north", "degree"),
+        "dx": (dx, "displacement along columns (increasing column index)", "pixel"),
+        "dy": (dy, "displacement along rows (increasing row index)", "pixel"),
     }
     ds = xr.Dataset(
-        {
-            "u": (dims, u, {"long_name": "eastward surface velocity", "units": unit}),
-            "v": (dims, v, {"long_name": "northward surface velocity", "units": unit}),
-            "speed": (dims, speed, {"long_name": "surface speed", "units": unit}),
-            "direction": (dims, direction, {
-                "long_name": "direction of surface motion, clockwise from north", "units": "degree"}),
-            "dx": (dims, dx, {"long_name": "displacement along columns", "units": "pixel"}),
-            "dy": (dims, dy, {"long_name": "displacement along rows (southward)", "units": "pixel"}),
-        },
-        coords=coords,
+        {k: (("pair", "y", "x"), a, {"long_name": n, "units": un}) for k, (a, n, un) in variables.items()},
+        coords={"start": ("pair", labels[:-1]), "end": ("pair", labels[1:]),
+                "dt_days": ("pair", seconds / 86400.0, {"units": "days"}), "y": obj["y"], "x": obj["x"]},
     )
     return georeference(ds, obj)
+
+
+def _stable_mask(obj: xr.DataArray, stable: Any) -> np.ndarray | dsa.Array | None:
+    """``stable`` as a ``(y, x)`` boolean array in the order of ``obj``'s rows and columns."""
+    if stable is None:
+        return None
+    stable = _on_grid("flow", "stable", stable, obj, f"variable {obj.name!r}")
+    if stable.dtype != bool:
+        raise InputError(f"flow: stable has dtype {stable.dtype}; expected bool (True: still ground)")
+    if isinstance(stable.data, dsa.Array):
+        return stable.data.rechunk(-1)
+    if not stable.values.any():
+        raise InputError("flow: stable has no True pixel; expected some ground that does not move")
+    return stable.values
+
+
+def _noise_block(speed: np.ndarray, stable: np.ndarray | None = None) -> np.ndarray:
+    """(pair, 2): the noise floor and the signal speed of each whole-frame pair in ``speed``."""
+    out = np.full((speed.shape[0], 2), np.nan, np.float32)
+    for i, s in enumerate(speed):
+        ok = np.isfinite(s)
+        still, moving = (s[ok], s[ok]) if stable is None else (s[ok & stable], s[ok & ~stable])
+        if still.size:
+            out[i, 0] = np.median(still)
+        if moving.size:
+            out[i, 1] = np.median(moving) if stable is not None else np.percentile(moving, SIGNAL_PERCENTILE)
+    return out
+
+
+def _noise_flags(stats: np.ndarray, start: np.ndarray, end: np.ndarray, unit: str,
+                 stacklevel: int = 2) -> np.ndarray:
+    """Whether each pair's signal is clearly above its noise floor; one warning naming those that are not."""
+    noise, signal = stats[:, 0], stats[:, 1]
+    above = signal > NOISE_FACTOR * noise  # False where either is NaN
+    bad = np.flatnonzero(~above)
+    if bad.size:
+        named = ", ".join(f"{str(start[i])[:19]} -> {str(end[i])[:19]} (signal {signal[i]:.4g}, "
+                          f"noise {noise[i]:.4g} {unit})" for i in bad[:5])
+        warnings.warn(
+            f"flow: {bad.size} of {above.size} pairs have no motion clearly above their noise floor "
+            f"(signal speed under {NOISE_FACTOR:g} x speed_noise, or either unknown): {named}"
+            f"{' ...' if bad.size > 5 else ''}; their velocities are mostly noise (misregistration, "
+            "too short a time gap, clouds); see speed_noise, speed_signal and above_noise",
+            FlowNoiseWarning, stacklevel=stacklevel,
+        )
+    return above
+
+
+def _add_noise(ds: xr.Dataset, stable: np.ndarray | dsa.Array | None) -> xr.Dataset:
+    """``speed_noise``, ``speed_signal`` and ``above_noise`` along ``pair`` (lazy on Dask)."""
+    speed = ds["speed"].data
+    unit = ds["speed"].attrs["units"]
+    start, end = ds["start"].values, ds["end"].values
+    if isinstance(speed, dsa.Array):
+        args = [] if stable is None else [stable]
+        stats = dsa.map_blocks(_noise_block, speed, *args, drop_axis=[1, 2], new_axis=1,
+                               chunks=(speed.chunks[0], (2,)), dtype=np.float32)
+        above = stats.rechunk(-1).map_blocks(_noise_flags, start, end, unit, drop_axis=1, dtype=bool)
+    else:
+        stats = _noise_block(np.asarray(speed), None if stable is None else np.asarray(stable))
+        above = _noise_flags(stats, start, end, unit, stacklevel=4)  # the caller of flow
+    where = "the stable= pixels" if stable is not None else "every valid pixel"
+    ds["speed_noise"] = ("pair", stats[:, 0], {"long_name": f"median speed over {where}", "units": unit})
+    ds["speed_signal"] = ("pair", stats[:, 1], {"units": unit, "long_name": (
+        "median speed outside stable=" if stable is not None else "90th percentile of the speed")})
+    ds["above_noise"] = ("pair", above, {"long_name": f"speed_signal > {NOISE_FACTOR:g} x speed_noise"})
+    return ds
 
 
 def flow(
@@ -181,20 +271,21 @@ def flow(
     flags: int = 0,
     normalize: bool = True,
     value_range: tuple[float, float] | None = None,
+    stable: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Dense optical flow between consecutive frames, as surface velocity.
+    """Dense optical flow between consecutive frames, as surface velocity, with its noise floor.
 
     Farneback's algorithm (OpenCV) with the paper's parameters runs on each pair of
     consecutive frames of a ``(time, y, x)`` or ``(lead_time, y, x)`` DataArray (NDSI, a
     snow mask, a band or a forecast). Displacements in pixels are turned into velocities
-    with the metric pixel size and the time between the frames.
+    with the metric pixel size, the grid's orientation and the time between the frames.
 
     Parameters
     ----------
     obj
         DataArray whose first dimension is ``time`` (datetime64) or ``lead_time``
-        (timedelta64), then ``y, x``. NaN pixels are filled with the frame mean for the
-        estimate and NaN in the output.
+        (timedelta64), then ``y, x`` (each increasing or decreasing). NaN pixels are
+        filled with the frame mean for the estimate and NaN in the output.
     method
         Only ``"farneback"``.
     pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
@@ -207,6 +298,9 @@ def flow(
         With ``normalize=False``: the values mapped to 0..255, the same for every pair.
         Default (-1, 1) for unitless indices (``units == "1"``: NDSI, snow masks, forecasts
         of them); other variables must give it.
+    stable
+        Boolean ``(y, x)`` DataArray on the frames' grid, True on ground that does not
+        move (e.g. ``rasterize(outlines, like=cube) == 0``), for the noise floor (Notes).
 
     Returns
     -------
@@ -214,32 +308,51 @@ def flow(
         Dimension ``pair`` with coordinates ``start`` and ``end`` (the frames' labels) and
         ``dt_days``; variables ``u`` (eastward) and ``v`` (northward) velocities in m/yr,
         ``speed`` and ``direction`` (degrees clockwise from north, towards which the
-        surface moves), and ``dx``, ``dy`` the raw displacement in pixels per pair
-        (``dy`` positive down the rows). Lazy: one task per pair on whole frames.
+        surface moves), ``dx``, ``dy`` the raw displacement in pixels along the array's
+        columns and rows (``dy > 0``: towards higher rows, southward when ``y`` decreases),
+        and along ``pair`` ``speed_noise``, ``speed_signal`` and ``above_noise`` (Notes).
+        Lazy: one task per pair on whole frames.
+
+    Warns
+    -----
+    FlowNoiseWarning
+        Naming the pairs whose ``above_noise`` is False, when that is computed (at once
+        on NumPy input; on Dask input with ``above_noise`` or the whole Dataset).
 
     Notes
     -----
-    Pixel sizes in metres come from :func:`~xglacier.preprocess.terrain.pixel_lengths`:
-    the grid spacing times the linear unit in a projected CRS; in a geographic CRS the
-    true length of one grid step at each row's latitude on the CRS's ellipsoid (so ``u``
-    and ``v`` are in m/yr there too, row by row). Without a CRS, or with one that is
-    neither projected nor geographic, velocities stay in pixel/yr with a
-    :class:`PixelUnitsWarning`. A grid that is not regularly spaced raises
-    :class:`InputError`: it has no single pixel size.
+    Noise floor (measurements in ``docs/alignment-motion.md``): ``speed_noise`` is the
+    median speed over the ``stable`` pixels valid in the pair, what the flow reports where
+    nothing moves (misregistration, noise, changed snow or shadows); without ``stable``,
+    over every valid pixel: the same when nothing moves (the case to catch), higher when
+    ice faster than the noise covers part of the frame. ``speed_signal`` is the median
+    speed outside ``stable``, or without it the 90th percentile of the frame's speeds
+    (its fastest tenth, e.g. a glacier tongue). ``above_noise`` is ``speed_signal > 3 *
+    speed_noise``. Ice covering under a tenth or over half of the frame needs ``stable=``.
+
+    Pixel sizes in metres come from :func:`~xglacier.preprocess.terrain.pixel_lengths`
+    (in a geographic CRS each row's own). Without a CRS, or with one neither projected
+    nor geographic, velocities stay in pixel/yr with a :class:`PixelUnitsWarning`; an
+    irregular grid raises :class:`InputError`.
 
     Examples
     --------
+    The eastern half of a textured frame moves one pixel (30 m) east in a year:
+
     >>> import numpy as np, pandas as pd, xarray as xr
-    >>> rng = np.random.default_rng(0)
     >>> from scipy import ndimage
-    >>> img = ndimage.gaussian_filter(rng.random((64, 64)), 2)
-    >>> img = (img - img.min()) / (img.max() - img.min())
-    >>> a = xr.DataArray(np.stack([img, np.roll(img, 1, axis=1)]), dims=("time", "y", "x"),
+    >>> img = ndimage.gaussian_filter(np.random.default_rng(0).random((64, 64)), 2)
+    >>> moved = img.copy()
+    >>> moved[:, 32:] = np.roll(img, 1, axis=1)[:, 32:]
+    >>> a = xr.DataArray(np.stack([img, moved]), dims=("time", "y", "x"),
     ...                  coords={"time": pd.to_datetime(["2020-01-01", "2021-01-01"]),
     ...                          "y": 30.0 * np.arange(64)[::-1], "x": 30.0 * np.arange(64)})
-    >>> f = flow(a.rio.write_crs("EPSG:32643"))  # one pixel east in a year: 30 m/yr
-    >>> round(float(f.u.isel(y=slice(16, 48), x=slice(16, 48)).median()))
+    >>> stable = (a.x < 900).broadcast_like(a.isel(time=0, drop=True))  # the western part
+    >>> f = flow(a.rio.write_crs("EPSG:32643"), stable=stable).isel(pair=0)
+    >>> round(float(f.u.isel(y=slice(16, 48), x=slice(40, 56)).median()))
     30
+    >>> bool(f.above_noise), bool(f.speed_noise < 3)
+    (True, True)
     """
     check_choice("flow", "method", method, ("farneback",))
     _, labels, seconds = _frame_seconds(obj)
@@ -254,8 +367,9 @@ def flow(
                 poly_sigma=float(check_number("flow", "poly_sigma", poly_sigma, low=0, low_open=True)),
                 flags=check_int("flow", "flags", flags, low=0), normalize=normalize,
                 value_range=(lo, hi))
-    ds = _velocity(obj, _displacements(obj, opts), labels, seconds)
-    ds.attrs = with_history({}, "flow", source=obj, method=method, **opts)
+    mask = _stable_mask(obj, stable)  # checked before any work
+    ds = _add_noise(_velocity(obj, _displacements(obj, opts), labels, seconds), mask)
+    ds.attrs = with_history({}, "flow", source=obj, method=method, stable=stable is not None, **opts)
     return ds
 
 
@@ -268,7 +382,10 @@ def plot_flow(
     ax: Any = None,
     **quiver: Any,
 ) -> Any:
-    """Draw one pair's flow as arrows over an image (matplotlib).
+    """Draw one pair's flow as arrows over an image (matplotlib), north up and east right.
+
+    Axes are the array's column and row indices; a grid with ``y`` increasing has its
+    first row drawn at the bottom, one with ``x`` decreasing its first column on the right.
 
     Parameters
     ----------
@@ -277,7 +394,7 @@ def plot_flow(
     pair
         Which pair to draw.
     image
-        Background ``(y, x)`` DataArray, default the speed of that pair.
+        Background ``(y, x)`` DataArray on the grid of ``velocity``, default the speed.
     step
         Draw one arrow every ``step`` pixels (default: about 30 arrows across).
     ax
@@ -291,13 +408,16 @@ def plot_flow(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
-    >>> import numpy as np, pandas as pd, xarray as xr
-    >>> a = xr.DataArray(np.random.default_rng(0).random((2, 32, 32)), dims=("time", "y", "x"),
-    ...                  coords={"time": pd.to_datetime(["2020-01-01", "2020-02-01"]),
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import numpy as np, pandas as pd, xarray as xr, scipy.ndimage as ndi
+    >>> img = ndi.gaussian_filter(np.random.default_rng(0).random((32, 32)), 2)
+    >>> moved = img.copy()
+    >>> moved[:, 16:] = np.roll(img, 1, axis=1)[:, 16:]  # the eastern half moves east
+    >>> a = xr.DataArray(np.stack([img, moved]), dims=("time", "y", "x"),
+    ...                  coords={"time": pd.to_datetime(["2020-01-01", "2021-01-01"]),
     ...                          "y": 30.0 * np.arange(32)[::-1], "x": 30.0 * np.arange(32)})
-    >>> ax = plot_flow(flow(a.rio.write_crs("EPSG:32643")))
+    >>> stable = (a.x < 450).broadcast_like(a.isel(time=0, drop=True))
+    >>> ax = plot_flow(flow(a.rio.write_crs("EPSG:32643"), stable=stable))
     """
     import matplotlib.pyplot as plt
 
@@ -310,15 +430,21 @@ def plot_flow(
     sel = velocity.isel(pair=pair)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
-    bg = sel["speed"] if image is None else image
+    bg = sel["speed"] if image is None else _on_grid("plot_flow", "image", image, sel, "velocity")
     ny, nx = sel.sizes["y"], sel.sizes["x"]
     step = step or max(1, max(ny, nx) // 30)
-    ax.imshow(np.asarray(bg), cmap="gray" if image is not None else "viridis")
+    ax.imshow(np.asarray(bg), cmap="gray" if image is not None else "viridis",
+              origin="upper" if _axis_sign(sel, "y", "plot_flow") < 0 else "lower")
+    if _axis_sign(sel, "x", "plot_flow") < 0:
+        ax.invert_xaxis()
     rows, cols = np.mgrid[step // 2:ny:step, step // 2:nx:step]
     dxs = np.asarray(sel["dx"])[rows, cols]
     dys = np.asarray(sel["dy"])[rows, cols]
     quiver.setdefault("color", "red")
     quiver.setdefault("angles", "xy")
-    ax.quiver(cols, rows, dxs, dys, **quiver)  # data coordinates: rows grow downwards
-    ax.set_title(f"{sel['start'].values} -> {sel['end'].values} ({sel['speed'].attrs['units']})")
+    ax.quiver(cols, rows, dxs, dys, **quiver)  # in data (index) coordinates, as the image
+    unit = sel["speed"].attrs["units"]
+    noise = f", noise floor {float(sel['speed_noise']):.3g}" if "speed_noise" in sel else ""
+    start, end = (str(pd.Index([sel[c].values])[0]) for c in ("start", "end"))  # dates or lead times
+    ax.set_title(f"{start} -> {end} ({unit}{noise})")
     return ax

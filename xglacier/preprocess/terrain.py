@@ -62,7 +62,8 @@ def pixel_lengths(
     crs
         Anything :class:`pyproj.CRS` accepts (a rasterio CRS, ``"EPSG:4326"``, WKT).
     x, y
-        The grid's regularly spaced pixel-centre coordinates.
+        The grid's regularly spaced pixel-centre coordinates, increasing or decreasing
+        (the lengths are those of one step, per row in the order of ``y``).
     what
         How error messages name the grid.
 
@@ -117,8 +118,9 @@ def slope(dem: xr.DataArray) -> xr.DataArray:
     Parameters
     ----------
     dem
-        Elevation in metres, dimensions ``(y, x)``, regular grid, CRS readable with
-        rioxarray (``dem.rio.crs``). Nodata as NaN.
+        Elevation in metres, dimensions ``(y, x)``, regular grid (``y`` and ``x`` running
+        either way: a flipped DEM gives the flipped slope), CRS readable with rioxarray
+        (``dem.rio.crs``). Nodata as NaN.
 
     Returns
     -------

@@ -1,8 +1,9 @@
 """Feature cubes for glacier segmentation: reflectance bands, spectral indices, elevation, slope.
 
-:func:`features` stacks the channels of the HKH glacier-mapping paper
-(``shared/seeds/glacier-mapping-hkh-unet.txt``: Landsat bands, NDSI, NDWI, NDVI, SRTM
-elevation and slope) into one ``(channel, y, x)`` DataArray with named channels.
+:func:`features` stacks the channels of Baraka et al., *Machine Learning for Glacier
+Monitoring in the Hindu Kush Himalaya* (2020): Landsat bands, NDSI, NDWI, NDVI, SRTM
+elevation and slope, into one ``(channel, y, x)`` DataArray with named channels, on grids
+with ``y`` and ``x`` running either way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .grid import format_bounds, yx_chunks
 #: Spectral indices :func:`features` knows, with the function computing each.
 INDICES: dict[str, Any] = {
     "ndsi": ndsi,
-    "ndwi": ndwi,  # Gao's, the one the paper cites
+    "ndwi": ndwi,  # Gao's, the one Baraka et al. (2020) cite
     "ndwi_mcfeeters": lambda ds: ndwi(ds, kind="mcfeeters"),
     "ndvi": ndvi,
 }
@@ -119,9 +120,11 @@ def _dem_on_grid(
     if crs is None:
         raise InputError("features: the Dataset has no CRS (ds.rio.crs is None); a DEM needs one to be "
                          "reprojected onto the cube's grid")
-    res_x, res_y = (abs(r) for r in grid.rio.resolution())
-    left, bottom, right, top = grid.rio.bounds()
-    dem_bounds = da.rio.bounds()
+    # from the coordinates (recalc): a GeoTransform stored before the cube was sorted, flipped
+    # or cut (``sortby("y")`` keeps it) would put the cube elsewhere
+    res_x, res_y = (abs(r) for r in grid.rio.resolution(recalc=True))
+    left, bottom, right, top = grid.rio.bounds(recalc=True)
+    dem_bounds = da.rio.bounds(recalc=True)
     in_grid = transform_bounds(da.rio.crs, crs, *dem_bounds, densify_pts=21)
     extents = (f"{label} covers {format_bounds(dem_bounds)} in {da.rio.crs}, i.e. {format_bounds(in_grid)} "
                f"in the cube's CRS; the cube covers {format_bounds((left, bottom, right, top))}")
@@ -131,7 +134,7 @@ def _dem_on_grid(
     margin = 3 * max(res_x, res_y)
     x0, y0, x1, y1 = transform_bounds(crs, da.rio.crs, left - margin, bottom - margin, right + margin,
                                       top + margin, densify_pts=21)
-    dx, dy = (3 * abs(r) for r in da.rio.resolution())
+    dx, dy = (3 * abs(r) for r in da.rio.resolution(recalc=True))
     xs = slice(x0 - dx, x1 + dx) if da.x[0] <= da.x[-1] else slice(x1 + dx, x0 - dx)
     ys = slice(y0 - dy, y1 + dy) if da.y[0] <= da.y[-1] else slice(y1 + dy, y0 - dy)
     da = da.sel(x=xs, y=ys)
@@ -229,8 +232,9 @@ def features(
 ) -> xr.DataArray:
     """Stack reflectance bands, spectral indices, elevation and slope into a feature cube.
 
-    The channels of the HKH glacier-mapping paper: multispectral bands, NDSI, NDWI
-    (Gao's, as the paper cites), NDVI and, given a DEM, elevation and slope.
+    The channels of Baraka et al. (2020), *Machine Learning for Glacier Monitoring in the
+    Hindu Kush Himalaya*: multispectral bands, NDSI, NDWI (Gao's, which they cite), NDVI
+    and, given a DEM, elevation and slope.
 
     The DEM may be in any CRS and resolution: it is reprojected onto the cube's grid with
     rioxarray (``reproject_match``, bilinear), then slope is computed on the cube's grid
@@ -250,7 +254,9 @@ def features(
     ----------
     ds
         Scene cube (``y, x`` or ``time, y, x``) with float reflectance bands named by
-        STAC common name (``blue, green, red, nir08, swir16, swir22``).
+        STAC common name (``blue, green, red, nir08, swir16, swir22``); ``y`` and ``x``
+        may run either way (its grid is read from the coordinates, not from a stored
+        ``GeoTransform``).
     bands
         Reflectance bands to include, in this order; ``None``: every one of
         ``blue, green, red, nir08, swir16, swir22`` present in ``ds``; ``()``: none.

@@ -5,8 +5,10 @@ holes kept, explicit priority where classes overlap. The way back (polygons, are
 vector files) is :mod:`xglacier.segmentation.vectors`; its functions are importable from
 here too.
 
-Class codes are integers 1-255; 0 is background. Class names travel with label maps as
-CF ``flag_values`` / ``flag_meanings`` attributes (as :data:`xglacier.datasets.CLASSES`).
+Class codes are integers 1-254; 0 is background and 255
+(:data:`~xglacier.segmentation.classes.NODATA`) is kept for pixels without a class. Class
+names travel with label maps as CF ``flag_values`` / ``flag_meanings`` attributes (as
+:data:`xglacier.datasets.CLASSES`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from rasterio import features as rio_features
 
 from .._attrs import georeference, with_history
 from ..errors import DimensionError, InputError, ParameterError
-from .classes import class_table, flag_attrs, is_code
+from .classes import NODATA, class_table, flag_attrs, is_code
 from .grid import format_bounds, yx_chunks
 from .vectors import VECTOR_DRIVERS, geodesic_area, polygonize, write_vector
 
@@ -125,11 +127,12 @@ def _codes(
             unknown = [c for c in found if c not in by_code or c == 0]
             expect = sorted(c for c in by_code if c != 0)
         else:
-            unknown = [c for c in found if not 1 <= c <= 255]
-            expect = "1-255"
+            unknown = [c for c in found if not 1 <= c <= NODATA - 1]
+            expect = f"1-{NODATA - 1}"
         if unknown:
-            raise ParameterError(f"rasterize: column {column!r} of {label} holds unknown class codes "
-                                 f"{unknown[:10]}; expected codes in {expect} (0 is background)")
+            raise ParameterError(
+                f"rasterize: column {column!r} of {label} holds unknown class codes {unknown[:10]}; "
+                f"expected codes in {expect} (0: background, {NODATA}: nodata)")
         names = {c: by_code[c] for c in found} if table else {c: f"class_{c}" for c in found}
         return codes.astype(np.uint8), names
     if not table:
@@ -218,7 +221,7 @@ def rasterize(
     Classes:
 
     - default (``classes=None, column=None``): every outline is class 1, ``"glacier"``;
-    - ``column="code"`` holding integer codes 1-255 (names ``class_<code>``, or the names
+    - ``column="code"`` holding integer codes 1-254 (names ``class_<code>``, or the names
       given by ``classes``);
     - ``column="type", classes={"clean_ice": 1, "debris_covered_ice": 2}`` with the column
       holding the names; ``classes`` may also map codes to names, so
@@ -287,6 +290,9 @@ def rasterize(
     gdf, label = _read_outlines(outlines)
     table = class_table("rasterize", classes)
     codes, names = _codes(gdf, label, table, column)
+    if NODATA in names:
+        raise ParameterError(f"rasterize: class code {NODATA} ({names[NODATA]!r}) is the label of pixels "
+                             f"without a class (segmentation.classes.NODATA); expected codes 1-{NODATA - 1}")
     rank = _ranks(codes, names, table, priority)
 
     src_bounds = gdf.total_bounds

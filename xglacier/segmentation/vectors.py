@@ -5,20 +5,23 @@
 - :func:`geodesic_area`: area in m² of polygons on the ellipsoid of their CRS;
 - :func:`write_vector`: GeoJSON / GeoPackage, written atomically.
 
-Class codes are integers 1-255; 0 is background. Class names come from ``classes=`` or
-the label map's CF ``flag_values`` / ``flag_meanings`` attributes (see
-:mod:`xglacier.segmentation.classes`).
+Class codes are integers 1-254; 0 is background and 255
+(:data:`~xglacier.segmentation.classes.NODATA`) marks pixels without a class. Class names
+come from ``classes=`` or the label map's CF ``flag_values`` / ``flag_meanings`` attributes
+(see :mod:`xglacier.segmentation.classes`).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyproj
 import shapely
 import xarray as xr
@@ -26,8 +29,8 @@ from rasterio import features as rio_features
 
 from .._atomic import atomic_path
 from .._validate import check_choice, check_number
-from ..errors import DimensionError, InputError, ParameterError
-from .classes import class_table, flag_names
+from ..errors import DimensionError, EmptyOutputWarning, InputError, ParameterError
+from .classes import NODATA, class_table, flag_names
 
 __all__ = ["VECTOR_DRIVERS", "geodesic_area", "polygonize", "write_vector"]
 
@@ -80,9 +83,13 @@ def polygonize(
     """Turn a class map into polygons: one per connected region of each class, holes kept.
 
     Regions come from :func:`rasterio.features.shapes` (pixel edges, so outlines follow
-    the grid); background (0) is not returned. Areas are geodesic, on the ellipsoid of the
-    labels' CRS (:func:`geodesic_area`), so they are true m² in any CRS, geographic and
-    non-equal-area projections included.
+    the grid, whichever way ``y`` and ``x`` run); background (0) and nodata
+    (:data:`~xglacier.segmentation.classes.NODATA`, 255: pixels whose inputs were
+    missing) are never returned, and a region of a class around them has a hole there.
+    Only the label map's classes are traced: when ``classes=`` or the labels' CF flags
+    name them, any other code in the map is an :class:`InputError`. Areas are geodesic,
+    on the ellipsoid of the labels' CRS (:func:`geodesic_area`), so they are true m² in
+    any CRS, geographic and non-equal-area projections included.
 
     A Dask-backed ``labels`` is computed here (the whole map is needed to follow regions
     across chunks).
@@ -99,8 +106,8 @@ def polygonize(
         Drop polygons smaller than this many m² (measured after simplification). Holes are
         kept whatever their size; a small region dropped inside another leaves its hole.
     classes
-        Class names, ``{name: code}`` or ``{code: name}``; default: the labels' CF
-        ``flag_values`` / ``flag_meanings``, else ``class_<code>``.
+        The classes, ``{name: code}`` or ``{code: name}``; default: the labels' CF
+        ``flag_values`` / ``flag_meanings``, else every code 1-254, named ``class_<code>``.
     connectivity
         4 or 8: pixels sharing only a corner belong to one region with 8.
 
@@ -151,9 +158,18 @@ def polygonize(
     if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.int32).max):
         raise InputError(f"polygonize: labels {labels.name!r} hold codes outside 0-{np.iinfo(np.int32).max}")
     arr = arr.astype(np.uint8 if arr.size == 0 or arr.max() <= 255 else np.int32, copy=False)
+    traced = (arr != 0) & (arr != NODATA)
+    known = sorted(c for c in names if c not in (0, NODATA))
+    if names:
+        unknown = sorted(set(np.unique(arr[traced]).tolist()) - set(known))
+        if unknown:
+            raise InputError(
+                f"polygonize: labels {labels.name!r} hold codes {unknown[:10]} that are not among their "
+                f"classes {known} ({'classes=' if classes is not None else 'flag_values'}); expected only "
+                f"those, 0 (background) and {NODATA} (nodata)")
 
     geoms, codes = [], []
-    regions = rio_features.shapes(arr, mask=arr != 0, connectivity=connectivity, transform=transform)
+    regions = rio_features.shapes(arr, mask=traced, connectivity=connectivity, transform=transform)
     for geom, value in regions:
         geoms.append(shapely.geometry.shape(geom))
         codes.append(int(value))
@@ -164,7 +180,8 @@ def polygonize(
         work = gdf.geometry if metric is None else gdf.geometry.to_crs(metric)
         work = work.simplify(simplify / factor, preserve_topology=True)
         gdf = gdf.set_geometry(work if metric is None else work.to_crs(pcrs))
-    gdf["class_name"] = [names.get(c, f"class_{c}") for c in gdf["class"]]
+    gdf["class_name"] = pd.Series([names.get(c, f"class_{c}") for c in gdf["class"]], dtype=object,
+                                  index=gdf.index)
     gdf["area_m2"] = geodesic_area(gdf) if len(gdf) else np.array([], np.float64)
     if min_area:
         gdf = gdf[gdf["area_m2"] >= min_area]
@@ -177,7 +194,9 @@ def write_vector(gdf: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
 
     The file is written under a temporary name in the same folder, then renamed over
     ``path``: an existing file is replaced whole, and a failed write leaves nothing. The
-    layer is named after the file's stem.
+    layer is named after the file's stem. An empty GeoDataFrame (no polygon) is still
+    written, as a valid file without features, with an :class:`EmptyOutputWarning`: a
+    map with nothing on it is more often a failed model than a glacier-free scene.
 
     Examples
     --------
@@ -188,6 +207,9 @@ def write_vector(gdf: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
     """
     if not isinstance(gdf, gpd.GeoDataFrame):
         raise InputError(f"write_vector: expected a GeoDataFrame, got {type(gdf).__name__}")
+    if gdf.active_geometry_name is None:
+        raise InputError("write_vector: the GeoDataFrame has no geometry column; expected polygons "
+                         "(e.g. from polygonize)")
     path = Path(path)
     driver = VECTOR_DRIVERS.get(path.suffix.lower())
     if driver is None:
@@ -197,6 +219,9 @@ def write_vector(gdf: gpd.GeoDataFrame, path: str | os.PathLike) -> Path:
         )
     if not path.parent.is_dir():
         raise InputError(f"write_vector: folder {str(path.parent)!r} does not exist")
+    if len(gdf) == 0:
+        warnings.warn(f"write_vector: the GeoDataFrame is empty; {str(path)!r} is written without any "
+                      "feature (did the segmentation find nothing?)", EmptyOutputWarning, stacklevel=2)
     with atomic_path(path) as tmp:
         gdf.to_file(tmp, driver=driver, layer=path.stem, engine="pyogrio")
     return path
