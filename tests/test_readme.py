@@ -37,6 +37,8 @@ def test_every_block_is_run_or_says_why_not():
 @pytest.mark.slow
 # winter scenes of the sample are too uniform to align: the tour's user sees that warning
 @pytest.mark.filterwarnings("default::xglacier.errors.AlignmentWarning")
+# quarterly pairs of a 128 px scene can sit at their noise floor: the user is told so
+@pytest.mark.filterwarnings("default::xglacier.errors.FlowNoiseWarning")
 def test_readme_blocks_run(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)  # the tour writes a checkpoint and a GeoPackage

@@ -10,6 +10,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from ..errors import FlowNoiseWarning
 from ..io.store import to_netcdf
 from ..motion import flow, plot_flow
 from ..preprocess.align import apply_warps, estimate_ecc
@@ -114,7 +115,9 @@ def run_preprocess_demo(cube: xr.Dataset, truth: xr.Dataset, out: Path) -> dict[
     mask = snow_mask(comp, threshold=0.3)
     # Ice texture survives in reflectance composites, not in NDSI (a band ratio): the
     # surface velocity is measured on quarterly composites of the aligned NIR band.
-    vel = flow(composite(aligned["nir08"], freq="3MS"))
+    # never-glaciated ground does not move: the noise floor of each pair is measured there
+    stable = (truth.glacier_class == 0).all("time")
+    vel = flow(composite(aligned["nir08"], freq="3MS"), stable=stable)
     # The truth, moved by the same warps, to score the gap filling on the aligned grid.
     t_kept = truth.sel(time=kept.time)
     t_al = apply_warps(
@@ -128,11 +131,15 @@ def run_preprocess_demo(cube: xr.Dataset, truth: xr.Dataset, out: Path) -> dict[
     rmse_g, n_g = _gapfill_rmse(aligned, filled, t_al, "green")
     rmse_s, _ = _gapfill_rmse(aligned, filled, t_al, "swir16")
     gaps_before = aligned.green.isnull().sum()
-    # One pass over the graph for everything the summary and the files need.
+    # One pass over the graph for everything the summary and the files need; the pairs whose
+    # motion is not above their noise floor are counted in the summary rather than warned about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FlowNoiseWarning)
+        computed = dask.compute(
+            est, aligned, filled, comp, mask, vel, rmse_g, n_g, rmse_s, gaps_before, t_al.glacier_class
+        )
     (est_c, aligned_c, filled_c, comp_c, mask_c, vel_c, rmse_g, n_g, rmse_s, gaps_before,
-     classes_c) = dask.compute(
-        est, aligned, filled, comp, mask, vel, rmse_g, n_g, rmse_s, gaps_before, t_al.glacier_class
-    )
+     classes_c) = computed
     align_err = _alignment_error(est_c, t_kept)
     glacier = truth.glacier_class.isel(time=-1).values > 0
     fast = glacier & (truth.speed.values > 30)
@@ -163,6 +170,8 @@ def run_preprocess_demo(cube: xr.Dataset, truth: xr.Dataset, out: Path) -> dict[
         "snow_fraction": float((mask_c > 0).mean()),
         "aligned": int(est_c.ecc_converged.sum()),
         "pairs": int(vel_c.sizes["pair"]),
+        "above_noise": int(vel_c.above_noise.sum()),
+        "speed_noise": float(vel_c.speed_noise.median()),
         "align_mean": align_err[0],
         "align_max": align_err[1],
         "flow_speed": float(np.nanmedian(np.hypot(u_med, v_med)[fast])),
@@ -197,5 +206,6 @@ def format_motion(s: dict[str, Any]) -> list[str]:
         f"  surface velocity (Farneback between quarterly NIR composites, per-pixel median "
         f"over {s['pairs']} pairs) on ice faster than 30 m/yr: median speed "
         f"{s['flow_speed']:.0f} m/yr (truth {s['true_speed']:.0f}), median vector error "
-        f"{s['flow_error']:.0f} m/yr",
+        f"{s['flow_error']:.0f} m/yr; noise floor over stable ground {s['speed_noise']:.0f} m/yr "
+        f"(median of the pairs), {s['above_noise']} of {s['pairs']} pairs clearly above it",
     ]
