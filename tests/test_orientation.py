@@ -291,3 +291,15 @@ def test_rasterize_outlines_in_another_crs_and_grid_one_pixel_off(outlines):
     np.testing.assert_array_equal(off.values[1:, 1:], ref.values[:-1, :-1])
     np.testing.assert_array_equal(north_up(rasterize(outlines, grid(x0=X0 - RES, y0=Y0 + RES).sortby("y"),
                                                      column="code")).values, off.values)
+
+
+def test_outputs_of_a_sorted_cube_carry_its_own_transform():
+    """sortby("y") keeps the source's GeoTransform; every output must describe its own grid."""
+
+    cube, _ = xglacier.synthetic_cube(shape=(32, 32), end="2020-03-01", seed=4)
+    asc = cube.sortby("y")
+    assert asc.spatial_ref.attrs["GeoTransform"] == cube.spatial_ref.attrs["GeoTransform"]  # stale
+    nd = xglacier.ndsi(asc)
+    gt = [float(v) for v in nd.spatial_ref.attrs["GeoTransform"].split()]
+    assert gt[5] > 0 and gt[3] == float(asc.y[0]) - gt[5] / 2  # north-up no more: y grows with rows
+    assert nd.rio.transform() == asc.rio.transform(recalc=True)

@@ -84,10 +84,29 @@ def georeference(out: xr.DataArray | xr.Dataset, like: xr.DataArray | xr.Dataset
             out.encoding.pop("grid_mapping", None)
         return out
     if like is not None and GRID_MAPPING in like.coords:
-        # the source's own coordinate keeps its GeoTransform and exact WKT
+        # the source's own coordinate keeps its exact WKT
         out = out.assign_coords({GRID_MAPPING: like.coords[GRID_MAPPING]})
-        return out.rio.write_grid_mapping(GRID_MAPPING)
-    return out.rio.write_crs(crs, grid_mapping_name=GRID_MAPPING)
+        out = out.rio.write_grid_mapping(GRID_MAPPING)
+    else:
+        out = out.rio.write_crs(crs, grid_mapping_name=GRID_MAPPING)
+    return _fresh_transform(out)
+
+
+def _fresh_transform(out: xr.DataArray | xr.Dataset) -> xr.DataArray | xr.Dataset:
+    """Rewrite the GeoTransform from ``out``'s own coordinates.
+
+    A copied ``spatial_ref`` keeps the transform of its source, which is wrong once the
+    grid was sorted, flipped or cropped (``sortby("y")`` keeps it): GDAL would then place
+    the data upside down or off the grid.
+    """
+    if "GeoTransform" not in out.coords[GRID_MAPPING].attrs:
+        return out
+    if not {"x", "y"} <= set(out.dims) or out.sizes["x"] < 2 or out.sizes["y"] < 2:
+        # a transform cannot be read off fewer than two pixels: drop it rather than keep a stale one
+        ref = out.coords[GRID_MAPPING].copy()
+        ref.attrs = {k: v for k, v in ref.attrs.items() if k != "GeoTransform"}
+        return out.assign_coords({GRID_MAPPING: ref})
+    return out.rio.write_transform(out.rio.transform(recalc=True))
 
 
 def product(
