@@ -36,6 +36,7 @@ import rioxarray  # noqa: F401  (the .rio accessor)
 import xarray as xr
 
 from .._atomic import atomic_path
+from .._validate import check_int
 from ..errors import InputError, ParameterError, StoreError
 from ..landsat import REFLECTANCE_BANDS
 
@@ -48,6 +49,10 @@ STANDARD_NAMES: dict[str, str] = {
 
 #: Largest spatial chunk written when the data does not say (NumPy-backed input).
 SPATIAL_CHUNK = 512
+
+#: Zarr format of new stores: v2 is what the widest set of tools reads (GDAL >= 3.4;
+#: the v3 stores zarr-python 3 writes need GDAL >= 3.11).
+DEFAULT_ZARR_FORMAT = 2
 
 
 def _clean_attrs(attrs: dict) -> dict:
@@ -277,6 +282,7 @@ def to_zarr(
     *,
     mode: str | None = None,
     append_dim: str | None = None,
+    zarr_format: int | None = None,
 ) -> Path:
     """Write ``obj`` to a Zarr store atomically, or append new steps along ``append_dim``.
 
@@ -294,6 +300,11 @@ def to_zarr(
         Dimension to append along, normally ``"time"``. The store's variables, their
         dims and dtypes, every other coordinate (the grid), the coordinates along
         ``append_dim`` and the CRS must match; new steps must follow the stored ones.
+    zarr_format
+        2 or 3. Default: 2 for a new store, which GDAL (3.4 and later), zarr-python 2 and 3
+        and netCDF-C read; Zarr v3 as zarr-python 3 writes it needs GDAL 3.11 or later
+        (``docs/io.md``). An append keeps the store's format; asking for the other one
+        raises :class:`StoreError`.
 
     Returns
     -------
@@ -303,7 +314,8 @@ def to_zarr(
     Raises
     ------
     StoreError
-        The store exists (``mode="w-"``) or does not match the appended data.
+        The store exists (``mode="w-"``), or does not match the appended data or
+        ``zarr_format``.
 
     Examples
     --------
@@ -314,6 +326,8 @@ def to_zarr(
     >>> _ = to_zarr(cube.isel(time=slice(2, None)), out, append_dim="time")
     >>> xr.open_zarr(out).sizes["time"] == cube.sizes["time"]
     True
+    >>> store_format(out)
+    2
     """
     if mode is None:
         mode = "a" if append_dim else "w-"
@@ -323,12 +337,17 @@ def to_zarr(
         raise ParameterError("to_zarr: mode='a' needs append_dim (e.g. append_dim='time')")
     if append_dim and mode != "a":
         raise ParameterError(f"to_zarr: append_dim={append_dim!r} needs mode='a', got mode={mode!r}")
+    check_int("to_zarr", "zarr_format", zarr_format, low=2, high=3, allow_none=True)
     ds = prepare(obj, "to_zarr")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if mode == "w-" and path.exists():
         raise StoreError(f"to_zarr: {path} exists; pass mode='w' to replace it or append_dim= to append")
     appending = mode == "a" and path.exists()
+    fmt = store_format(path) if appending else (zarr_format or DEFAULT_ZARR_FORMAT)
+    if zarr_format is not None and zarr_format != fmt:
+        raise StoreError(f"to_zarr: {path} is a Zarr v{fmt} store; an append keeps its format, so "
+                         f"zarr_format={zarr_format} cannot be used (leave it out, or write a new store)")
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # consolidated metadata makes opening fast; zarr notes it is not in the v3 spec yet
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
@@ -340,8 +359,18 @@ def to_zarr(
                 if c and isinstance(ds[n].data, dsa.Array):
                     ds[n] = ds[n].chunk(dict(zip(ds[n].dims, c, strict=True)))
             _clone(path, tmp)
-            ds.to_zarr(tmp, mode="a", append_dim=append_dim, consolidated=True)
+            ds.to_zarr(tmp, mode="a", append_dim=append_dim, consolidated=True, zarr_format=fmt)
         else:
             enc = _encoding(ds, "zarr")
-            _rechunk(ds, enc).to_zarr(tmp, mode="w-", encoding=enc, consolidated=True)
+            _rechunk(ds, enc).to_zarr(tmp, mode="w-", encoding=enc, consolidated=True, zarr_format=fmt)
     return path
+
+
+def store_format(path: str | os.PathLike) -> int:
+    """The Zarr format (2 or 3) of the store at ``path``; :class:`StoreError` if it is not one."""
+    path = Path(path)
+    if (path / "zarr.json").is_file():
+        return 3
+    if (path / ".zgroup").is_file() or (path / ".zmetadata").is_file():
+        return 2
+    raise StoreError(f"to_zarr: {path} exists but is not a Zarr store (no zarr.json, .zgroup or .zmetadata)")
