@@ -91,7 +91,7 @@ def flip(grid: Grid) -> Grid:
 def shifted(grid: Grid, rows: int, cols: int) -> Grid:
     """``grid`` moved by whole pixels (for tests and examples)."""
     t = grid.transform
-    return Grid(grid.crs, t * Affine.translation(cols, rows), grid.shape)
+    return Grid(grid.crs, t @ Affine.translation(cols, rows), grid.shape)
 
 
 def placement(file: Grid, target: Grid) -> str | None:

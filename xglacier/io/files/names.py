@@ -67,6 +67,7 @@ _S2_ONLY = {"B08", "B8A", "B12"}
 _LANDSAT_NAME = re.compile(
     r"^(?P<scene>(?P<sensor>L[CEOT]0[4-9])_L2S[PR]_\d{6}_\d{8}_\d{8}_\d{2}_[A-Z0-9]{2})"
     r"_(?P<band>SR_B\d|QA_PIXEL)$", re.IGNORECASE)
+_LANDSAT_PREFIX = re.compile(r"^L[CEOTM]0\d_L\d", re.IGNORECASE)
 _SEP = r"[_.\-]"
 _BAND_TOKEN = re.compile(rf"(?:^|{_SEP})(B(?:0[1-9]|1[0-2]|8A)|Fmask)(?={_SEP}|$)", re.IGNORECASE)
 _HLS_TOKEN = re.compile(rf"(?:^|{_SEP})([LS]30)(?={_SEP}|$)", re.IGNORECASE)
@@ -135,11 +136,11 @@ def recognise(path: str | Path) -> BandFile | None:
     path = Path(path)
     stem = path.stem
     m = _LANDSAT_NAME.match(stem)
-    if m:
-        platform, table = _LANDSAT[m["sensor"].upper()]
-        band = table.get(m["band"].upper())
+    if _LANDSAT_PREFIX.match(stem):  # a Landsat product file: its table, or nothing (ST_B10, ANG)
+        band = _LANDSAT[m["sensor"].upper()][1].get(m["band"].upper()) if m else None
         if band is None:
             return None
+        platform = _LANDSAT[m["sensor"].upper()][0]
         return BandFile(path, band, m["scene"], "landsat-c2-l2", platform, name_time(m["scene"]),
                         m["band"].upper())
     codes = list(_BAND_TOKEN.finditer(stem))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import dask.array as dsa
 import numpy as np
+import pyproj
 import rasterio
 from dask.base import tokenize
 from rasterio.enums import Resampling
@@ -22,6 +23,9 @@ from rasterio.windows import Window
 from ...errors import AssetError
 from .._grid import Grid
 from .grid import flip
+
+#: Largest error (pixels) of the approximated transformation when warping (rasterio refuses 0).
+_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,25 @@ def decode(raw: np.ma.MaskedArray, src: Source, integer: bool, dtype: np.dtype) 
     return out.astype(np.float32)
 
 
+def _scales(ds: rasterio.DatasetReader, grid: Grid) -> dict[str, str]:
+    """GDAL's XSCALE/YSCALE (grid pixels per file pixel), fixed from the grid's centre.
+
+    GDAL otherwise estimates them for each warped window from its extent, so that a
+    rotated or chunked warp widens the bilinear or cubic kernel by a window-dependent
+    amount: the same pixel would get another value in another Dask chunk.
+    """
+    t, (h, w) = grid.transform, grid.shape
+    cols, rows = np.array([w / 2, w / 2 + 1, w / 2]), np.array([h / 2, h / 2, h / 2 + 1])
+    xs, ys = t.c + cols * t.a + rows * t.b, t.f + cols * t.d + rows * t.e
+    if ds.crs != grid.crs:
+        to_file = pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(grid.crs.to_wkt()),
+                                              pyproj.CRS.from_wkt(ds.crs.to_wkt()), always_xy=True)
+        xs, ys = to_file.transform(xs, ys)
+    c, r = ~ds.transform @ (np.asarray(xs), np.asarray(ys))
+    across, down = np.hypot(c[1] - c[0], r[1] - r[0]), np.hypot(c[2] - c[0], r[2] - r[0])
+    return {"XSCALE": f"{1 / across:.12g}", "YSCALE": f"{1 / down:.12g}"}
+
+
 class BandStack:
     """``(time, y, x)`` view of one band over every scene, read on demand."""
 
@@ -73,10 +96,15 @@ class BandStack:
         (h, w), nodata = grid.shape, src.nodata
         with rasterio.open(src.path) as ds:
             if src.placement == "warp":
-                # without a nodata value, an alpha band tells the pixels the file does not cover
+                # without a nodata value, an alpha band tells the pixels the file does not cover;
+                # reflectance is interpolated in float64 (not rounded back to integer DNs), and
+                # pixel positions are exact to _TOLERANCE (GDAL's default approximates the
+                # transformation to 1/8 pixel: too coarse for sub-pixel motion)
                 with WarpedVRT(ds, crs=grid.crs, transform=grid.transform, width=w, height=h,
                                resampling=self.resampling, src_nodata=nodata, nodata=nodata,
-                               add_alpha=nodata is None) as vrt:
+                               add_alpha=nodata is None, tolerance=_TOLERANCE,
+                               dtype=ds.dtypes[0] if self.integer else "float64",
+                               **_scales(ds, grid)) as vrt:
                     return vrt.read(1, window=Window.from_slices(rows, cols), masked=True)
             if src.placement == "flipped":
                 out = ds.read(1, window=Window.from_slices((h - rows[1], h - rows[0]), cols), masked=True)
@@ -93,7 +121,8 @@ class BandStack:
             try:
                 raw = self._read(src, rows, (x0, x1))
             except rasterio.errors.RasterioError as err:
-                raise AssetError(f"open_scenes: cannot read band {self.band!r} from {src.path}: {err}") from err
+                raise AssetError(f"open_scenes: cannot read band {self.band!r} from {src.path}: {err}"
+                                 ) from err
             block = decode(raw, src, self.integer, self.dtype)
             out[i] = block[::-1] if self.ascending else block
         return out

@@ -7,6 +7,7 @@ time tags), never pixels, so that :func:`open_scenes` stays lazy.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -179,7 +180,7 @@ def group(files: list[BandFile], heads: Mapping[Path, Header]) -> list[Scene]:
             scene.files[f.band] = f
         scenes.append(scene)
     scenes.sort(key=lambda s: (s.time, s.id))
-    for a, b in zip(scenes, scenes[1:], strict=False):
+    for a, b in itertools.pairwise(scenes):
         if a.time == b.time:
             raise TimeAxisError(f"open_scenes: scenes {a.id!r} and {b.id!r} have the same time {a.time}; "
                                 "a scene cube needs one scene per time (open them separately)")
