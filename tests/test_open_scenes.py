@@ -7,6 +7,7 @@ south-up files) either give the right pixels or a clear error.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -364,9 +365,24 @@ def test_bad_input(tmp_path):
         open_scenes([])
 
 
-def test_exported_and_writable(tmp_path):
+def test_written_cube_reads_back(tmp_path):
     write(tmp_path / "x_2020229_B03_L30.tif", dns(90))
-    cube = xglacier.io.local.open_scenes(tmp_path)
+    cube = open_scenes(tmp_path)
     back = xr.open_zarr(xglacier.to_zarr(cube, tmp_path / "c.zarr"))
     xr.testing.assert_equal(back.green.compute(), cube.green.compute())
     assert back.rio.crs == cube.rio.crs and list(back.id.values) == ["x_2020229_L30"]
+
+
+def test_example_open_local_scenes(hls_folder, tmp_path, capsys):
+    """examples/open_local_scenes.py on the synthetic folder (the real crops are tested elsewhere)."""
+    folder, _ = hls_folder
+    path = Path(__file__).resolve().parents[1] / "examples" / "open_local_scenes.py"
+    spec = importlib.util.spec_from_file_location("open_local_scenes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--data", str(folder), "--out", str(tmp_path / "out" / "c.zarr")]) == 0
+    out = capsys.readouterr().out
+    assert "cube {'time': 2, 'y': 40, 'x': 48}" in out and "hls-s30" in out
+    assert "transform matches: True" in out
+    assert module.main(["--data", str(tmp_path / "absent")]) == 1
+    assert "not part of a clone" in capsys.readouterr().out

@@ -7,19 +7,25 @@ are listed in ``shared/data/README.md``.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import dask.array as dsa
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import pytest
+import rasterio
 import rioxarray
 import xarray as xr
+from affine import Affine
 from rasterio import features
 from scipy import ndimage
 
 import xglacier
+from xglacier.errors import GridMismatchError
+from xglacier.io.local import open_scenes
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "athabasca"
 if not DATA.is_dir():
@@ -41,53 +47,79 @@ S30_BANDS = {
 }
 L30_GAP_PIXELS = 897
 SQUARE = np.ones((3, 3), dtype=bool)
+SHIFTED = DATA / "shifted_20200911"
+TIMES = pd.to_datetime(["2020-08-16", "2020-09-09", "2020-09-11"]).as_unit("ns")
 
 
-def load_hls(doy: str, sensor: str, bands: dict[str, str], date: str) -> xr.Dataset:
-    """Read one HLS scene into an xglacier scene cube (data model of DESIGN.md).
-
-    ``(time, y, x)`` float32 reflectance per band named by common name, nodata as NaN,
-    a datetime64[ns] ``time`` coordinate and the file's CRS (kept as WKT: the L30 files
-    carry a custom UTM WKT without an EPSG code).
-    """
-    data_vars = {}
-    ref = None
-    for name, code in bands.items():
-        path = DATA / f"athabasca_{doy}_{code}_{sensor}.tif"
-        raw = rioxarray.open_rasterio(path).squeeze("band", drop=True)
-        assert raw.dtype == np.int16, f"{path.name}: dtype {raw.dtype}"
-        assert raw.rio.nodata == NODATA, f"{path.name}: nodata {raw.rio.nodata}"
-        if ref is None:
-            ref = raw
-        else:  # every band of a scene is on the same grid
-            assert raw.rio.transform() == ref.rio.transform()
-            assert raw.shape == ref.shape
-        dn = raw.values
-        refl = np.where(dn == NODATA, np.nan, dn * SCALE).astype(np.float32)
-        data_vars[name] = (("time", "y", "x"), refl[np.newaxis], {
-            "long_name": f"{name} surface reflectance", "units": "1",
-        })
-    assert ref is not None
-    time = pd.DatetimeIndex([date]).as_unit("ns")
-    cube = xr.Dataset(
-        data_vars,
-        coords={"time": time, "y": ref["y"].values, "x": ref["x"].values},
-        attrs={"source": f"HLS {sensor} {doy}"},
-    )
-    cube = cube.rio.write_crs(ref.rio.crs).rio.write_transform(ref.rio.transform())
-    for name in cube.data_vars:
-        cube[name].encoding["grid_mapping"] = "spatial_ref"
-    return cube
+def direct(path: Path) -> np.ndarray:
+    """A band file read with rasterio and scaled by hand: HLS DN * 1e-4, -9999 as NaN."""
+    with rasterio.open(path) as src:
+        dn = src.read(1)
+    assert dn.dtype == np.int16 and src.nodata == NODATA, path.name
+    return np.where(dn == NODATA, np.nan, dn * SCALE).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def l30() -> xr.Dataset:
-    return load_hls("2020229", "L30", L30_BANDS, "2020-08-16")
+    return open_scenes(sorted(DATA.glob("athabasca_2020229_B0*_L30.tif"))).load()
 
 
 @pytest.fixture(scope="module")
 def s30() -> xr.Dataset:
-    return load_hls("2020253", "S30", S30_BANDS, "2020-09-09")
+    return open_scenes(sorted(DATA.glob("athabasca_2020253_*_S30.tif"))).load()
+
+
+@pytest.fixture(scope="module")
+def three() -> xr.Dataset:
+    """The three dates in one call; 2020-09-11 is one pixel off, so it is resampled (exactly)."""
+    return open_scenes([DATA, SHIFTED], resampling="nearest")
+
+
+def test_three_dates_refused_without_resampling() -> None:
+    with pytest.raises(GridMismatchError) as err:
+        open_scenes([DATA, SHIFTED])
+    msg = str(err.value)
+    assert "shifted_20200911/athabasca_B02_20200911.tif is not on the grid" in msg
+    assert "207x216 pixels of 30 m, origin (477840, 5784510)" in msg
+    assert "205x215 pixels of 30 m, origin (477870, 5784480)" in msg
+
+
+def test_three_dates_in_one_call(three: xr.Dataset, no_compute) -> None:
+    assert list(three.data_vars) == list(L30_BANDS)  # the DEM and shadow mask are not bands
+    assert three.sizes == {"time": 3, "y": 205, "x": 215}
+    assert three.time.values.tolist() == TIMES.values.tolist()
+    assert list(three.platform.values) == ["hls-l30", "hls-s30", "sentinel-2"]
+    assert three.rio.transform() == Affine(30, 0, 477870, 0, -30, 5784480)
+    # the L30 WKT has no EPSG code; the cube's CRS is the same projection as EPSG:32611
+    assert three.rio.crs.to_epsg() is None
+    to_utm = pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(three.rio.crs.to_wkt()), "EPSG:32611",
+                                         always_xy=True)
+    assert np.allclose(to_utm.transform(477870.0, 5784480.0), (477870.0, 5784480.0), atol=1e-6)
+    with no_compute():
+        open_scenes([DATA, SHIFTED], resampling="nearest")  # lazy: headers only
+
+
+def test_three_dates_values_against_rasterio(three: xr.Dataset) -> None:
+    values = three.compute()
+    for band in L30_BANDS:  # L30 nir08 is B05, S30 nir08 is B8A; swir16 B06 vs B11
+        l30 = direct(DATA / f"athabasca_2020229_{L30_BANDS[band]}_L30.tif")
+        s30 = direct(DATA / f"athabasca_2020253_{S30_BANDS[band]}_S30.tif")
+        shifted = direct(SHIFTED / f"athabasca_{S30_BANDS[band]}_20200911.tif")
+        np.testing.assert_array_equal(values[band][0].values, l30, err_msg=band)
+        np.testing.assert_array_equal(values[band][1].values, s30, err_msg=band)
+        # origin (477840, 5784510) is one pixel west and north: row 1, column 1 is the grid's first
+        np.testing.assert_array_equal(values[band][2].values, shifted[1:206, 1:216], err_msg=band)
+        assert int(np.isnan(values[band][0]).sum()) == L30_GAP_PIXELS
+
+
+def test_three_dates_on_the_shifted_grid(three: xr.Dataset) -> None:
+    like = rioxarray.open_rasterio(SHIFTED / "athabasca_B03_20200911.tif").squeeze("band", drop=True)
+    cube = open_scenes([DATA, SHIFTED], like=like, bands=["green"], resampling="nearest")
+    assert cube.sizes == {"time": 3, "y": 207, "x": 216} and cube.rio.transform() == like.rio.transform()
+    green = cube.green.values
+    np.testing.assert_array_equal(green[2], direct(SHIFTED / "athabasca_B03_20200911.tif"))
+    np.testing.assert_array_equal(green[:2, 1:206, 1:216], three.green[:2].values)
+    assert np.isnan(green[:2, 0]).all() and np.isnan(green[:2, 206:]).all() and np.isnan(green[:2, :, 0]).all()
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +251,14 @@ def test_s30_scene_loads_and_shows_the_glacier(
     ndsi = xglacier.ndsi(s30).isel(time=0).values
     assert np.nanmean(ndsi[outline_mask]) > 0.85
     assert np.nanmean(ndsi[~outline_mask]) < 0.6
+
+
+def test_example_open_local_scenes_on_the_crops(tmp_path, capsys) -> None:
+    path = Path(__file__).resolve().parents[1] / "examples" / "open_local_scenes.py"
+    spec = importlib.util.spec_from_file_location("open_local_scenes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", str(tmp_path / "scenes.zarr")]) == 0
+    out = capsys.readouterr().out
+    assert "207x216 pixels of 30 m, origin (477840, 5784510)" in out
+    assert f"{L30_GAP_PIXELS} pixels without data" in out and "transform matches: True" in out

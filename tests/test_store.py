@@ -21,7 +21,7 @@ import xarray as xr
 import xglacier
 from xglacier.errors import InputError, ParameterError, StoreError
 from xglacier.io.stac import load
-from xglacier.io.store import to_netcdf, to_zarr
+from xglacier.io.store import store_format, to_netcdf, to_zarr
 
 from ._stac_server import COLLECTION, build_catalog
 
@@ -82,6 +82,60 @@ def test_netcdf_round_trip_and_gdal(cube, tmp_path):
         assert src.transform == cube.rio.transform() and src.crs == cube.rio.crs
         assert src.count == cube.sizes["time"]
         np.testing.assert_array_equal(src.read(3), cube.green.isel(time=2).values)
+
+
+def _gdal_version() -> tuple[int, int]:
+    major, minor = rasterio.__gdal_version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_zarr_default_store_is_read_by_gdal(cube, tmp_path):
+    """Issue 11, item 10: the default store is Zarr v2, which GDAL reads (CRS and transform)."""
+    path = to_zarr(cube, tmp_path / "cube.zarr")
+    assert store_format(path) == 2 and (path / ".zmetadata").is_file() and not (path / "zarr.json").exists()
+    with rasterio.open(f'ZARR:"{path}":/green') as src:
+        assert src.crs == cube.rio.crs and src.transform == cube.rio.transform()
+        assert src.count == cube.sizes["time"]
+        np.testing.assert_array_equal(src.read(3), cube.green.isel(time=2).values)
+    with rasterio.open(f'ZARR:"{path}":/qa_pixel') as src:
+        assert src.dtypes[0] == "uint16" and src.transform == cube.rio.transform()
+
+
+def test_zarr_v3_and_which_gdal_reads_it(cube, tmp_path):
+    path = to_zarr(cube, tmp_path / "v3.zarr", zarr_format=3)
+    assert store_format(path) == 3
+    assert_same_cube(xr.open_zarr(path), cube)
+    name = f'ZARR:"{path}":/green'
+    if _gdal_version() >= (3, 11):  # GDAL 3.11 renamed its 'endian' codec to 'bytes' (OSGeo/gdal#11787)
+        with rasterio.open(name) as src:
+            assert src.crs == cube.rio.crs and src.transform == cube.rio.transform()
+    else:  # GDAL 3.8-3.10 implement the earlier v3 draft, whose codec was called 'endian'
+        with pytest.raises(rasterio.errors.RasterioIOError, match="Unsupported codec: bytes"):
+            rasterio.open(name)
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_zarr_append_keeps_the_store_format(cube, tmp_path, fmt):
+    path = tmp_path / "c.zarr"
+    to_zarr(cube.isel(time=slice(0, 4)), path, zarr_format=fmt)
+    to_zarr(cube.isel(time=slice(4, 8)), path, append_dim="time")
+    to_zarr(cube.isel(time=slice(8, None)), path, append_dim="time", zarr_format=fmt)
+    assert store_format(path) == fmt
+    assert_same_cube(xr.open_zarr(path), cube)
+    other = 5 - fmt
+    with pytest.raises(StoreError, match=rf"is a Zarr v{fmt} store; .*zarr_format={other} cannot"):
+        to_zarr(cube.isel(time=slice(8, None)), path, append_dim="time", zarr_format=other)
+    assert store_format(path) == fmt and leftovers(tmp_path) == []
+    fresh = tmp_path / "fresh.zarr"  # appending to nothing creates the store in the asked format
+    to_zarr(cube.isel(time=[0]), fresh, append_dim="time", zarr_format=fmt)
+    assert store_format(fresh) == fmt
+
+
+@pytest.mark.parametrize("bad", [1, 4, True, "2", 2.0])
+def test_zarr_format_is_checked(cube, tmp_path, bad):
+    with pytest.raises(ParameterError, match="to_zarr: zarr_format="):
+        to_zarr(cube, tmp_path / "c.zarr", zarr_format=bad)
+    assert not (tmp_path / "c.zarr").exists()
 
 
 def test_zarr_modes(cube, tmp_path):
@@ -181,7 +235,7 @@ def test_stale_attributes_are_cleaned(cube, tmp_path):
 WRITER = textwrap.dedent("""
     import pathlib, sys, time
     import dask, dask.array as dsa, numpy as np, pandas as pd, rioxarray, xarray as xr
-    from xglacier.io.store import to_netcdf, to_zarr
+    from xglacier.io.store import store_format, to_netcdf, to_zarr
 
     kind, path, marker = sys.argv[1:4]
 
