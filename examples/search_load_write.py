@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     scenes = args.out / "scenes.zarr"
     try:
-        to_zarr(cube, scenes, append_dim="time")  # creates it, or appends newer scenes
+        # creates it (Zarr v2, which GDAL and QGIS open), or appends newer scenes in its format
+        to_zarr(cube, scenes, append_dim="time")
     except StoreError as err:  # e.g. the same scenes again, or another grid
         print(f"not appended: {err}")
     out = to_netcdf(quarterly, args.out / "ndsi_quarterly.nc")

@@ -2,7 +2,9 @@
 
 The data live beside the project, never inside it; the whole module is skipped when
 the folder is absent (a user's clone has no ``../shared``). Known facts about the files
-are listed in ``shared/data/README.md``.
+are listed in ``shared/data/README.md``. The scenes are opened with ``open_scenes``, whose
+reads are checked here against rasterio; ``tests/test_open_scenes.py`` covers the same
+behaviour on GeoTIFFs it writes itself.
 """
 
 from __future__ import annotations
