@@ -94,6 +94,7 @@ def hls_folder(tmp_path) -> tuple[Path, dict]:
         raw[sensor, "fmask"] = np.random.default_rng(len(sensor)).integers(0, 256, (H, W)).astype(np.uint8)
         write(tmp_path / f"glacier_{doy}_Fmask_{sensor}.tif", raw[sensor, "fmask"], dtype="uint8", nodata=255)
     write(tmp_path / "glacier_dem.tif", dns(99), nodata=-32768)  # not a band: left out of the folder
+    (tmp_path / "glacier_2020229_B03_L30.tif.aux.xml").write_text("<PAMDataset/>")  # a GDAL sidecar
     return tmp_path, raw
 
 
@@ -207,6 +208,7 @@ def test_band_names_mapping(tmp_path):
     write(tmp_path / "nir_20200816.tif", nir, dtype="float32", nodata=None)
     with pytest.raises(MetadataError, match="none of the 2 files has a recognised band name"):
         open_scenes(tmp_path)
+    (tmp_path / "red_20200816.tif.aux.xml").write_text("<PAMDataset/>")  # matches red_*, not a raster
     cube = open_scenes(tmp_path, band_names={"red_*": "red", "nir_*.tif": "nir08"})
     assert list(cube.data_vars) == ["red", "nir08"] and cube.id.values[0] == "20200816"
     np.testing.assert_array_equal(cube.nir08[0].values, nir)
@@ -363,6 +365,9 @@ def test_bad_input(tmp_path):
             open_scenes(tmp_path, **kwargs)
     with pytest.raises(ParameterError, match="paths="):
         open_scenes([])
+    with pytest.raises(ParameterError, match="x decreasing"):
+        open_scenes(tmp_path, like=open_scenes(tmp_path).isel(x=slice(None, None, -1)))
+    assert open_scenes(tmp_path.glob("x_*.tif")).sizes["time"] == 1  # any iterable of paths
 
 
 def test_written_cube_reads_back(tmp_path):

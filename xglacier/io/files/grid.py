@@ -133,6 +133,9 @@ def grid_of(like: object) -> Grid:
             raise ParameterError(f"open_scenes: like= coordinate {name!r} is not regularly spaced "
                                  "(or has fewer than 2 values); it cannot define a grid")
     dx, dy = (x[-1] - x[0]) / (len(x) - 1), (y[-1] - y[0]) / (len(y) - 1)
+    if dx <= 0:
+        raise ParameterError("open_scenes: like= has x decreasing; expected x increasing (y may go "
+                             "either way)")
     transform = Affine(dx, 0.0, x[0] - dx / 2, 0.0, dy, y[0] - dy / 2)
     return Grid(CRS.from_user_input(like.rio.crs), transform, (len(y), len(x)))
 

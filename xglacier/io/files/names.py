@@ -43,6 +43,9 @@ import pandas as pd
 
 from ...errors import MetadataError
 
+#: Suffixes of the files whose names are read as band files (GDAL sidecars are not).
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
+
 #: (scale, offset, nodata) of the reflectance bands of each product.
 PRODUCT_SCALING: dict[str, tuple[float, float, float]] = {
     "landsat-c2-l2": (0.0000275, -0.2, 0.0),
@@ -134,6 +137,8 @@ def _without(stem: str, match: re.Match[str]) -> str:
 def recognise(path: str | Path) -> BandFile | None:
     """The :class:`BandFile` a Landsat C2 L2 or HLS-style name describes, or None."""
     path = Path(path)
+    if path.suffix.lower() not in RASTER_SUFFIXES:  # e.g. GDAL's x.tif.aux.xml sidecars
+        return None
     stem = path.stem
     m = _LANDSAT_NAME.match(stem)
     if _LANDSAT_PREFIX.match(stem):  # a Landsat product file: its table, or nothing (ST_B10, ANG)
@@ -204,7 +209,8 @@ def common_stem(paths: list[Path]) -> str:
 
 def classify(path: Path, band_names: Mapping[str, str] | None) -> BandFile | None:
     """The band file ``path`` is, by ``band_names`` first, then by its name; None if neither says."""
-    band = mapped(path, band_names) if band_names else None
+    sidecar = path.name.lower().endswith((".aux.xml", ".ovr", ".msk"))
+    band = mapped(path, band_names) if band_names and not sidecar else None
     if band is None:
         return recognise(path)
     known = recognise(path)

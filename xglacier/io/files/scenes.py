@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,7 +62,9 @@ def is_integer_band(band: str) -> bool:
 def expand(paths: Any) -> list[tuple[Path, bool]]:
     """Files named by ``paths`` (files, folders, globs), each with whether it was named explicitly."""
     items = [paths] if isinstance(paths, str | os.PathLike) else paths
-    if not isinstance(items, Sequence) or not items:
+    if isinstance(items, Iterable) and not isinstance(items, Mapping | bytes):
+        items = list(items)  # generators too, such as Path.glob()
+    if not isinstance(items, list) or not items:
         raise ParameterError(f"open_scenes: paths={paths!r}; expected a file, a folder, a glob pattern "
                              "or a non-empty list of them")
     out: dict[Path, bool] = {}
