@@ -267,6 +267,8 @@ def test_another_crs_is_refused_then_warped(tmp_path):
     np.testing.assert_array_equal(near, hls(ramp[np.floor(row).astype(int), np.floor(col).astype(int)]))
     bil = open_scenes(tmp_path, resampling="bilinear").green[1].values
     np.testing.assert_allclose(bil, 1e-4 * (1000 + 7 * (col - 0.5) + 3 * (row - 0.5)), rtol=0, atol=2e-6)
+    chunked = open_scenes(tmp_path, resampling="cubic", chunks=16).green[1].values  # a warp per chunk
+    np.testing.assert_array_equal(chunked, open_scenes(tmp_path, resampling="cubic").green[1].values)
 
 
 def test_crs_compared_by_equivalence_not_epsg(tmp_path):

@@ -301,8 +301,8 @@ def to_zarr(
         dims and dtypes, every other coordinate (the grid), the coordinates along
         ``append_dim`` and the CRS must match; new steps must follow the stored ones.
     zarr_format
-        2 or 3. Default: 2 for a new store, which GDAL (3.4 and later), zarr-python 2 and 3
-        and netCDF-C read; Zarr v3 as zarr-python 3 writes it needs GDAL 3.11 or later
+        2 or 3. Default: 2 for a new store, which GDAL (3.4 and later) and zarr-python 2
+        and 3 read; Zarr v3 as zarr-python 3 writes it needs GDAL 3.11 or later
         (``docs/io.md``). An append keeps the store's format; asking for the other one
         raises :class:`StoreError`.
 
