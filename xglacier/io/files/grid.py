@@ -19,6 +19,7 @@ S30 files say EPSG:32611; they put every pixel at the same place, so they are on
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,14 +60,21 @@ def crs_label(crs: CRS) -> str:
     return f"EPSG:{epsg}" if epsg else pyproj.CRS.from_wkt(crs.to_wkt()).name
 
 
+@functools.lru_cache(maxsize=64)
+def _transformer(a: str, b: str) -> pyproj.Transformer | None:
+    """From WKT ``a`` to WKT ``b`` (cached: thousands of files share a few CRSs)."""
+    try:
+        return pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(a), pyproj.CRS.from_wkt(b), always_xy=True)
+    except pyproj.exceptions.ProjError:
+        return None
+
+
 def same_crs(a: CRS, b: CRS, grid: Grid) -> bool:
     """Whether ``a`` and ``b`` put the corners and centre of ``grid`` at the same place."""
     if a == b:
         return True
-    try:
-        fwd = pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(a.to_wkt()), pyproj.CRS.from_wkt(b.to_wkt()),
-                                          always_xy=True)
-    except pyproj.exceptions.ProjError:
+    fwd = _transformer(a.to_wkt(), b.to_wkt())
+    if fwd is None:
         return False
     t, (h, w) = grid.transform, grid.shape
     cols, rows = np.array([0, w, 0, w, w / 2]), np.array([0, 0, h, h, h / 2])
