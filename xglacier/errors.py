@@ -116,6 +116,7 @@ class FlowNoiseWarning(XGlacierWarning):
 class EmptyOutputWarning(XGlacierWarning):
     """A writer was asked to write nothing (an empty table); the empty file is still written."""
 
+
 class GridMismatchError(InputError):
     """A raster is not on the grid of the others (CRS, pixel size, origin or shape) and no
     resampling was asked; the message names the file and both grids."""
