@@ -23,30 +23,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import rioxarray
 import xarray as xr
 
 import xglacier
 from xglacier.segmentation.classes import NODATA
-
-#: HLS L30 (Landsat 8 OLI) band files by common name; int16, scale 1e-4, nodata -9999.
-L30 = {"blue": "B02", "green": "B03", "red": "B04", "nir08": "B05", "swir16": "B06", "swir22": "B07"}
-
-
-def load_l30(folder: Path, doy: str = "2020229", date: str = "2020-08-16") -> xr.Dataset:
-    """One HLS L30 scene as an xglacier scene cube (time, y, x), reflectance, NaN nodata."""
-    bands = {}
-    ref = None
-    for name, code in L30.items():
-        raw = rioxarray.open_rasterio(folder / f"athabasca_{doy}_{code}_L30.tif").squeeze("band", drop=True)
-        ref = raw if ref is None else ref
-        refl = np.where(raw.values == raw.rio.nodata, np.nan, raw.values * 1e-4).astype(np.float32)
-        bands[name] = (("time", "y", "x"), refl[None], {"units": "1"})
-    assert ref is not None
-    cube = xr.Dataset(bands, coords={"time": pd.DatetimeIndex([date]), "y": ref.y.values,
-                                     "x": ref.x.values})
-    return cube.rio.write_crs(ref.rio.crs).rio.write_transform(ref.rio.transform())
 
 
 def glacier_map(label: np.ndarray) -> np.ndarray:
@@ -101,7 +82,8 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=None, help="write a picture of the label maps here")
     args = parser.parse_args()
 
-    cube = load_l30(args.data)
+    # one HLS L30 scene: bands named and scaled from the file names (B05 -> nir08, DN * 1e-4)
+    cube = xglacier.open_scenes(sorted(args.data.glob("athabasca_2020229_B0*_L30.tif")))
     if args.fill_gaps:
         cube = xglacier.fill_gaps(cube)
     dem = rioxarray.open_rasterio(args.data / "athabasca_dem.tif", masked=True).squeeze("band", drop=True)

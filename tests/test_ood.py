@@ -211,15 +211,9 @@ def synthetic_unet():
 
 
 def athabasca_features():
-    bands, ref = {}, None
-    for name, code in L30.items():
-        raw = rioxarray.open_rasterio(DATA / f"athabasca_2020229_{code}_L30.tif").squeeze("band", drop=True)
-        ref = raw if ref is None else ref
-        bands[name] = (("y", "x"), np.where(raw.values == raw.rio.nodata, np.nan,
-                                            raw.values * 1e-4).astype(np.float32))
-    ds = xr.Dataset(bands, coords={"y": ref.y.values, "x": ref.x.values}).rio.write_crs(ref.rio.crs)
+    cube = xglacier.open_scenes(sorted(DATA.glob("athabasca_2020229_B0*_L30.tif"))).isel(time=0)
     dem = rioxarray.open_rasterio(DATA / "athabasca_dem.tif", masked=True).squeeze("band", drop=True)
-    return xglacier.features(ds, dem=dem).compute()
+    return xglacier.features(cube, dem=dem).compute()
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"real Athabasca HLS crops not found at {DATA} (they live in "

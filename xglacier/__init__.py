@@ -16,6 +16,7 @@ from .accessor import DataArrayGlacier, DatasetGlacier, GlacierAccessor
 from .datasets import open_sample, synthetic_cube
 from .forecasting.forecast import forecast
 from .forecasting.patches import PatchPlan, PatchSet, assemble, patches
+from .io.local import open_scenes
 from .io.stac import load, search
 from .io.store import to_netcdf, to_zarr
 from .motion import flow, plot_flow
@@ -95,6 +96,7 @@ __all__ = [
     "ndwi",
     "normalized_difference",
     "open_sample",
+    "open_scenes",
     "patches",
     "plot_flow",
     "polygonize",
