@@ -198,16 +198,18 @@ def _stac_items(bbox: tuple[float, ...], config: BatchConfig) -> list[Any]:
     return found
 
 
-def glacier_scenes(glacier: Glacier, config: BatchConfig) -> xr.Dataset:
+def glacier_scenes(glacier: Glacier, config: BatchConfig, *, paths: Any = None) -> xr.Dataset:
     """The lazy scene cube over the glacier's buffered box, on its UTM grid at
-    ``config.resolution``: searched and loaded from ``config.stac_url``, or opened from
-    ``config.local_scenes`` (``{id}`` replaced by the glacier's id)."""
+    ``config.resolution``: opened from ``paths`` (files, folders, globs) when given, else
+    searched and loaded from ``config.stac_url``, or opened from ``config.local_scenes``
+    (``{id}`` replaced by the glacier's id)."""
     where = f"process_glacier: glacier {glacier.id!r}"
     crs, bounds = glacier_bbox(glacier, buffer_m=config.buffer_m)
     bands = list(config.bands)
-    if config.local_scenes is not None:
-        cube = open_scenes(config.local_scenes.replace("{id}", glacier.id), bands=bands, crs=crs,
-                           resolution=config.resolution, resampling="nearest")
+    if paths is not None or config.local_scenes is not None:
+        if paths is None:
+            paths = config.local_scenes.replace("{id}", glacier.id)
+        cube = open_scenes(paths, bands=bands, crs=crs, resolution=config.resolution, resampling="nearest")
     elif config.stac_url is not None:
         west, south, east, north = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True) \
             .transform_bounds(*bounds, densify_pts=21)

@@ -98,18 +98,24 @@ def composites(cube: xr.Dataset, config: BatchConfig, where: str
         out[config.flow_band] = composite(aligned[config.flow_band], freq=freq, how=how)
     summer = None
     if "segment" in config.products:
-        months = filled["time"].dt.month.isin(config.segment_months).values
-        if months.any():
-            bands = [b for b in filled.data_vars if b in REFLECTANCE_BANDS]
-            summer = composite(filled[bands].isel(time=np.flatnonzero(months)), freq="YS", how="median",
-                               interpolate=False)
+        summer = yearly_summer(filled[[b for b in filled.data_vars if b in REFLECTANCE_BANDS]],
+                               config.segment_months)
     failed = (~aligned["ecc_converged"]).sum() if "ecc_converged" in aligned.coords else 0
     comps, summer, failed = dask.compute(xr.Dataset(out), summer, failed)
     comps.attrs = {"title": "xglacier: NDSI composites", "Conventions": "CF-1.8",
                    "history": out["ndsi"].attrs.get("history", "")}
-    if summer is not None:
+    if summer is not None:  # years without a scene in those months have nothing to segment
         summer = summer.isel(time=np.flatnonzero(summer["n_scenes"].values > 0))
     return comps, summer, {**info, "alignment_failures": int(failed)}
+
+
+def yearly_summer(ds: xr.Dataset, months: tuple[int, ...]) -> xr.Dataset | None:
+    """Per year, the median of the time steps of ``ds`` in ``months`` (lazy; time = 1 January,
+    coordinate ``n_scenes``); None when no time step falls in those months."""
+    keep = np.flatnonzero(ds["time"].dt.month.isin(months).values)
+    if not len(keep):
+        return None
+    return composite(ds.isel(time=keep), freq="YS", how="median", interpolate=False)
 
 
 def outline_masks(geometry: Any, like: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,8 +138,10 @@ def velocity(frames: xr.DataArray, geometry: Any | None) -> tuple[xr.Dataset, di
     stable = glacier = None
     if geometry is not None:
         glacier, stable = outline_masks(geometry, frames.isel(time=0, drop=True))
-        stable_da = xr.DataArray(stable, dims=("y", "x"), coords={"y": frames.y, "x": frames.x})
-    vel = flow(frames, stable=None if stable is None else stable_da).compute()
+    # a box without stable ground (no buffer): the noise floor over every valid pixel instead
+    on_grid = None if stable is None or not stable.any() else \
+        xr.DataArray(stable, dims=("y", "x"), coords={"y": frames.y, "x": frames.x})
+    vel = flow(frames, stable=on_grid).compute()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # pixels never valid stay NaN
         speed = np.hypot(np.nanmedian(vel.u.values, axis=0), np.nanmedian(vel.v.values, axis=0))
