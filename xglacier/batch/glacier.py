@@ -198,12 +198,13 @@ def _stac_items(bbox: tuple[float, ...], config: BatchConfig) -> list[Any]:
     return found
 
 
-def glacier_scenes(glacier: Glacier, config: BatchConfig, *, paths: Any = None) -> xr.Dataset:
+def glacier_scenes(glacier: Glacier, config: BatchConfig, *, paths: Any = None,
+                   where: str | None = None) -> xr.Dataset:
     """The lazy scene cube over the glacier's buffered box, on its UTM grid at
     ``config.resolution``: opened from ``paths`` (files, folders, globs) when given, else
     searched and loaded from ``config.stac_url``, or opened from ``config.local_scenes``
-    (``{id}`` replaced by the glacier's id)."""
-    where = f"process_glacier: glacier {glacier.id!r}"
+    (``{id}`` replaced by the glacier's id). ``where`` starts error messages."""
+    where = where or f"process_glacier: glacier {glacier.id!r}"
     crs, bounds = glacier_bbox(glacier, buffer_m=config.buffer_m)
     bands = list(config.bands)
     if paths is not None or config.local_scenes is not None:

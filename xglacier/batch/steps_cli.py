@@ -146,9 +146,9 @@ def run_prepare(args: argparse.Namespace) -> int:
                                  "or the config's local_scenes")
             cube = open_scenes(args.scenes, bands=list(config.bands))
         elif args.scenes:
-            cube = glacier_scenes(glacier, config, paths=args.scenes)
+            cube = glacier_scenes(glacier, config, paths=args.scenes, where="xglacier prepare")
         else:
-            cube = glacier_scenes(glacier, config)
+            cube = glacier_scenes(glacier, config, where="xglacier prepare")
         comps, _, info = steps.composites(cube, config, "xglacier prepare")
         steps.write(comps, Path(args.out), "xglacier prepare")
     print(f"xglacier prepare: {info['scenes_used']} scenes used, {info['scenes_dropped']} dropped, "
