@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
+from rasterio.warp import Resampling, calculate_default_transform, reproject
 from shapely import Point, box
 
 import xglacier
@@ -72,20 +73,37 @@ class NdsiThreshold(SegmentationModel):
         return self.conv(x)
 
 
-def write_scenes(folder: Path, cube: xr.Dataset, *, south_up: bool = False) -> Path:
-    """The cube's scenes as Landsat C2 L2 COGs named like the USGS files (DNs, nodata 0)."""
+def write_scenes(folder: Path, cube: xr.Dataset, *, variant: str = "north_up") -> Path:
+    """The cube's scenes as Landsat C2 L2 COGs named like the USGS files (DNs, nodata 0).
+
+    ``variant``: ``"south_up"`` files (y ascending); ``"offset"``: every other scene one
+    pixel smaller (its grid starts a row and a column later); ``"utm44"``: every scene
+    warped (nearest) onto a 30 m grid of the next UTM zone.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    if south_up:
+    if variant == "south_up":
         cube = cube.isel(y=slice(None, None, -1))
     transform, crs = cube.rio.transform(recalc=True), cube.rio.crs
+    if variant == "utm44":
+        t44, w44, h44 = calculate_default_transform(crs, "EPSG:32644", cube.sizes["x"], cube.sizes["y"],
+                                                    *cube.rio.bounds(), resolution=30)
     for k in range(cube.sizes["time"]):
         scene = cube.isel(time=k)
+        if variant == "offset" and k % 2:
+            scene = scene.isel(y=slice(1, None), x=slice(1, None))
         day = pd.Timestamp(scene.time.values).strftime("%Y%m%d")
         for band, code in CODES.items():
             data = scene[band].values
             data = data.astype(np.uint16) if band == "qa_pixel" else to_dn(data)
-            write_cog(folder / f"LC08_L2SP_147038_{day}_20210101_02_T1_{code}.TIF", data, transform, crs,
-                      1 if band == "qa_pixel" else 0)
+            fill = 1 if band == "qa_pixel" else 0
+            where, grid = scene.rio.transform(recalc=True), crs
+            if variant == "utm44":
+                out = np.full((h44, w44), fill, np.uint16)
+                reproject(data, out, src_transform=transform, src_crs=crs, dst_transform=t44,
+                          dst_crs="EPSG:32644", resampling=Resampling.nearest, src_nodata=fill,
+                          dst_nodata=fill)
+                data, where, grid = out, t44, "EPSG:32644"
+            write_cog(folder / f"LC08_L2SP_147038_{day}_20210101_02_T1_{code}.TIF", data, where, grid, fill)
     return folder
 
 
@@ -215,29 +233,73 @@ def test_rerun_gives_the_same_files(site, run):
     assert row["scenes_used"] == run[1]["scenes_used"]
 
 
-def test_clean_scenes_give_the_true_ndsi(tmp_path):
-    """No misregistration, cloud or noise: the composites are those of the true reflectance."""
+@pytest.fixture(scope="module")
+def clean():
+    """No misregistration, cloud or noise; the true NDSI composites on the source grid."""
     cube, truth = xglacier.synthetic_cube(shape=(32, 40), start="2020-01-01", end="2020-07-01", seed=4,
                                           max_shift=0, cloud_scale=0, noise=0)
     cube = cube.compute()
-    for south_up in (False, True):
-        folder = tmp_path / f"s{int(south_up)}"
-        write_scenes(folder / "scenes", cube, south_up=south_up)
-        x0, y0, x1, y1 = cube.rio.bounds()
-        g = Glacier("clean", gpd.GeoSeries([box(x0 + 200, y0 + 200, x1 - 200, y1 - 200)],
-                                           crs=cube.rio.crs).to_crs("EPSG:4326")[0], 1.0)
-        config = BatchConfig(local_scenes=str(folder / "scenes"), buffer_m=100, products=(), align=False,
-                             gap_fill=False, max_missing=None)
-        row = process_glacier(g, folder / "out", config)
-        assert row["scenes_used"] == cube.sizes["time"] and row["alignment_failures"] == 0
-        t = truth.where(cube.qa_pixel & 1 == 0)  # nodata (fill) stays nodata
-        true_ndsi = xglacier.composite((t.true_green - t.true_swir16) / (t.true_green + t.true_swir16))
-        with xr.open_zarr(folder / "out" / "ndsi.zarr") as store:
-            assert store.y.values[0] > store.y.values[-1]  # north-up on the glacier's grid
-            expected = true_ndsi.sel(x=store.x, y=store.y).values
-            # exact: the generator's reflectance survives the DN round trip of the COGs
-            np.testing.assert_allclose(store.ndsi.values, expected, atol=1e-6)
-            assert np.isfinite(store.ndsi.values).mean() > 0.9
+    t = truth.where(cube.qa_pixel & 1 == 0)  # nodata (fill) stays nodata
+    return cube, xglacier.composite((t.true_green - t.true_swir16) / (t.true_green + t.true_swir16)).compute()
+
+
+def run_clean(cube: xr.Dataset, folder: Path, variant: str, **kw) -> tuple[dict, xr.Dataset]:
+    write_scenes(folder / "scenes", cube, variant=variant)
+    x0, y0, x1, y1 = cube.rio.bounds()
+    g = Glacier("clean", gpd.GeoSeries([box(x0 + 200, y0 + 200, x1 - 200, y1 - 200)],
+                                       crs=cube.rio.crs).to_crs("EPSG:4326")[0], 1.0)
+    config = BatchConfig(local_scenes=str(folder / "scenes"), buffer_m=100, products=(), align=False,
+                         **{"gap_fill": False, "max_missing": None, **kw})
+    row = process_glacier(g, folder / "out", config)
+    with xr.open_zarr(folder / "out" / "ndsi.zarr") as store:
+        return row, store.compute()
+
+
+@pytest.mark.parametrize("variant", ["north_up", "south_up", "offset"])
+def test_clean_scenes_give_the_true_ndsi(clean, tmp_path, variant):
+    """Files north-up, south-up or one pixel off the others' grid: the true composites, exactly."""
+    cube, true_ndsi = clean
+    row, store = run_clean(cube, tmp_path, variant)
+    assert row["scenes_used"] == cube.sizes["time"] and row["alignment_failures"] == 0
+    assert store.rio.crs.to_epsg() == 32643
+    assert store.y.values[0] > store.y.values[-1]  # north-up on the glacier's grid
+    # exact: the generator's reflectance survives the DN round trip of the COGs
+    np.testing.assert_allclose(store.ndsi.values, true_ndsi.sel(x=store.x, y=store.y).values, atol=1e-6)
+    assert np.isfinite(store.ndsi.values).mean() > 0.9
+
+
+def test_scenes_in_another_utm_zone(clean, tmp_path):
+    """Files in UTM 44N for a glacier in 43N: warped (nearest) onto its 43N grid. Each pixel
+    then holds the true composites of one source pixel next to it, at every time."""
+    cube, true_ndsi = clean
+    row, store = run_clean(cube, tmp_path, "utm44")
+    assert store.rio.crs.to_epsg() == 32643 and row["scenes_used"] == cube.sizes["time"]
+    assert np.allclose(np.diff(store.x.values), 30) and np.allclose(np.diff(store.y.values), -30)
+    got, truth = store.ndsi.values, true_ndsi.values
+    iy = np.rint((true_ndsi.y.values[0] - store.y.values) / 30).astype(int)
+    ix = np.rint((store.x.values - true_ndsi.x.values[0]) / 30).astype(int)
+    matched = np.zeros(got.shape[1:], bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            yy, xx = np.clip(iy + dy, 0, truth.shape[1] - 1), np.clip(ix + dx, 0, truth.shape[2] - 1)
+            near = truth[:, yy][:, :, xx]
+            matched |= np.all(np.isclose(got, near, atol=1e-6, equal_nan=True), axis=0)
+    assert matched.all()
+
+
+def test_an_empty_scene(clean, tmp_path):
+    """A scene without a valid pixel over the box: dropped by the missing-pixel limit, else an
+    EmptySceneError (permanent) from the gap filling."""
+    cube, _ = clean
+    empty = cube.copy()
+    for band in REFL:
+        empty[band][2] = np.nan
+    empty["qa_pixel"][2] = 1
+    row, _ = run_clean(empty, tmp_path / "kept", "north_up", max_missing=0.5)
+    assert row["scenes_dropped"] == 1 and row["scenes_used"] == cube.sizes["time"] - 1
+    with pytest.raises(EmptySceneError) as info:
+        run_clean(empty, tmp_path / "raise", "north_up", max_missing=None, gap_fill=True)
+    assert not is_transient(info.value)
 
 
 def test_float_reflectance_files_give_the_same_composites(site, tmp_path):
