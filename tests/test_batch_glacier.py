@@ -339,6 +339,8 @@ def test_a_failed_zarr_write_leaves_no_store(site, tmp_path, monkeypatch):
 
     monkeypatch.setattr(xr.Dataset, "to_zarr", half)
     config = site.config.replace(products=(), align=False)
+    (tmp_path / "G1" / "ndsi.zarr").mkdir(parents=True)  # products of an earlier attempt
+    (tmp_path / "G1" / "segmentation.gpkg").write_text("an older configuration's")
     with pytest.raises(OSError, match="disk full"):
         process_glacier(site.glacier, tmp_path / "G1", config)
     assert list((tmp_path / "G1").iterdir()) == []

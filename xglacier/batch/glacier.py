@@ -29,6 +29,7 @@ import pandas as pd
 import pyproj
 import xarray as xr
 
+from .._atomic import remove, temporary_path
 from .._validate import check_number
 from ..errors import (
     AssetError,
@@ -49,6 +50,7 @@ from .models import cached_model
 
 #: Final names of the products in a glacier's folder.
 NDSI, FLOW, SEGMENTATION, FORECAST = "ndsi.zarr", "flow.nc", "segmentation.gpkg", "forecast.nc"
+PRODUCT_FILES = (NDSI, FLOW, SEGMENTATION, FORECAST)
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,17 @@ def glacier_scenes(glacier: Glacier, config: BatchConfig, *, paths: Any = None,
     return steps.clip(cube, bounds, where)
 
 
+def _clear_products(folder: Path) -> None:
+    """Remove the products of an earlier attempt or configuration, each renamed aside first
+    (one atomic step) so that no half-deleted store is ever seen at a final path."""
+    for name in PRODUCT_FILES:
+        path = folder / name
+        if path.exists() or path.is_symlink():
+            aside = temporary_path(path)
+            os.rename(path, aside)
+            remove(aside)
+
+
 @contextlib.contextmanager
 def local_scheduler(threads: int) -> Iterator[None]:
     """The glacier's own Dask scheduler, set explicitly: synchronous for one thread, else a
@@ -263,10 +276,11 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
     noise floor over stable ground outside the outline), ``segmentation.gpkg`` (the polygons
     of each year's late-summer composite, column ``year``), ``forecast.nc``
     (``config.forecast_steps`` composites beyond the last). Each product is written under a
-    temporary name and renamed: it exists at its final path only when complete, and a rerun
-    replaces it whole (the same values). The glacier's graph runs on a local scheduler with
-    ``config.threads`` threads, never on a cluster. No retry, no status file: that is the
-    orchestrator's work.
+    temporary name and renamed: it exists at its final path only when complete. The products
+    of an earlier attempt are removed first (renamed aside, then deleted), so the folder never
+    mixes attempts or configurations; a rerun writes the same values again. The glacier's
+    graph runs on a local scheduler with ``config.threads`` threads, never on a cluster. No
+    retry, no status file: that is the orchestrator's work.
 
     Returns
     -------
@@ -301,6 +315,8 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
         raise ParameterError(f"process_glacier: config is a {type(config).__name__}; expected a BatchConfig")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    # a folder never mixes attempts: what is there after a failure is this attempt's, complete
+    _clear_products(folder)
     where = f"process_glacier: glacier {glacier.id!r}"
     notes: list[str] = []
     row: dict[str, Any] = {"id": glacier.id, "outline_area_km2": glacier.area_km2}
