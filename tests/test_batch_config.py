@@ -185,3 +185,17 @@ def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
     assert config.local_scenes == str(tmp_path / "run" / "scenes" / "{id}")
     assert config.forecast_model == "/abs/salstm"
     assert Path(config.dem) == tmp_path / "run" / ".." / "dem.tif"
+
+
+def test_the_docs_table_lists_every_field_with_its_default():
+    import tomllib
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "single-glacier.md").read_text()
+    section = text.split("## The configuration")[1].split("## Examples")[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0] != "`field`":
+            literal = cells[1].strip("`")
+            rows[cells[0].strip("`")] = None if literal == "none" else tomllib.loads(f"v = {literal}")["v"]
+    assert rows == BatchConfig().to_dict()
