@@ -99,6 +99,7 @@ def test_frozen_and_normalised():
                          segment_months=[7], buffer_m=500)
     assert config.bands == ("green", "swir16", "qa_pixel") and config.segment_months == (7,)
     assert isinstance(config.buffer_m, float)
+    assert BatchConfig(datetime=["2016-01-01", "2017-01-01"]).datetime == "2016-01-01/2017-01-01"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.threads = 2
 

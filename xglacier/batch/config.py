@@ -65,7 +65,9 @@ def _texts(name: str, value: Any, *, allow_none: bool = False, allow_empty: bool
 
 
 def _period(value: Any) -> str:
-    expected = "expected 'START/END' dates, e.g. '2013-04-01/2022-12-31'"
+    expected = "expected 'START/END' dates, e.g. '2013-04-01/2022-12-31', or [START, END]"
+    if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        value = "/".join(value)
     if not isinstance(value, str) or value.count("/") != 1:
         raise ParameterError(f"{_WHERE}: datetime={value!r}; {expected}")
     try:
@@ -97,7 +99,8 @@ class BatchConfig:
     collections : tuple of str
         Collections searched, their items merged. Default ``("landsat-c2-l2",)``.
     datetime : str
-        Period ``"START/END"`` (dates, inclusive). Default ``"2013-04-01/2022-12-31"``.
+        Period ``"START/END"`` (dates, inclusive; ``[START, END]`` is accepted and stored as
+        ``"START/END"``). Default ``"2013-04-01/2022-12-31"``.
     max_cloud : float or None
         Largest scene cloud cover in percent (STAC ``eo:cloud_cover``, or the files' tags);
         scenes that state none are kept (their clouds are masked per pixel). Default 20.
