@@ -549,3 +549,22 @@ def test_summary_row_is_flat_scalars(run):
     for key, value in row.items():
         assert isinstance(value, str | int | float), key
     json.dumps(row)  # NaN aside, JSON-able as it is
+
+
+def test_models_are_loaded_once_per_process(tmp_path, monkeypatch):
+    from xglacier.batch import models
+    from xglacier.nn import checkpoint
+
+    models.clear_cache()
+    calls = []
+    real = checkpoint.load_model
+    monkeypatch.setattr(checkpoint, "load_model", lambda path: calls.append(path) or real(path))
+    path = save_model(Persistence(patch_size=8, n_in=2, n_out=2), tmp_path / "p")
+    first = models.cached_model(path)
+    assert models.cached_model(str(path)) is first and models.cached_model(tmp_path / "p") is first
+    assert len(calls) == 1
+    save_model(Persistence(patch_size=8, n_in=3, n_out=2), tmp_path / "p")  # rewritten: loaded again
+    assert models.cached_model(path).n_in == 3 and len(calls) == 2
+    with pytest.raises(CheckpointError):
+        models.cached_model(tmp_path / "missing")
+    models.clear_cache()

@@ -2,12 +2,13 @@
 
 Glacier tasks receive checkpoint *paths* (a few bytes to ship), never pickled modules;
 :func:`cached_model` loads each checkpoint the first time a process needs it and hands the
-same model to every later glacier of that process. A checkpoint rewritten on disk (another
-modification time or size of its JSON or weights) is loaded again.
+same model to every later glacier of that process. A checkpoint rewritten on disk (other
+JSON bytes, or another modification time or size of its weights) is loaded again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -21,21 +22,24 @@ def _key(path: str | os.PathLike[str]) -> tuple[Any, ...]:
     from ..nn.metadata import checkpoint_paths
 
     json_path, weights_path = checkpoint_paths(path)
-    stamp = []
-    for p in (json_path, weights_path):
-        try:
-            st = p.stat()
-            stamp.append((st.st_mtime_ns, st.st_size))
-        except OSError:
-            stamp.append(None)  # load_model names the missing file
-    return (str(Path(json_path).resolve()), *stamp)
+    try:
+        # the JSON is small and records the weights' SHA-256: its bytes identify the checkpoint
+        content = hashlib.sha256(json_path.read_bytes()).hexdigest()
+    except OSError:
+        content = None  # load_model names the missing file
+    try:
+        st = weights_path.stat()
+        weights = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        weights = None
+    return (str(Path(json_path).resolve()), content, weights)
 
 
 def cached_model(path: str | os.PathLike[str]) -> Any:
     """The model of checkpoint ``path`` (safetensors + JSON), loaded once per process.
 
-    Calls :func:`xglacier.load_model` the first time a checkpoint (by resolved path,
-    modification time and size) is asked for, and returns that same model, in eval mode,
+    Calls :func:`xglacier.load_model` the first time a checkpoint (by resolved path and
+    content) is asked for, and returns that same model, in eval mode,
     afterwards. Errors are :func:`~xglacier.load_model`'s
     (:class:`~xglacier.errors.CheckpointNotFoundError`, :class:`~xglacier.errors.CheckpointError`)
     and are not cached.
