@@ -1,0 +1,1 @@
+"""Many glaciers: the per-glacier pipeline, its configuration and the batch runner."""
