@@ -16,6 +16,7 @@ from .accessor import DataArrayGlacier, DatasetGlacier, GlacierAccessor
 from .datasets import open_sample, synthetic_cube
 from .forecasting.forecast import forecast
 from .forecasting.patches import PatchPlan, PatchSet, assemble, patches
+from .forecasting.skill import skill_map
 from .io.local import open_scenes
 from .io.stac import load, search
 from .io.store import to_netcdf, to_zarr
@@ -107,6 +108,7 @@ __all__ = [
     "search",
     "segment",
     "segmentation_tiles",
+    "skill_map",
     "slope",
     "snow_mask",
     "synthetic_cube",
