@@ -18,8 +18,17 @@ from typing import Any
 
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import (Button, ColorBar, ColumnDataSource, Div, LinearColorMapper, PolyDrawTool,
-                          PolyEditTool, Select, TapTool)
+from bokeh.models import (
+    Button,
+    ColorBar,
+    ColumnDataSource,
+    Div,
+    LinearColorMapper,
+    PolyDrawTool,
+    PolyEditTool,
+    Select,
+    TapTool,
+)
 from bokeh.palettes import Category10_10, Greys256
 from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
@@ -153,7 +162,8 @@ class ReviewPage:
         now.times.update(dict.fromkeys(changed, stamp))
         self.history.append(self.committed)
         self.committed = now
-        holed = [p for p in changed if p in after and p < len(self.prep.parts) and self.prep.parts[p].interiors]
+        parts = self.prep.parts
+        holed = [p for p in changed if p in after and p < len(parts) and parts[p].interiors]
         if holed:
             self._say(f"This polygon has {len(self.prep.parts[holed[0]].interiors)} hole(s) (nunataks, "
                       "dashed): they are kept around the edited outline, and a save is refused if they "

@@ -84,7 +84,8 @@ def _channels(image: xr.Dataset | xr.DataArray, bands: Sequence[Hashable] | None
         raise ParameterError(f"review: bands={list(bands)!r}; expected one band or three (red, green, blue)")
     missing = [b for b in bands if b not in image]
     if missing:
-        raise MissingBandError(f"review: bands {missing} are not in the image; it has {list(image.data_vars)}")
+        raise MissingBandError(f"review: bands {missing} are not in the image; it has "
+                               f"{list(image.data_vars)}")
     return [image[b] for b in bands]
 
 
@@ -166,7 +167,8 @@ def display_image(image: Any, *, bands: Sequence[Hashable] | None = None, time: 
     channels = _channels(scene, bands)
     first = channels[0]
     if "x" not in first.dims or "y" not in first.dims or first.ndim != 2:
-        raise DimensionError(f"review: image band {first.name!r} has dimensions {first.dims}; expected (y, x)")
+        raise DimensionError(f"review: image band {first.name!r} has dimensions {first.dims}; "
+                             "expected (y, x)")
     crs = scene.rio.crs or first.rio.crs
     if crs is None:
         raise InputError("review: the image has no CRS; expected one readable with image.rio.crs")

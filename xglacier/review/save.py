@@ -39,8 +39,19 @@ from ..datasets import CLASSES
 from ..errors import InputError, ParameterError, ReviewError
 from ..segmentation.vectors import geodesic_area
 
-__all__ = ["DELETED_LAYER", "DRIVERS", "Edits", "Prepared", "corrected", "count_changes", "decimals_for",
-           "check_output", "default_output", "prepare", "write_corrected"]
+__all__ = [
+    "DELETED_LAYER",
+    "DRIVERS",
+    "Edits",
+    "Prepared",
+    "check_output",
+    "corrected",
+    "count_changes",
+    "decimals_for",
+    "default_output",
+    "prepare",
+    "write_corrected",
+]
 
 #: Layer (GeoPackage) or file suffix (GeoJSON: ``<stem>.deleted.geojson``) of deleted polygons.
 DELETED_LAYER = "deleted"
@@ -289,6 +300,8 @@ def corrected(prep: Prepared, edits: Edits, *, now: datetime | None = None
             row.setdefault("status", "predicted")
             row.setdefault("edited_at", pd.NaT)
             row["source_fid"] = key[0]
+            if prep.class_column is None:
+                row["class_name"] = UNCLASSED
             rows.append(row)
     dead = [_group(prep, prep.fids[p], [prep.parts[p]], prep.part_label(p), "deleted",
                    edits.times.get(p, now)) for p in gone]

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-from bokeh.settings import settings
 from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
 from bokeh.document import Document
 from bokeh.server.server import Server
+from bokeh.settings import settings
 from tornado.ioloop import IOLoop
 
 from .._validate import check_int
