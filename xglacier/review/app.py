@@ -43,10 +43,10 @@ __all__ = ["PLOT_SIZE", "SETTLE_MS", "ReviewPage"]
 SETTLE_MS = 300
 #: Long side of the map in screen pixels.
 PLOT_SIZE = 640
-_HELP = """<b>Edit</b>: pick the <i>Poly Edit</i> tool, double-click a polygon to show its vertices,
-drag one to move it; click a vertex, then click elsewhere to add vertices after it (Esc ends);
-click a vertex and press Backspace to delete it. <b>Draw</b>: <i>Poly Draw</i> tool, double-click
-to start, click to add vertices, double-click to finish. <b>Select</b> a polygon with the
+_HELP = """<b>Edit</b>: pick the <i>Poly Edit</i> tool, press and hold a polygon to show its vertices,
+drag one to move it; press and hold a vertex, then click to add vertices after it (Esc ends);
+click a vertex and press Backspace to delete it. <b>Draw</b>: <i>Poly Draw</i> tool, press and hold
+to start, click to add vertices, press and hold to finish. <b>Select</b> a polygon with the
 <i>Tap</i> tool to change its class or delete it. Holes (nunataks) are drawn dashed: they are
 kept, and a save is refused if an edited outline no longer holds them."""
 
@@ -102,7 +102,7 @@ class ReviewPage:
             p.add_layout(ColorBar(color_mapper=mapper, title=d.bands[0]), "right")
         colours = factor_cmap("label", list(Category10_10[: len(self.prep.labels)]), list(self.prep.labels))
         patches = p.patches("xs", "ys", source=self.source, fill_color=colours, line_color=colours,
-                            fill_alpha=0.3, line_width=2, legend_field="label")
+                            fill_alpha=0.25, line_width=3, legend_field="label")
         p.multi_line("xs", "ys", source=self.holes, line_dash="dashed", line_width=2, line_color="black")
         vertices = p.scatter([], [], size=10, fill_color="white", line_color="black")
         draw = PolyDrawTool(renderers=[patches], drag=False, description="Poly Draw: draw a polygon")
