@@ -154,3 +154,49 @@ def test_edit_undo_save_in_chromium(browser_page, tmp_path):
     assert dist <= RES, f"the moved vertex is {dist:.1f} m from where it was dropped"
     assert not pd.isna(kept.loc["A", "edited_at"])
     assert src.exists() and len(gpd.read_file(src)) == 4  # the input is untouched
+
+
+def _message(m: MapPage, text: str, timeout: float = 10.0) -> str:
+    end = time.monotonic() + timeout
+    while True:
+        said = m.text("#message") if m.page.locator("#message").count() else ""
+        if text in said:
+            return said
+        if time.monotonic() > end:
+            raise AssertionError(f"the page never said {text!r}; it says {said!r}")
+        time.sleep(0.1)
+
+
+def test_invalid_outline_and_lost_holes_are_refused_on_the_page(browser_page, tmp_path):
+    out = tmp_path / "corrected.gpkg"
+    server = review(_predictions(), _scene(), out=out)
+    try:
+        m = MapPage(browser_page)
+        m.open(server.url)
+        m.tool("Poly Edit")
+        # a bow-tie: A's NE corner dragged below its south edge
+        m.press(X0 + 450, Y0 + 450)
+        m.drag((X0 + 600, Y0 + 600), (X0 + 450, Y0 + 150))
+        _unsaved(m, 1)
+        browser_page.locator("button", has_text="Save to").click()
+        said = _message(m, "Not saved")
+        assert "Self-intersection" in said and not out.exists()
+        browser_page.locator("button", has_text="Undo").click()
+        _unsaved(m, 0)
+
+        # E has a nunatak: pulling its NE corner into the hole is warned about, then refused
+        m.press(X0 + 350, Y0 + 1400)
+        m.drag((X0 + 900, Y0 + 1500), (X0 + 600, Y0 + 1200))
+        _unsaved(m, 1)
+        _message(m, "hole(s)")
+        browser_page.locator("button", has_text="Save to").click()
+        _message(m, "no longer fit inside")
+        assert not out.exists()
+        browser_page.locator("button", has_text="Undo").click()
+        _unsaved(m, 0)
+        browser_page.locator("button", has_text="Save to").click()
+        _message(m, "Saved")
+    finally:
+        server.stop()
+    kept = gpd.read_file(out, layer="corrected")
+    assert (kept["status"] == "predicted").all() and len(kept.geometry[3].interiors) == 1
