@@ -322,3 +322,28 @@ def test_page_is_served_offline_and_stops(tmp_path):
     assert not server.running
     with pytest.raises(OSError):
         urllib.request.urlopen(server.url, timeout=5)
+
+
+def test_command_line_serves_until_interrupted(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    scene = _scene()
+    for band, name in (("blue", "B02"), ("green", "B03"), ("red", "B04")):
+        scene[band].rio.to_raster(tmp_path / f"test_2020229_{name}_L30.tif")
+    src = tmp_path / "pred.gpkg"
+    gpd.GeoDataFrame({"class_name": ["clean_ice"]}, geometry=[shapely.box(0, 1000, 300, 1300)],
+                     crs=CRS).to_file(src)
+    proc = subprocess.Popen([sys.executable, "-m", "xglacier.cli", "review", str(src), "--image",
+                             str(tmp_path / "test_2020229_*_L30.tif")], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url and "pred.corrected.gpkg" in line, line
+        with urllib.request.urlopen(url.group(0), timeout=30) as answer:
+            assert answer.status == 200 and "static/js/bokeh" in answer.read().decode()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0

@@ -33,7 +33,8 @@ class ReviewServer:
     every save writes ``out``.
     """
 
-    def __init__(self, make_doc: Any, port: int) -> None:
+    def __init__(self, make_doc: Any, port: int, out: Path) -> None:
+        self.out = out
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: IOLoop | None = None
@@ -180,4 +181,4 @@ def review(polygons: gpd.GeoDataFrame | str | os.PathLike, image: Any, *,
     def make_doc(doc: Document) -> None:
         ReviewPage(doc, prep, display, out, source_path=path)
 
-    return ReviewServer(make_doc, port)
+    return ReviewServer(make_doc, port, out)
