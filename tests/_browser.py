@@ -77,9 +77,21 @@ class MapPage:
                         label: Array.from(d.label), pid: Array.from(d.pid),
                         selected: Array.from(r.data_source.selected.indices)}}; }}""")
 
+    def tool_active(self, description: str) -> bool:
+        """Whether the toolbar tool whose tooltip starts with ``description`` is active (read only)."""
+        return self.page.evaluate(
+            f"""(d) => {{ const v = {_MAP_VIEW};
+                const t = v.model.toolbar.tools.find(t => (t.description ?? t.tool_name).startsWith(d));
+                return t.active; }}""", description)
+
     def tool(self, description: str) -> None:
-        """Activate a toolbar tool by the start of its description (its tooltip)."""
-        self.page.locator(f".bk-tool-icon[title^='{description}'], [title^='{description}']").first.click()
+        """Make a toolbar tool active by clicking its button (a click on an active one turns it off)."""
+        button = self.page.locator(f"[title^='{description}']").first
+        for _ in range(2):
+            if self.tool_active(description):
+                return
+            button.click()
+        assert self.tool_active(description), f"the {description} tool does not turn on"
 
     def click(self, x: float, y: float) -> None:
         self._spaced()
@@ -115,7 +127,8 @@ class MapPage:
             if check(data):
                 return data
             if time.monotonic() > end:
-                raise AssertionError(f"the page never showed {what}; polygons now: {data}")
+                shown = {k: v if k != "xs" and k != "ys" else f"{len(v)} rings" for k, v in data.items()}
+                raise AssertionError(f"the page never showed {what}; polygons now: {str(shown)[:600]}")
             time.sleep(0.1)
 
     def text(self, selector: str) -> str:

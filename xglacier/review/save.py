@@ -127,10 +127,11 @@ def _class_values(gdf: gpd.GeoDataFrame, column: str | None) -> dict[str, Any]:
         return {UNCLASSED: UNCLASSED, **{n: n for n in _DEFAULT_NAMES}}
     values = {str(v): v for v in pd.unique(gdf[column].dropna())}
     is_code = pd.api.types.is_integer_dtype(gdf[column].dtype)
+    known = {}  # the project's classes first, in code order (the page's colours stay the same)
     for code, name in sorted(CLASSES.items()):
         if code != 0:
-            values.setdefault(str(code) if is_code else name, code if is_code else name)
-    return values
+            known[str(code) if is_code else name] = code if is_code else name
+    return {**known, **dict(sorted(values.items()))}
 
 
 def prepare(polygons: gpd.GeoDataFrame, *, resolution: float, class_column: str | None = None) -> Prepared:
