@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 import shapely
@@ -295,8 +296,12 @@ def test_display_errors():
     ds = _scene()
     with pytest.raises(EmptySceneError, match="no valid pixel"):
         display_image(ds * np.nan)
-    with pytest.raises(ParameterError, match="time="):
-        display_image(xr.concat([ds, ds], "time").assign_coords(time=[1, 2]))
+    two = xr.concat([ds, ds * 2], "time").assign_coords(time=pd.to_datetime(["2020-08-16", "2020-09-09"]))
+    with pytest.raises(ParameterError, match="2 scenes along time; pass time="):
+        display_image(two)
+    with pytest.raises(ParameterError, match="at time='2020'"):
+        display_image(two, time="2020")
+    assert np.array_equal(display_image(two, time="2020-08").data, display_image(ds).data)
     with pytest.raises(ParameterError, match="one band or three"):
         display_image(ds, bands=["red", "green"])
 

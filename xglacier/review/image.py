@@ -55,14 +55,12 @@ def _scene(image: Any, time: Any) -> xr.Dataset | xr.DataArray:
                          "Dataset of bands or a DataArray")
     if "time" in image.dims:
         if time is not None:
-            image = image.sel(time=time)
-        elif image.sizes["time"] == 1:
+            image = image.sel(time=time)  # a date string may pick a period: checked below
+        if "time" in image.dims and image.sizes["time"] == 1:
             image = image.isel(time=0)
-        else:
-            raise ParameterError(f"review: the image has {image.sizes['time']} scenes along time; "
-                                 "pass time= to pick one")
-    if "time" in image.dims:
-        raise ParameterError("review: time= picks several scenes; expected a single date")
+        elif "time" in image.dims:
+            raise ParameterError(f"review: the image has {image.sizes['time']} scenes along time"
+                                 f"{'' if time is None else f' at time={time!r}'}; pass time= to pick one")
     return image
 
 

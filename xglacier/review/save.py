@@ -91,7 +91,7 @@ class Prepared:
         """The class label (as the page shows it) of input part ``pid``."""
         if self.class_column is None:
             return UNCLASSED
-        return str(self.source[self.class_column].iloc[self.fids[pid]])
+        return str(self.source[self.class_column].to_numpy()[self.fids[pid]])
 
     def ring(self, pid: int) -> tuple[np.ndarray, np.ndarray]:
         """Outer ring of input part ``pid`` as x and y arrays, without the closing vertex."""
@@ -180,7 +180,8 @@ def _same_ring(prep: Prepared, pid: int, x: Sequence[float], y: Sequence[float])
     if len(ox) != len(x):
         return False
     tol = 10.0 ** (-prep.decimals - 3)
-    return bool(np.allclose(ox, x, rtol=0, atol=tol) and np.allclose(oy, y, rtol=0, atol=tol))
+    return bool(np.abs(ox - np.asarray(x, float)).max(initial=0) <= tol
+                and np.abs(oy - np.asarray(y, float)).max(initial=0) <= tol)
 
 
 def _shell(x: Sequence[float], y: Sequence[float], decimals: int) -> np.ndarray:
@@ -227,13 +228,35 @@ def _group(prep: Prepared, fid: int | None, polys: list[Polygon], label: str, st
     return row
 
 
-def _frame(prep: Prepared, rows: list[dict[str, Any]]) -> gpd.GeoDataFrame:
+def _copied(prep: Prepared, fids: list[int]) -> pd.DataFrame:
+    """Input rows taken as they are (untouched features), with the review's columns added."""
+    src = prep.source.iloc[fids]
+    part = pd.DataFrame(src.drop(columns=src.geometry.name))
+    part["geometry"] = src.geometry.to_numpy()
+    if "status" not in part.columns:
+        part["status"] = "predicted"
+    if "edited_at" not in part.columns:
+        part["edited_at"] = pd.NaT
+    part["source_fid"] = fids
+    if prep.class_column is None:
+        part["class_name"] = UNCLASSED
+    return part
+
+
+def _frame(prep: Prepared, rows: list[dict[str, Any]], copied: list[int] = (),
+           order: list[int] | None = None) -> gpd.GeoDataFrame:
     columns = [c for c in prep.source.columns if c != prep.source.geometry.name]
     for extra in ("class_name", "status", "edited_at", "source_fid"):
         if extra not in columns:
             columns.append(extra)
-    gdf = gpd.GeoDataFrame(pd.DataFrame(rows, columns=[*columns, "geometry"]), geometry="geometry",
-                           crs=prep.source.crs)
+    table = pd.DataFrame(rows, columns=[*columns, "geometry"])
+    if len(copied):
+        # all-empty columns (attributes of drawn polygons) are left to reindex: they must not set dtypes
+        parts = [p.dropna(axis=1, how="all") for p in (_copied(prep, list(copied)), table) if len(p)]
+        table = pd.concat(parts, ignore_index=True).reindex(columns=[*columns, "geometry"])
+    if order is not None:
+        table = table.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    gdf = gpd.GeoDataFrame(table, geometry="geometry", crs=prep.source.crs)
     if prep.class_column is not None and "class_name" not in prep.source.columns and \
             gdf["class_name"].isna().all():
         gdf = gdf.drop(columns="class_name")
@@ -241,7 +264,8 @@ def _frame(prep: Prepared, rows: list[dict[str, Any]]) -> gpd.GeoDataFrame:
     gdf["source_fid"] = gdf["source_fid"].astype("Int64")
     for col in prep.source.columns:
         if col in gdf.columns and col != "geometry" and len(gdf):
-            if not gdf[col].isna().any():  # drawn polygons leave int columns with gaps: keep the upcast
+            # drawn polygons leave int columns with gaps: keep the upcast there
+            if not gdf[col].isna().any() or prep.source[col].dtype == object:
                 gdf[col] = gdf[col].astype(prep.source[col].dtype)
     return gdf
 
@@ -290,23 +314,20 @@ def corrected(prep: Prepared, edits: Edits, *, now: datetime | None = None
         raise ReviewError("review: cannot save; " + "; ".join(errors))
     gone = [p for p in range(n) if p not in seen]
     touched = {prep.fids[p] for p in gone} | {k[0] for k in when}
-    rows = []
-    for key, polys in groups.items():
+    rows, copied, first, last = [], [], [], []  # positions: copied rows come first in the table
+    for n_group, (key, polys) in enumerate(groups.items()):
         if key[0] is None:
             rows.append(_group(prep, None, polys, edits.labels[key[1]], "added", when[key]))
+            last.append(n_group)
         elif key[0] in touched:
             rows.append(_group(prep, key[0], polys, key[1], "edited", when.get(key, now)))
+            last.append(n_group)
         else:  # every part of the feature as it came: copied whole, holes and attributes kept
-            row = prep.source.iloc[key[0]].to_dict()
-            row.setdefault("status", "predicted")
-            row.setdefault("edited_at", pd.NaT)
-            row["source_fid"] = key[0]
-            if prep.class_column is None:
-                row["class_name"] = UNCLASSED
-            rows.append(row)
+            copied.append(key[0])
+            first.append(n_group)
     dead = [_group(prep, prep.fids[p], [prep.parts[p]], prep.part_label(p), "deleted",
                    edits.times.get(p, now)) for p in gone]
-    kept = _frame(prep, rows)
+    kept = _frame(prep, rows, copied, first + last)
     if "area_m2" in kept.columns and len(kept):
         changed = (kept["status"] != "predicted").to_numpy()
         if changed.any():
