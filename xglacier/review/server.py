@@ -9,16 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-from bokeh.application import Application
-from bokeh.application.handlers.function import FunctionHandler
-from bokeh.document import Document
-from bokeh.server.server import Server
-from bokeh.settings import settings
-from tornado.ioloop import IOLoop
 
 from .._validate import check_int
 from ..errors import InputError, ParameterError
-from .app import ReviewPage
 from .image import display_image, same_crs
 from .save import Prepared, check_output, default_output, prepare
 
@@ -37,8 +30,8 @@ class ReviewServer:
         self.out = out
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._loop: IOLoop | None = None
-        self._server: Server | None = None
+        self._loop: Any = None  # tornado IOLoop of the server's thread
+        self._server: Any = None  # bokeh.server.server.Server
         self._thread = threading.Thread(target=self._run, args=(make_doc, port), name="xglacier-review",
                                         daemon=True)
         self._thread.start()
@@ -49,6 +42,12 @@ class ReviewServer:
         self.url = f"http://127.0.0.1:{self.port}/"
 
     def _run(self, make_doc: Any, port: int) -> None:
+        # Bokeh and Tornado load here, not with `import xglacier`
+        from bokeh.application import Application
+        from bokeh.application.handlers.function import FunctionHandler
+        from bokeh.server.server import Server
+        from tornado.ioloop import IOLoop
+
         asyncio.set_event_loop(asyncio.new_event_loop())
         try:
             self._loop = IOLoop.current()
@@ -165,6 +164,8 @@ def review(polygons: gpd.GeoDataFrame | str | os.PathLike, image: Any, *,
     out = Path(out)
     check_output(out, path)
     port = check_int("review", "port", 0 if port is None else port, low=0, high=65535)
+    from bokeh.settings import settings
+
     if settings.resources(default="server") not in ("server", "server-dev", "inline"):
         raise ParameterError(f"review: BOKEH_RESOURCES={settings.resources(default='server')!r} would load "
                              "BokehJS from the internet; unset it (the page serves its own)")
@@ -178,7 +179,9 @@ def review(polygons: gpd.GeoDataFrame | str | os.PathLike, image: Any, *,
                          "or open the image on their grid (open_scenes(..., crs=...))")
     prep: Prepared = prepare(gdf, resolution=display.resolution, class_column=class_column)
 
-    def make_doc(doc: Document) -> None:
+    def make_doc(doc: Any) -> None:  # a bokeh Document, one per browser tab
+        from .app import ReviewPage
+
         ReviewPage(doc, prep, display, out, source_path=path)
 
     return ReviewServer(make_doc, port, out)
