@@ -77,6 +77,22 @@ class MapPage:
                         label: Array.from(d.label), pid: Array.from(d.pid),
                         selected: Array.from(r.data_source.selected.indices)}}; }}""")
 
+    def vertices(self) -> int:
+        """How many vertices the Poly Edit tool shows (read only)."""
+        return self.page.evaluate(
+            f"""() => {{ const v = {_MAP_VIEW};
+                const r = v.model.renderers.find(r => r.glyph.type === 'Scatter');
+                return r.data_source.get_length() ?? 0; }}""")
+
+    def show_vertices(self, x: float, y: float, timeout: float = 20.0) -> None:
+        """Poly Edit: press and hold inside a polygon until its vertices are shown."""
+        self.press(x, y)
+        end = time.monotonic() + timeout
+        while not self.vertices():
+            if time.monotonic() > end:
+                raise AssertionError(f"no vertex shown after a press at ({x}, {y})")
+            time.sleep(0.05)
+
     def tool_active(self, description: str) -> bool:
         """Whether the toolbar tool whose tooltip starts with ``description`` is active (read only)."""
         return self.page.evaluate(
@@ -119,7 +135,7 @@ class MapPage:
         self.page.mouse.move(x1, y1, steps=steps)
         self.page.mouse.up()
 
-    def wait_for(self, check, what: str, timeout: float = 10.0) -> dict:
+    def wait_for(self, check, what: str, timeout: float = 20.0) -> dict:
         """Poll the browser's polygons until ``check(polygons)`` holds."""
         end = time.monotonic() + timeout
         while True:

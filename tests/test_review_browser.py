@@ -61,12 +61,21 @@ def browser_page():
             browser.close()
 
 
-def _unsaved(m: MapPage, n: int, timeout: float = 10.0) -> None:
+def _unsaved(m: MapPage, n: int, timeout: float = 20.0) -> None:
     end = time.monotonic() + timeout
     while m.text("#unsaved") != str(n):
         if time.monotonic() > end:
             said = m.text("#message") if m.page.locator("#message").count() else ""
             raise AssertionError(f"unsaved changes shows {m.text('#unsaved')}, expected {n}; message: {said}")
+        time.sleep(0.1)
+
+
+def _shows_class(m: MapPage, label: str, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while m.page.locator("select").first.input_value() != label:
+        if time.monotonic() > end:
+            raise AssertionError(f"the class list shows {m.page.locator('select').first.input_value()!r}, "
+                                 f"expected {label!r}")
         time.sleep(0.1)
 
 
@@ -85,7 +94,7 @@ def test_edit_undo_save_in_chromium(browser_page, tmp_path):
 
         # 1. move a vertex: Poly Edit, press and hold A to show its vertices, drag its NE corner
         m.tool("Poly Edit")
-        m.press(X0 + 450, Y0 + 450)
+        m.show_vertices(X0 + 450, Y0 + 450)
         m.drag((X0 + 600, Y0 + 600), (X0 + 660, Y0 + 690))
         m.wait_for(lambda d: max(d["xs"][0]) > X0 + 640, "the moved vertex")
         _unsaved(m, 1)
@@ -94,6 +103,7 @@ def test_edit_undo_save_in_chromium(browser_page, tmp_path):
         m.tool("Tap")
         m.click(X0 + 1050, Y0 + 450)
         m.wait_for(lambda d: d["selected"] == [1], "B selected")
+        _shows_class(m, "debris_covered_ice")  # as a user does: wait until the list shows B's class
         page.locator("select").first.select_option("clean_ice")
         m.wait_for(lambda d: d["label"][1] == "clean_ice", "B relabelled")
         _unsaved(m, 2)
@@ -115,6 +125,7 @@ def test_edit_undo_save_in_chromium(browser_page, tmp_path):
 
         # 5. draw a new debris polygon: nothing selected, pick the class, Poly Draw
         m.click(X0 + 2300, Y0 + 1650)
+        m.wait_for(lambda d: d["selected"] == [], "nothing selected")
         page.locator("select").first.select_option("debris_covered_ice")
         m.tool("Poly Draw")
         corners = [(1500, 1000), (2100, 1000), (2100, 1500), (1500, 1500)]
@@ -156,7 +167,7 @@ def test_edit_undo_save_in_chromium(browser_page, tmp_path):
     assert src.exists() and len(gpd.read_file(src)) == 4  # the input is untouched
 
 
-def _message(m: MapPage, text: str, timeout: float = 10.0) -> str:
+def _message(m: MapPage, text: str, timeout: float = 20.0) -> str:
     end = time.monotonic() + timeout
     while True:
         said = m.text("#message") if m.page.locator("#message").count() else ""
@@ -175,7 +186,7 @@ def test_invalid_outline_and_lost_holes_are_refused_on_the_page(browser_page, tm
         m.open(server.url)
         m.tool("Poly Edit")
         # a bow-tie: A's NE corner dragged below its south edge
-        m.press(X0 + 450, Y0 + 450)
+        m.show_vertices(X0 + 450, Y0 + 450)
         m.drag((X0 + 600, Y0 + 600), (X0 + 450, Y0 + 150))
         _unsaved(m, 1)
         browser_page.locator("button", has_text="Save to").click()
@@ -185,7 +196,7 @@ def test_invalid_outline_and_lost_holes_are_refused_on_the_page(browser_page, tm
         _unsaved(m, 0)
 
         # E has a nunatak: pulling its NE corner into the hole is warned about, then refused
-        m.press(X0 + 350, Y0 + 1400)
+        m.show_vertices(X0 + 350, Y0 + 1400)
         m.drag((X0 + 900, Y0 + 1500), (X0 + 600, Y0 + 1200))
         _unsaved(m, 1)
         _message(m, "hole(s)")

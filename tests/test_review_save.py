@@ -352,3 +352,29 @@ def test_command_line_serves_until_interrupted(tmp_path):
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0
+
+
+def test_empty_input_and_drawn_polygons(tmp_path):
+    empty = gpd.GeoDataFrame({"class_name": []}, geometry=gpd.GeoSeries([], crs=CRS))
+    prep = prepare(empty, resolution=RES)
+    e = _edits(prep)
+    assert e.pids == [] and prep.labels[:2] == ("clean_ice", "debris_covered_ice")
+    e.xs.append([0.0, 300.0, 300.0])
+    e.ys.append([0.0, 0.0, 300.0])
+    e.labels.append("debris_covered_ice")
+    e.pids.append(0)
+    kept, deleted = corrected(prep, e, now=T)
+    assert kept["status"].tolist() == ["added"] and kept["edited_at"].tolist() == [T]
+    out = write_corrected(kept, deleted, tmp_path / "c.gpkg")
+    assert gpd.read_file(out, layer="c")["class_name"].tolist() == ["debris_covered_ice"]
+    assert len(gpd.read_file(out, layer="deleted")) == 0
+
+
+def test_input_that_is_not_polygons():
+    lines = gpd.GeoDataFrame({"a": [1]}, geometry=[shapely.LineString([(0, 0), (1, 1)])], crs=CRS)
+    with pytest.raises(InputError, match="feature 0 is a LineString"):
+        prepare(lines, resolution=RES)
+    with pytest.raises(InputError, match="no CRS"):
+        prepare(_predictions().set_crs(None, allow_override=True), resolution=RES)
+    with pytest.raises(ParameterError, match="class_column='kind'"):
+        prepare(_predictions(), resolution=RES, class_column="kind")

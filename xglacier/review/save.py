@@ -263,7 +263,7 @@ def _frame(prep: Prepared, rows: list[dict[str, Any]], copied: list[int] = (),
     gdf["edited_at"] = pd.to_datetime(gdf["edited_at"], utc=True)
     gdf["source_fid"] = gdf["source_fid"].astype("Int64")
     for col in prep.source.columns:
-        if col in gdf.columns and col != "geometry" and len(gdf):
+        if col in gdf.columns and col != "geometry" and len(gdf) and len(prep.source):
             # drawn polygons leave int columns with gaps: keep the upcast there
             if not gdf[col].isna().any() or prep.source[col].dtype == object:
                 gdf[col] = gdf[col].astype(prep.source[col].dtype)
