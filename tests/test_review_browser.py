@@ -211,3 +211,15 @@ def test_invalid_outline_and_lost_holes_are_refused_on_the_page(browser_page, tm
         server.stop()
     kept = gpd.read_file(out, layer="corrected")
     assert (kept["status"] == "predicted").all() and len(kept.geometry[3].interiors) == 1
+
+
+def test_missing_browser_skips_outside_ci_and_fails_in_ci(monkeypatch):
+    import tests._browser as helper
+
+    monkeypatch.setattr(helper.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium found"):
+        helper.chromium_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run in CI"):
+        helper.chromium_or_skip()
