@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 import rioxarray  # noqa: F401  (registers the .rio accessor used on every output)
 
-from . import errors
+from . import errors, review
 from .accessor import DataArrayGlacier, DatasetGlacier, GlacierAccessor
 from .datasets import open_sample, synthetic_cube
 from .forecasting.forecast import forecast
@@ -103,6 +103,7 @@ __all__ = [
     "polygonize",
     "rasterize",
     "relabel",
+    "review",
     "save_model",
     "scores",
     "search",

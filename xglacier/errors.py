@@ -120,3 +120,9 @@ class EmptyOutputWarning(XGlacierWarning):
 class GridMismatchError(InputError):
     """A raster is not on the grid of the others (CRS, pixel size, origin or shape) and no
     resampling was asked; the message names the file and both grids."""
+
+
+class ReviewError(InputError):
+    """Corrected polygons cannot be saved as they are (a self-intersection, holes left outside an
+    edited outline, a polygon with too few vertices, or an output that would overwrite the input);
+    the message names each polygon and what to fix."""
