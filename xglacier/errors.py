@@ -120,3 +120,11 @@ class EmptyOutputWarning(XGlacierWarning):
 class GridMismatchError(InputError):
     """A raster is not on the grid of the others (CRS, pixel size, origin or shape) and no
     resampling was asked; the message names the file and both grids."""
+
+
+class BatchError(XGlacierError):
+    """A batch run cannot go on as asked (its cluster went away, or its output folder conflicts)."""
+
+
+class RunConfigError(BatchError):
+    """A batch output folder was written with another configuration (its run.json hash differs)."""
