@@ -31,11 +31,10 @@ def outlines(n: int = 6) -> gpd.GeoDataFrame:
 
 @pytest.fixture(scope="module")
 def client():
+    import dask
     from distributed import Client, LocalCluster
 
     from xglacier.batch.run import CLUSTER_CONFIG
-
-    import dask
 
     with dask.config.set(CLUSTER_CONFIG):
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",

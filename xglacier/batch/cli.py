@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--scheduler-file", help="connect to the scheduler described by this file")
     where.add_argument("--address", help="connect to the scheduler at this address (tcp://host:port)")
     run.add_argument("--id-column", default="RGIId", help="column of glacier ids (default: RGIId)")
-    run.add_argument("--rerun-failed", action="store_true", help="also retry glaciers that failed permanently")
+    run.add_argument("--rerun-failed", action="store_true",
+                     help="also retry glaciers that failed permanently")
     run.add_argument("--reconfigure", action="store_true",
                      help="accept an OUT written with another configuration (recomputes every glacier)")
     run.add_argument("--dry-run", action="store_true", help="print what would run; write nothing")
@@ -71,7 +72,8 @@ def status_command(args: argparse.Namespace) -> int:
     from .status import report
 
     if not (Path(args.out) / "run.json").is_file():
-        print(f"xglacier batch status: {args.out} has no run.json (not a batch output folder)", file=sys.stderr)
+        print(f"xglacier batch status: {args.out} has no run.json (not a batch output folder)",
+              file=sys.stderr)
         raise SystemExit(2)
     print(report(args.out))
     return 0

@@ -12,6 +12,8 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,8 @@ def plan(glaciers: list[Any], out: Path, config_hash: str, *, rerun_failed: bool
         state = None if rec is None else rec.get("status")
         same = rec is not None and rec.get("config_hash") == config_hash
         skip = (state == "done" and same) or (state == "failed" and same and not rerun_failed)
-        rows.append({"id": g.id, "area_km2": g.area_km2, "status": state, "action": "skip" if skip else "run"})
+        rows.append({"id": g.id, "area_km2": g.area_km2, "status": state,
+                     "action": "skip" if skip else "run"})
     return pd.DataFrame(rows, columns=["id", "area_km2", "status", "action"])
 
 
@@ -179,7 +182,8 @@ def run_glaciers(
         if todo:
             with _cluster(client, workers, config.threads) as active:
                 bar.dashboard(getattr(active, "dashboard_link", None) if _has_dashboard(active) else None)
-                _submit_all(active, todo, out, config, digest, function, is_transient, bar)
+                with _watchdog(active if client is None else None) as lost:
+                    _submit_all(active, todo, out, config, digest, function, is_transient, bar, lost)
     finally:
         bar.close()
     table = status.write_summary(out)
@@ -193,8 +197,43 @@ def _has_dashboard(client: Any) -> bool:
     return bool(info.get("services", {}).get("dashboard"))
 
 
+#: Seconds without any worker after which a run on its own LocalCluster gives up (a worker
+#: that cannot restart, e.g. out of memory); an external cluster may wait for workers (a queue).
+NO_WORKER_S = 120.0
+
+
+@contextlib.contextmanager
+def _watchdog(client: Any) -> Iterator[list[str]]:
+    """Cancel every task of ``client`` when it has had no worker for NO_WORKER_S (None: no watch)."""
+    lost: list[str] = []
+    if client is None:
+        yield lost
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        since = None
+        while not stop.wait(2.0):
+            if client.nthreads():
+                since = None
+            elif since is None:
+                since = time.monotonic()
+            elif time.monotonic() - since > NO_WORKER_S:
+                lost.append(f"no worker for {NO_WORKER_S:.0f} s (they could not restart)")
+                client.cancel(list(client.futures.values()), force=True)
+                return
+
+    thread = threading.Thread(target=watch, name="xglacier-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield lost
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _submit_all(client: Any, todo: list[Any], out: Path, config: Any, digest: str,
-                function: Callable, is_transient: Callable, bar: Progress) -> None:
+                function: Callable, is_transient: Callable, bar: Progress, lost: list[str]) -> None:
     """Submit one task per glacier (largest first) and collect outcomes as they complete."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -220,8 +259,9 @@ def _submit_all(client: Any, todo: list[Any], out: Path, config: Any, digest: st
             fut.release()
             continue
         if fut.status == "cancelled":
-            raise BatchError(f"run_glaciers: the task of glacier {g.id} was cancelled (the scheduler "
-                             "or the client went away); rerun to resume")
+            why = lost[0] if lost else "the scheduler or the client went away"
+            raise BatchError(f"run_glaciers: the task of glacier {g.id} was cancelled ({why}); "
+                             "rerun to resume")
         exc = fut.exception()
         fut.release()
         if not isinstance(exc, KilledWorker):
@@ -238,7 +278,7 @@ def _submit_all(client: Any, todo: list[Any], out: Path, config: Any, digest: st
             bar.finished("done")  # finished, then its worker died before the result came back
             continue
         starts = _starts_since_submit(out, g.id)
-        if starts <= allowed and rounds[g.id] <= allowed + 1:
+        if starts <= allowed and rounds[g.id] <= allowed + 2:
             new = submit(g)  # blamed for another task's deaths: it did not run that often itself
             futures[new] = g
             pending.add(new)
