@@ -18,6 +18,7 @@ DESCRIPTION = "xglacier: glacier monitoring from Landsat time series, native to 
 COMMANDS = (
     "xglacier.demo.cli",
     "xglacier.batch.cli",
+    "xglacier.batch.steps_cli",
 )
 
 
