@@ -80,7 +80,9 @@ def faulty(glacier, folder, config) -> dict:
         raise EmptySceneError(f"faulty: glacier {glacier.id} has only empty scenes (injected)")
     if before < spec.get("transient", {}).get(glacier.id, 0):
         raise StacError(f"faulty: HTTP 503 from the STAC API for glacier {glacier.id} (injected)")
-    if glacier.id in spec.get("kill_once", ()) and before == 0:
+    if glacier.id in spec.get("kill_once", ()) and before == 0 and spec.get("inner") == "process_glacier":
+        _die_after_writing_a_store()
+    elif glacier.id in spec.get("kill_once", ()) and before == 0:
         ds = stub_values(glacier.id).chunk({"time": 1})
         with atomic_path(Path(folder) / "ndsi.zarr") as tmp:
             ds.isel(time=slice(0, 2)).to_zarr(tmp, zarr_format=2)  # half a store on disk
@@ -90,3 +92,15 @@ def faulty(glacier, folder, config) -> dict:
 
         return process_glacier(glacier, folder, config)
     return stub_pipeline(glacier, folder, config)
+
+
+def _die_after_writing_a_store() -> None:
+    """Make this worker die once the pipeline has written its first store at its temporary path,
+    before the rename that would install it (the process dies, so the patch dies with it)."""
+    original = xr.Dataset.to_zarr
+
+    def to_zarr_then_die(self, store=None, *args, **kwargs):
+        original(self, store, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    xr.Dataset.to_zarr = to_zarr_then_die
