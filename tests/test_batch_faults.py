@@ -41,7 +41,7 @@ def local_cluster(n_workers=2, **config):
 
     with dask.config.set({**CLUSTER_CONFIG, **config}):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=None)
+                            dashboard_address=":0")
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def client():
 
     with dask.config.set(CLUSTER_CONFIG):
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
+                               dashboard_address=":0")
     with cluster, Client(cluster) as c:
         yield c
 

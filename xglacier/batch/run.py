@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import os
 import sys
 import threading
@@ -78,10 +77,9 @@ def _cluster(client: Any, workers: int | None, threads: int) -> Iterator[Any]:
         return
     from distributed import Client, LocalCluster
 
-    dashboard = ":0" if importlib.util.find_spec("bokeh") else None
     with dask.config.set(CLUSTER_CONFIG):
         cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=dashboard)
+                               host="127.0.0.1", dashboard_address=":0")
     try:
         with Client(cluster) as own:
             yield own
