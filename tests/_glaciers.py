@@ -51,10 +51,19 @@ class Glaciers:
         """The batch configuration for these glaciers, searching ``url``."""
         from xglacier.batch import BatchConfig
 
-        base = {"stac_url": url, "collections": (COLLECTION,), "datetime": "2020-01-01/2020-07-01",
-                "max_cloud": None, "platforms": None, "buffer_m": 90.0, "products": ("flow",),
-                "retries": 1, "backoff_s": 0.05, "timeout_s": 20.0}
-        return BatchConfig(**{**base, **changes})
+        return BatchConfig(**{**self.settings(url), **changes})
+
+    def settings(self, url: str) -> dict[str, Any]:
+        """The fields of :meth:`config` that differ from the defaults (all TOML-expressible)."""
+        return {"stac_url": url, "collections": [COLLECTION], "datetime": "2020-01-01/2020-07-01",
+                "max_cloud": 100.0, "buffer_m": 90.0, "products": ["flow"], "retries": 1,
+                "backoff_s": 0.05, "timeout_s": 20.0}
+
+    def write_toml(self, path: Path, url: str, **changes: Any) -> Path:
+        """The configuration as a TOML file, for the command line."""
+        lines = [f"{k} = {json.dumps(v)}" for k, v in {**self.settings(url), **changes}.items()]
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
 
 def _outline(transform_xy: Transformer, x0: float, y0: float, half: int, n: int) -> shapely.Polygon:

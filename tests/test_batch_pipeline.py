@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from xglacier.batch import read_outlines, run_glaciers
+from xglacier.batch import glacier_table, read_outlines, run_glaciers
 from xglacier.batch.glacier import process_glacier, utm_crs
 from xglacier.batch.layout import glacier_dir
 from xglacier.batch.status import read_status
+from xglacier.cli import main
 
 from ._batch_faults import calls
 from ._glaciers import NOSCENE, build_glaciers, serve
@@ -108,21 +109,27 @@ def client():
         yield c
 
 
-def test_stac_5xx_retried_then_done(site, tmp_path, client):
+def test_stac_5xx_retried_then_done_by_the_command(site, tmp_path, client):
     glaciers, server, _, serial, reference = site
-    # 10 failures over at most 2 concurrent searches: one of them sees more than the search's
-    # own 4 tries, so a glacier task retries; each has 4 attempts x 4 tries, more than 10
-    proxy = Proxy(server.url, fail=[503] * 10)
+    # retries=2: each request is tried 3 times by the STAC client, each glacier 3 times by the
+    # task. 8 failures over at most 2 concurrent searches: one search gets 4, so 3 in a row,
+    # and its task retries; no glacier can get the 9 that would exhaust its attempts
+    proxy = Proxy(server.url, fail=[503] * 8)
+    gpkg = tmp_path / "outlines.gpkg"
+    glaciers.outlines.to_file(gpkg)
+    out = tmp_path / "out"
+    toml = glaciers.write_toml(tmp_path / "run.toml", proxy.url, retries=2, backoff_s=0.02)
     try:
-        config = glaciers.config(proxy.url, retries=3)
-        out = tmp_path / "out"
-        table = run_glaciers(glaciers.outlines, out, config=config, client=client, progress=False)
+        status = main(["batch", "run", str(gpkg), "--out", str(out), "--config", str(toml),
+                       "--address", client.scheduler.address, "--quiet"])
     finally:
         proxy.close()
-    assert len(proxy.requests) > 10
+    assert status == 0  # every glacier done or failed: nothing left for a rerun
+    assert len(proxy.requests) > 8
     assert_equal_to_serial(out, serial, reference)
-    assert table.set_index("id").loc[GOOD, "attempts"].max() >= 2
-    assert set(table.set_index("id").loc[list(EXPECTED_FAILURE), "status"]) == {"failed"}
+    table = glacier_table(out).set_index("id")
+    assert table.loc[GOOD, "attempts"].max() >= 2
+    assert set(table.loc[list(EXPECTED_FAILURE), "status"]) == {"failed"}
 
 
 def test_worker_killed_while_writing_real_store(site, tmp_path, client):

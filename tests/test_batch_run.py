@@ -174,3 +174,21 @@ def test_status_command_and_pending(client, tmp_path, capsys):
     assert "EmptySceneError" in text and "g0" in text
     with pytest.raises(SystemExit):
         main(["batch", "status", str(tmp_path / "nothing")])
+
+
+def test_run_command_dry_run(tmp_path, capsys):
+    from xglacier.cli import main
+
+    gpkg = tmp_path / "outlines.gpkg"
+    outlines(3).to_file(gpkg)
+    toml = tmp_path / "run.toml"
+    toml.write_text('local_scenes = "scenes/{id}"\nretries = 1\n')
+    assert main(["batch", "run", str(gpkg), "--out", str(tmp_path / "out"), "--config", str(toml),
+                 "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", "area_km2", "status", "action"]
+    assert [line.split()[0] for line in lines[1:]] == ["g2", "g1", "g0"]
+    assert all(line.split()[-1] == "run" for line in lines[1:])
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):  # one place to run at a time
+        main(["batch", "run", str(gpkg), "--out", "o", "--workers", "2", "--address", "tcp://x:1"])

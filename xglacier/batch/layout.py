@@ -90,6 +90,19 @@ def read_run(out: str | os.PathLike[str]) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
+def check_config(out: str | os.PathLike[str], config_hash: str, *, reconfigure: bool = False
+                 ) -> dict[str, Any] | None:
+    """Refuse an output folder whose run.json has another configuration hash (unless
+    ``reconfigure``); return that run.json (None when there is none)."""
+    old = read_run(out)
+    if old is not None and old.get("config_hash") != config_hash and not reconfigure:
+        raise RunConfigError(
+            f"run_glaciers: {Path(out) / RUN_FILE} was written with configuration {old.get('config_hash')}, "
+            f"not {config_hash}; use another output folder, or reconfigure=True (CLI: --reconfigure) "
+            "to recompute every glacier with the new configuration")
+    return old
+
+
 def write_run(out: str | os.PathLike[str], info: dict[str, Any], *, reconfigure: bool = False) -> None:
     """Write run.json; refuse a different configuration hash unless ``reconfigure``.
 
@@ -98,13 +111,8 @@ def write_run(out: str | os.PathLike[str], info: dict[str, Any], *, reconfigure:
     when its status says done with the current hash).
     """
     out = Path(out)
-    old = read_run(out)
+    old = check_config(out, info["config_hash"], reconfigure=reconfigure)
     if old is not None and old.get("config_hash") != info["config_hash"]:
-        if not reconfigure:
-            raise RunConfigError(
-                f"run_glaciers: {out / RUN_FILE} was written with configuration {old.get('config_hash')}, "
-                f"not {info['config_hash']}; use another output folder, or reconfigure=True "
-                "(CLI: --reconfigure) to recompute every glacier with the new configuration")
         with atomic_path(out / f"run-{old.get('config_hash')}.json") as tmp:
             tmp.write_text(json.dumps(old, indent=1, sort_keys=True))
     out.mkdir(parents=True, exist_ok=True)

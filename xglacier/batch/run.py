@@ -71,7 +71,7 @@ def plan(glaciers: list[Any], out: Path, config_hash: str, *, rerun_failed: bool
 
 
 @contextlib.contextmanager
-def _cluster(client: Any, workers: int | None, threads: int) -> Iterator[Any]:
+def _cluster(client: Any, workers: int | None) -> Iterator[Any]:
     if client is not None:
         yield client
         return
@@ -165,9 +165,7 @@ def run_glaciers(
     info = {"config": config.to_dict(), "config_hash": digest, "versions": layout.versions(),
             "outlines": source, "outlines_sha256": checksum, "id_column": id_column,
             "glaciers": [[g.id, g.area_km2] for g in sorted(glaciers, key=lambda g: (-g.area_km2, g.id))]}
-    old = layout.read_run(out)
-    if old is not None and old.get("config_hash") != digest and not reconfigure:
-        layout.write_run(out, info)  # raises RunConfigError naming both hashes
+    layout.check_config(out, digest, reconfigure=reconfigure)
     todo_plan = plan(glaciers, out, digest, rerun_failed=rerun_failed)
     if dry_run:
         return todo_plan
@@ -178,7 +176,7 @@ def run_glaciers(
     bar = Progress(len(glaciers), skipped=len(glaciers) - len(todo), enabled=progress)
     try:
         if todo:
-            with _cluster(client, workers, config.threads) as active:
+            with _cluster(client, workers) as active:
                 bar.dashboard(getattr(active, "dashboard_link", None) if _has_dashboard(active) else None)
                 with _watchdog(active if client is None else None) as lost:
                     _submit_all(active, todo, out, config, digest, function, is_transient, bar, lost)
