@@ -88,7 +88,7 @@ def cluster(n_workers: int, **config):
 
     with dask.config.set({**CLUSTER_CONFIG, **config}):
         lc = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None)
+                          dashboard_address=":0")
     return lc, Client(lc)
 
 
