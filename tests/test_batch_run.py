@@ -164,13 +164,14 @@ def test_status_command_and_pending(client, tmp_path, capsys):
     run_glaciers(outlines(3), out, client=client, function=faulty(), progress=False)
     # a glacier of a later, interrupted run: submitted and started, no status yet
     run = json.loads((out / "run.json").read_text())
-    run["glaciers"].append(["g9", 0.1])
+    run["glaciers"] += [["g9", 0.1], ["g8", 0.1], ["g7", 0.1]]
     (out / "run.json").write_text(json.dumps(run))
-    log_path(out, "g9").parent.mkdir(parents=True, exist_ok=True)
-    log_path(out, "g9").write_text("submit round=1\nstart worker=x pid=1\n")
+    for gid, text in (("g9", "submit round=1\nstart worker=x pid=1\n"), ("g8", "submit round=1\n")):
+        log_path(out, gid).parent.mkdir(parents=True, exist_ok=True)
+        log_path(out, gid).write_text(text)
     assert main(["batch", "status", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "4 glaciers (2 done, 1 failed, 0 error, 0 killed, 1 running)" in text
+    assert "6 glaciers (2 done, 1 failed, 0 error, 0 killed, 1 running, 1 queued, 1 pending)" in text
     assert "EmptySceneError" in text and "g0" in text
     with pytest.raises(SystemExit):
         main(["batch", "status", str(tmp_path / "nothing")])

@@ -71,8 +71,9 @@ def last_log_line(out: str | os.PathLike[str], glacier_id: str) -> str | None:
 def glacier_table(out: str | os.PathLike[str]) -> pd.DataFrame:
     """One row per glacier of the run in ``out``, from run.json and the status files.
 
-    Glaciers without a status are ``running`` when their log's last line is an attempt
-    start (or the run was interrupted then), else ``pending``.
+    A glacier without a status is ``running`` when its log's last line is an attempt start
+    or retry, ``queued`` when it is a submission (in both cases, or the run was interrupted
+    then), else ``pending``.
     """
     run = read_run(out)
     if run is None:
@@ -82,7 +83,8 @@ def glacier_table(out: str | os.PathLike[str]) -> pd.DataFrame:
         rec = read_status(glacier_dir(out, gid))
         if rec is None:
             line = last_log_line(out, gid) or ""
-            state = "running" if line.startswith("start") else "pending"
+            state = ("running" if line.startswith(("start", "retry")) else
+                     "queued" if line.startswith("submit") else "pending")
             rows.append({"id": gid, "area_km2": area, "status": state})
             continue
         row = {**rec.get("summary", {}), "id": gid, "area_km2": area}
@@ -110,7 +112,7 @@ def write_summary(out: str | os.PathLike[str]) -> pd.DataFrame:
 def counts(table: pd.DataFrame) -> dict[str, int]:
     """Glaciers per status, in a fixed order (zeros included for the four final states)."""
     found = Counter(table["status"]) if len(table) else Counter()
-    order = ["done", "failed", "error", "killed", "stale", "running", "pending"]
+    order = ["done", "failed", "error", "killed", "stale", "running", "queued", "pending"]
     return {k: found.get(k, 0) for k in order if k in STATES or found.get(k)}
 
 
