@@ -139,11 +139,3 @@ class ThreadsPlugin(WorkerPlugin):
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
 
-
-def backoff_total(retries: int, backoff_s: float) -> float:
-    """Seconds slept by a glacier that fails transiently on every attempt.
-
-    >>> backoff_total(3, 1.0)
-    7.0
-    """
-    return float(backoff_s * (2 ** max(retries, 0) - 1))
