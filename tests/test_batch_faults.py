@@ -66,20 +66,23 @@ def test_worker_killed_while_writing_store(client, tmp_path):
 
 
 @pytest.mark.slow
-def test_poison_glacier_is_killed_without_blaming_others(client, tmp_path):
+def test_poison_glacier_is_killed_without_blaming_others(tmp_path):
+    # run_glaciers' own cluster (its settings, and its watchdog should workers fail to
+    # restart on a loaded machine); one death allowed keeps the restarts few
     out, log = setup_out(tmp_path, poison=["g5"])  # the largest: it goes first
-    allowed = dask.config.get("distributed.scheduler.allowed-failures")
     t0 = time.monotonic()
-    table = run_glaciers(outlines(), out, client=client, function=faulty(), progress=False)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        table = run_glaciers(outlines(), out, workers=2, function=faulty(), progress=False)
     by = table.set_index("id")
     assert by.loc["g5", "status"] == "killed" and by.loc["g5", "error_type"] == "KilledWorker"
-    assert calls(log).count("g5") == allowed + 1
+    assert calls(log).count("g5") == 2
     check_done_equal(out, IDS[:5])
-    assert time.monotonic() - t0 < 120
+    assert time.monotonic() - t0 < 180
     # a rerun retries the killed glacier (it may have been a machine fault), nothing else
     n = len(calls(log))
-    run_glaciers(outlines(), out, client=client, function=faulty(), progress=False)
-    assert calls(log)[n:] == ["g5"] * (allowed + 1)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        run_glaciers(outlines(), out, workers=2, function=faulty(), progress=False)
+    assert calls(log)[n:] == ["g5"] * 2
 
 
 @pytest.mark.slow

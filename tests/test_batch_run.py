@@ -193,3 +193,17 @@ def test_run_command_dry_run(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit):  # one place to run at a time
         main(["batch", "run", str(gpkg), "--out", "o", "--workers", "2", "--address", "tcp://x:1"])
+
+
+def test_local_cluster_without_workers_stops_the_run(tmp_path, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    import xglacier.batch.run as run_module
+    from xglacier.errors import BatchError
+
+    monkeypatch.setattr(run_module, "NO_WORKER_S", 1.0)
+    out, _ = setup_out(tmp_path)
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1", dashboard_address=":0") as cluster, \
+            Client(cluster) as c, pytest.raises(BatchError, match="no worker"):
+        run_glaciers(outlines(2), out, client=c, function=faulty(), progress=False)
+    assert not list(out.glob("glaciers/*/*/status.json"))  # nothing ran: a rerun does it all

@@ -178,8 +178,8 @@ def run_glaciers(
         if todo:
             with _cluster(client, workers) as active:
                 bar.dashboard(getattr(active, "dashboard_link", None) if _has_dashboard(active) else None)
-                with _watchdog(active if client is None else None) as lost:
-                    _submit_all(active, todo, out, config, digest, function, is_transient, bar, lost)
+                with _watchdog(active if client is None or _is_local(active) else None) as watch:
+                    _submit_all(active, todo, out, config, digest, function, is_transient, bar, watch)
     finally:
         bar.close()
     table = status.write_summary(out)
@@ -188,48 +188,64 @@ def run_glaciers(
     return table
 
 
+def _is_local(client: Any) -> bool:
+    """A client of a LocalCluster in this process (its workers cannot be waiting in a queue)."""
+    from distributed import LocalCluster
+
+    return isinstance(getattr(client, "cluster", None), LocalCluster)
+
+
 def _has_dashboard(client: Any) -> bool:
     info = client.scheduler_info()
     return bool(info.get("services", {}).get("dashboard"))
 
 
-#: Seconds without any worker after which a run on its own LocalCluster gives up (a worker
-#: that cannot restart, e.g. out of memory); an external cluster may wait for workers (a queue).
+#: Seconds without any worker after which a run on a LocalCluster gives up (workers that
+#: could not restart: out of memory, an overloaded machine); a cluster of another kind may
+#: legitimately wait for workers (jobs in a queue), so it is not watched.
 NO_WORKER_S = 120.0
 
 
+class _Watch:
+    """What the watchdog and the collecting loop share: the tasks in flight, and why they stopped."""
+
+    def __init__(self) -> None:
+        self.futures: dict[Any, Any] = {}
+        self.lost: list[str] = []
+
+
 @contextlib.contextmanager
-def _watchdog(client: Any) -> Iterator[list[str]]:
-    """Cancel every task of ``client`` when it has had no worker for NO_WORKER_S (None: no watch)."""
-    lost: list[str] = []
+def _watchdog(client: Any) -> Iterator[_Watch]:
+    """Cancel the run's tasks when ``client`` has had no worker for NO_WORKER_S (None: no watch)."""
+    shared = _Watch()
     if client is None:
-        yield lost
+        yield shared
         return
     stop = threading.Event()
 
     def watch() -> None:
         since = None
-        while not stop.wait(2.0):
+        while not stop.wait(min(2.0, NO_WORKER_S / 2)):
             if client.nthreads():
                 since = None
             elif since is None:
                 since = time.monotonic()
             elif time.monotonic() - since > NO_WORKER_S:
-                lost.append(f"no worker for {NO_WORKER_S:.0f} s (they could not restart)")
-                client.cancel(list(client.futures.values()), force=True)
+                shared.lost.append(f"no worker for {NO_WORKER_S:.0f} s (they could not restart)")
+                client.cancel(list(shared.futures), force=True)
                 return
 
     thread = threading.Thread(target=watch, name="xglacier-watchdog", daemon=True)
     thread.start()
     try:
-        yield lost
+        yield shared
     finally:
         stop.set()
         thread.join()
 
 
 def _submit_all(client: Any, todo: list[Any], out: Path, config: Any, digest: str,
-                function: Callable, is_transient: Callable, bar: Progress, lost: list[str]) -> None:
+                function: Callable, is_transient: Callable, bar: Progress, watch: _Watch) -> None:
     """Submit one task per glacier (largest first) and collect outcomes as they complete."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -245,7 +261,8 @@ def _submit_all(client: Any, todo: list[Any], out: Path, config: Any, digest: st
         return client.submit(run_glacier_task, g, str(out), config, digest, function, is_transient,
                              key=f"glacier-{token}-{rounds[g.id]}", pure=False, retries=0)
 
-    futures = {submit(g): g for g in todo}
+    futures = watch.futures
+    futures.update({submit(g): g for g in todo})
     bar.running(len(futures))
     pending = as_completed(list(futures))
     for fut in pending:
@@ -255,7 +272,7 @@ def _submit_all(client: Any, todo: list[Any], out: Path, config: Any, digest: st
             fut.release()
             continue
         if fut.status == "cancelled":
-            why = lost[0] if lost else "the scheduler or the client went away"
+            why = watch.lost[0] if watch.lost else "the scheduler or the client went away"
             raise BatchError(f"run_glaciers: the task of glacier {g.id} was cancelled ({why}); "
                              "rerun to resume")
         exc = fut.exception()
