@@ -126,3 +126,11 @@ class ReviewError(InputError):
     """Corrected polygons cannot be saved as they are (a self-intersection, holes left outside an
     edited outline, a polygon with too few vertices, or an output that would overwrite the input);
     the message names each polygon and what to fix."""
+
+
+class BatchError(XGlacierError):
+    """A batch run cannot go on as asked (its cluster went away, or its output folder conflicts)."""
+
+
+class RunConfigError(BatchError):
+    """A batch output folder was written with another configuration (its run.json hash differs)."""

@@ -1,0 +1,141 @@
+"""What runs on a worker: one glacier, retried on transient errors, installed whole.
+
+The task never raises for a glacier's own failure: it writes the outcome into the
+glacier's ``status.json`` and returns the same record. Products and status are written
+into a hidden staging folder beside the final one, which is then installed in one atomic
+step, so the final folder is either the previous complete state or the new one: a killed
+worker or driver can never leave a product at its final path without its status.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dask
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from .._atomic import PART, install, remove
+from .layout import glacier_dir, log_path
+from .status import write_status
+
+
+def append_log(out: str | os.PathLike[str], glacier_id: str, line: str) -> None:
+    """Append one line to the glacier's attempt log (a line is one small write: no interleaving)."""
+    path = log_path(out, glacier_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    with open(path, "a") as fh:
+        fh.write(f"{line} time={stamp}\n")
+
+
+def worker_name() -> str:
+    """The Dask worker's address, or host:pid outside a worker."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except ValueError:  # not inside a worker task (a plain loop, a test)
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def staging_dir(final: Path) -> Path:
+    """A fresh hidden folder beside ``final``, recognised as temporary at start-up."""
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}{PART}")
+
+
+def check_summary(summary: Any, function: Callable) -> dict[str, Any]:
+    """The function's summary row must be a flat dict of scalars (it goes into a CSV)."""
+    name = getattr(function, "__name__", repr(function))
+    if not isinstance(summary, dict):
+        raise TypeError(f"run_glaciers: {name} returned {type(summary).__name__}, expected a dict "
+                        "of scalars (the glacier's summary row)")
+    for key, value in summary.items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, (str, bool, int, float))
+                                            or getattr(value, "ndim", None) == 0):
+            raise TypeError(f"run_glaciers: {name} returned {key!r}: {value!r} in its summary row; "
+                            "expected string keys and scalar values")
+    return summary
+
+
+def run_glacier_task(glacier: Any, out: str, config: Any, config_hash: str,
+                     function: Callable, is_transient: Callable[[BaseException], bool]) -> dict[str, Any]:
+    """Process one glacier with retries and install its folder; return its status record."""
+    final = glacier_dir(out, glacier.id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    worker = worker_name()
+    append_log(out, glacier.id, f"start worker={worker} pid={os.getpid()}")
+    retries, backoff = int(getattr(config, "retries", 0)), float(getattr(config, "backoff_s", 0.0))
+    threads = int(getattr(config, "threads", 1))
+    start = time.perf_counter()
+    attempt = 0
+    while True:
+        attempt += 1
+        staging = staging_dir(final)
+        staging.mkdir()
+        try:
+            # the glacier's own graph runs here, never on the cluster (no oversubscription)
+            local = {"scheduler": "threads", "num_workers": threads} if threads > 1 else {"scheduler": "sync"}
+            with dask.config.set(local):
+                summary = check_summary(function(glacier, staging, config), function)
+            record = {"status": "done", "summary": summary}
+            break
+        except Exception as exc:  # a glacier's failure is recorded, never raised: the others go on
+            remove(staging)
+            if is_transient(exc) and attempt <= retries:
+                append_log(out, glacier.id, f"retry attempt={attempt} error={type(exc).__name__}")
+                time.sleep(backoff * 2 ** (attempt - 1))
+                continue
+            status = "error" if is_transient(exc) else "failed"
+            record = {"status": status, "error_type": type(exc).__name__, "error_message": str(exc)[:2000]}
+            staging.mkdir()
+            break
+    record.update(id=glacier.id, attempts=attempt, worker=worker, config_hash=config_hash,
+                  seconds=round(time.perf_counter() - start, 3),
+                  finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    write_status(staging, record)  # last, then the whole folder appears at once
+    install(staging, final)
+    append_log(out, glacier.id, f"end status={record['status']} attempts={attempt}")
+    return record
+
+
+def write_outcome(out: str, glacier_id: str, record: dict[str, Any]) -> None:
+    """Install a folder holding only ``status.json`` (the driver's verdict: killed, or a task error)."""
+    final = glacier_dir(out, glacier_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_dir(final)
+    staging.mkdir()
+    write_status(staging, record)
+    install(staging, final)
+    append_log(out, glacier_id, f"end status={record['status']} attempts={record.get('attempts')}")
+
+
+class ThreadsPlugin(WorkerPlugin):
+    """Pin the native thread pools of a worker to the glacier's thread budget.
+
+    A Nanny sets ``OMP_NUM_THREADS=1`` (and MKL/OpenBLAS) before the worker starts, so
+    torch, which reads it at import, uses one intra-op thread; a worker started without a
+    Nanny gets the same here: the variables for libraries imported later, threadpoolctl
+    for BLAS/OpenMP pools already loaded, and ``torch.set_num_threads`` if torch is loaded.
+    """
+
+    name = "xglacier-threads"
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = int(threads)
+
+    def setup(self, worker: Any) -> None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            os.environ[var] = "1"
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
+
