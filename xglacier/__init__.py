@@ -46,6 +46,9 @@ _LAZY = {
     "nn": "xglacier.nn",
     "fit_segmentation": "xglacier.segmentation.train",
     "segmentation_tiles": "xglacier.segmentation.tiles",
+    # dask.distributed loads on first use too
+    "batch": "xglacier.batch",
+    "run_glaciers": "xglacier.batch",
     "SegmentationTiles": "xglacier.segmentation.tileset",
 }
 
@@ -104,6 +107,7 @@ __all__ = [
     "rasterize",
     "relabel",
     "review",
+    "run_glaciers",
     "save_model",
     "scores",
     "search",
