@@ -17,6 +17,7 @@ DESCRIPTION = "xglacier: glacier monitoring from Landsat time series, native to 
 # one entry per subcommand module, in the order `xglacier --help` lists them
 COMMANDS = (
     "xglacier.demo.cli",
+    "xglacier.segmentation.cli",
 )
 
 

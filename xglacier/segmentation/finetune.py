@@ -160,6 +160,22 @@ def _split(feats: xr.DataArray, labels: np.ndarray, side: str, fraction: float
     return train[0], train[1], held[0], held[1]
 
 
+def _tiles(feats: xr.DataArray, labels: np.ndarray, side: str, fraction: float, size: int, stride: int,
+           names: tuple[str, ...], refit: bool
+           ) -> tuple[SegmentationTiles, SegmentationTiles, SegmentationTiles | None, xr.DataArray]:
+    """Training tiles, held-out tiles, (``refit``) tiles of the whole scene, held-out features."""
+    train_f, train_l, held_f, held_l = _split(feats, labels, side, fraction)
+    train = segmentation_tiles(train_f, train_l, size=size, stride=stride, classes=names,
+                               min_glacier_fraction=0.0)
+    held = segmentation_tiles(held_f, held_l, size=size, classes=names, min_glacier_fraction=0.0)
+    whole = None
+    if refit:
+        lab = xr.DataArray(labels, dims=("y", "x"), coords={"y": feats.y, "x": feats.x})
+        whole = segmentation_tiles(feats, lab, size=size, stride=stride, classes=names,
+                                   min_glacier_fraction=0.0)
+    return train, held, whole, held_f
+
+
 # -- training -------------------------------------------------------------------------------
 
 
@@ -186,15 +202,13 @@ def _evaluate(net: SegmentationModel, tiles: SegmentationTiles, loss_fn: Any, ba
     return total / count, iou
 
 
-def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles, *,
-           opts: dict[str, Any], progress: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Train on ``train``, stop early on the held-out loss; history and the held-out scores."""
-    loss_fn = segmentation_loss(net, loss=opts["loss"], class_weights=opts["class_weights"], ignore=IGNORE)
+def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles | None, loss_fn: Any,
+         opts: dict[str, Any], progress: bool) -> pd.DataFrame:
+    """Train on ``train`` with :func:`train_epochs`; with ``held``, stop early on its loss."""
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ParameterError(f"{_FUNC}: model {type(net).__name__!r} has no trainable parameters")
     device, batch_size = model_device(net), opts["batch_size"]
-    loss_before, iou_before = _evaluate(net, held, loss_fn, batch_size)
     ious: list[float] = []
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -212,17 +226,38 @@ def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationT
         setup=lambda: (torch.optim.Adam(params, lr=opts["lr"]),
                        train.to_torch(batch_size=batch_size, shuffle=True, seed=opts["seed"],
                                       augment=opts["augment"])),
-        step=step, val_loss=held_loss, epochs=opts["epochs"], patience=opts["patience"], clip=None,
-        seed=opts["seed"], progress=progress, loss_label=opts["loss"],
+        step=step, val_loss=None if held is None else held_loss, epochs=opts["epochs"],
+        patience=opts["patience"], clip=None, seed=opts["seed"], progress=progress, loss_label=opts["loss"],
         hint=f"lower lr={opts['lr']} or check the scene's features for extreme values")
-    history["holdout_iou"] = ious[:len(history)]
-    loss_after, iou_after = _evaluate(net, held, loss_fn, batch_size)
+    history["holdout_iou"] = ious[:len(history)] if held is not None else np.nan
+    return history
+
+
+def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles,
+           whole: SegmentationTiles | None, *, opts: dict[str, Any], progress: bool
+           ) -> tuple[SegmentationModel, pd.DataFrame, dict[str, Any]]:
+    """Fine-tune, stopping early on ``held``; then (``whole``) again from the start on every tile.
+
+    Returns the model, the history of the run scored on ``held`` and the held-out scores.
+    """
+    loss_fn = segmentation_loss(net, loss=opts["loss"], class_weights=opts["class_weights"], ignore=IGNORE)
+    start = copy.deepcopy(net) if whole is not None else None
+    loss_before, iou_before = _evaluate(net, held, loss_fn, opts["batch_size"])
+    history = _fit(net, train, held, loss_fn, opts, progress)
+    loss_after, iou_after = _evaluate(net, held, loss_fn, opts["batch_size"])
     if not loss_after < loss_before:
         warnings.warn(f"{_FUNC}: no epoch lowered the loss on the held-out block ({loss_before:.4g} "
                       f"before, {loss_after:.4g} at best): the corrections did not generalise within "
                       "the scene; try a smaller lr or more corrected polygons", XGlacierWarning, stacklevel=3)
-    return history, {"holdout_loss_before": loss_before, "holdout_loss_after": loss_after,
-                     "holdout_iou_before": iou_before, "holdout_iou_after": iou_after}
+    result = {"holdout_loss_before": loss_before, "holdout_loss_after": loss_after,
+              "holdout_iou_before": iou_before, "holdout_iou_after": iou_after}
+    if start is not None:
+        # the held-out strip chose the number of epochs; now every correction is learned
+        epochs = int(history.attrs["best_epoch"])
+        _fit(start, whole, None, loss_fn, {**opts, "epochs": epochs, "patience": None}, progress)
+        net = start.eval()
+        result["refit_epochs"] = epochs
+    return net, history, result
 
 
 def _record(feats: xr.DataArray, held: xr.DataArray, side: str, corrections: dict[str, Any],
@@ -254,18 +289,19 @@ def fine_tune(
     column: str | None = None,
     classes: str | Mapping[Any, str] | None = None,
     layer: str | None = None,
-    epochs: int = 10,
-    lr: float = 1e-4,
+    epochs: int = 20,
+    lr: float = 1e-3,
     batch_size: int = 8,
     tile_size: int | None = None,
     stride: int | None = None,
     holdout: float = 0.25,
     holdout_side: str = "auto",
-    patience: int | None = 3,
+    patience: int | None = 5,
     loss: str = "dice+ce",
     class_weights: Any = None,
-    l1: float = 5e-4,
+    l1: float = 0.0,
     augment: bool = True,
+    refit: bool = True,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -276,12 +312,15 @@ def fine_tune(
     they are in another; pixels with a missing channel are left out). A strip along one
     edge of the scene (``holdout`` of its height or width) is held out: training tiles are
     cut from the rest of the scene only, so that no training tile holds a pixel of it,
-    and the loss on the strip decides when to stop (``patience``) and which epoch's weights
-    are kept. The model keeps its normalisation statistics (those of its original training
-    split): the new scene is normalised as every scene it will segment. Training is
-    :func:`~xglacier.nn.loop.train_epochs` (Adam, loss + L1 penalty, random turns and
-    flips), as in :func:`~xglacier.segmentation.train.fit_segmentation`. The input model
-    is not changed: a copy is trained. See ``docs/fine-tuning.md``.
+    and the loss on the strip decides when to stop (``patience``) and which epoch is best.
+    With ``refit`` (default) the model is then trained again from the parent's weights on
+    the whole scene, strip included, for that many epochs, so that it learns every
+    correction; the held-out scores recorded are those of the first run. The model keeps
+    its normalisation statistics (those of its original training split): the new scene is
+    normalised as every scene it will segment. Training is
+    :func:`~xglacier.nn.loop.train_epochs` (Adam, random turns and flips), as in
+    :func:`~xglacier.segmentation.train.fit_segmentation`. The input model is not
+    changed: a copy is trained. See ``docs/fine-tuning.md``.
 
     Parameters
     ----------
@@ -304,8 +343,11 @@ def fine_tune(
     layer
         Layer of a multi-layer file (default: the one layer whose name lacks ``deleted``).
     epochs, lr, batch_size, patience, loss, class_weights, l1, augment, seed
-        As :func:`~xglacier.segmentation.train.fit_segmentation`; fewer epochs and a smaller
-        learning rate by default.
+        As :func:`~xglacier.segmentation.train.fit_segmentation`, with defaults for
+        fine-tuning: fewer epochs, no L1 penalty (the weights start trained, not random).
+    refit
+        Train again on the whole scene for the best number of epochs (see above);
+        ``False`` returns the weights of the best epoch of the run without the strip.
     tile_size, stride
         Training tiles (default: the model's ``patch_size``, every half tile).
     holdout, holdout_side
@@ -357,9 +399,10 @@ def fine_tune(
     check_choice(_FUNC, "holdout_side", holdout_side, HOLDOUT_SIDES)
     check_choice(_FUNC, "loss", loss, LOSSES)
     check_flag(_FUNC, "augment", augment)
+    check_flag(_FUNC, "refit", refit)
     net, parent = _model(model)
     size = check_int(_FUNC, "tile_size", net.patch_size if tile_size is None else tile_size, low=8)
-    stride = check_int(_FUNC, "stride", max(1, size // 2) if stride is None else stride, low=1)
+    stride = check_int(_FUNC, "stride", max(1, size // 4) if stride is None else stride, low=1)
     if out is not None and isinstance(model, (str, os.PathLike)) and (
             checkpoint_paths(out)[0].resolve() == checkpoint_paths(model)[0].resolve()):
         raise ParameterError(f"{_FUNC}: out={str(out)!r} is the checkpoint being fine-tuned; write the "
@@ -373,13 +416,11 @@ def fine_tune(
     codes, used = class_codes(_FUNC, gdf, names, column, classes)
     labels, crs_info = _labels(gdf, codes, burn, feats, names)
     side = _holdout_side(labels, holdout_side, float(holdout))
-    train_f, train_l, held_f, held_l = _split(feats, labels, side, float(holdout))
-    train = segmentation_tiles(train_f, train_l, size=size, stride=stride, classes=names,
-                               min_glacier_fraction=0.0)
-    held = segmentation_tiles(held_f, held_l, size=size, classes=names, min_glacier_fraction=0.0)
+    train, held, whole, held_f = _tiles(feats, labels, side, float(holdout), size, stride, names, refit)
     opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
-            "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed}
-    history, result = _train(net, train, held, opts=opts, progress=progress)
+            "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
+            "refit": refit}
+    net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
     corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,
                    "by_class": {n: int((codes[burn] == i).sum()) for i, n in enumerate(names) if i},
                    **crs_info}
