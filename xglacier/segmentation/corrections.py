@@ -37,6 +37,8 @@ def _sha256_file(path: Path) -> str:
 
 def read_polygons(func: str, corrected: Any, layer: str | None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
     """The corrected polygons and where they come from (file name, checksum, deleted ones)."""
+    if isinstance(corrected, gpd.GeoSeries):
+        corrected = gpd.GeoDataFrame(geometry=corrected)
     if isinstance(corrected, gpd.GeoDataFrame):
         wkb = shapely.to_wkb(corrected.geometry.to_numpy())
         digest = hashlib.sha256(b"".join(w or b"" for w in wkb))
@@ -44,7 +46,8 @@ def read_polygons(func: str, corrected: Any, layer: str | None) -> tuple[gpd.Geo
         return corrected, {"file": None, "sha256": digest.hexdigest(), "layer": None, "deleted_layer": None}
     if not isinstance(corrected, (str, os.PathLike)):
         raise InputError(f"{func}: corrected_polygons is a {type(corrected).__name__}; expected a "
-                         "GeoDataFrame or the path of a vector file (GeoPackage, GeoJSON, shapefile)")
+                         "GeoDataFrame (or GeoSeries) or the path of a vector file (GeoPackage, "
+                         "GeoJSON, shapefile)")
     import pyogrio
 
     path = Path(corrected)
