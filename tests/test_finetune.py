@@ -119,7 +119,8 @@ def test_refit_learns_the_whole_scene_for_the_chosen_epochs(scene, parent):
     refit, h2 = tune(parent, f, glacier_polygon(), epochs=8)
     assert h2.attrs["fine_tuning"]["scores"] == h1.attrs["fine_tuning"]["scores"] | {
         "refit_epochs": h1.attrs["best_epoch"]}
-    assert not all(torch.equal(v, refit.state_dict()[k]) for k, v in kept.state_dict().items())    assert h2.attrs["fine_tuning"]["training"]["refit"] and not h1.attrs["fine_tuning"]["training"]["refit"]
+    assert not all(torch.equal(v, refit.state_dict()[k]) for k, v in kept.state_dict().items())
+    assert h2.attrs["fine_tuning"]["training"]["refit"] and not h1.attrs["fine_tuning"]["training"]["refit"]
 
 
 # a one-epoch run may well not lower the held-out loss: fine_tune says so, and that is not tested here
