@@ -109,15 +109,22 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for the checkpoints (default: temp)")
     parser.add_argument("--epochs", type=int, default=40, help="pre-training epochs (the demo's 40)")
     parser.add_argument("--holdout-side", default=FINE_TUNING["holdout_side"])
+    parser.add_argument("--ft-epochs", type=int, default=FINE_TUNING["epochs"], help="fine-tuning epochs")
+    parser.add_argument("--patience", type=int, default=FINE_TUNING["patience"])
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", type=Path, default=None, help="write the before/after figure here")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
     if not (args.data / "athabasca_outline.shp").is_file():
         print(f"skipped: the Athabasca crops are not in {args.data} (they live in ../shared/data beside "
               "the project; pass --data)")
         return 0
     import rioxarray
+    import torch
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="xglacier-finetune-"))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -130,12 +137,14 @@ def main() -> int:
     truth = xglacier.rasterize(outline, like=feats["S30 2020-09-09"]).values > 0
 
     t1 = time.perf_counter()
-    opts = {**FINE_TUNING, "holdout_side": args.holdout_side, "seed": args.seed}
+    opts = {**FINE_TUNING, "holdout_side": args.holdout_side, "seed": args.seed, "epochs": args.ft_epochs,
+            "patience": args.patience, "batch_size": args.batch_size}
     _, history = fine_tune(parent, feats["L30 2020-08-16"], outline, out=out / "unet_athabasca", **opts)
     t_ft = time.perf_counter() - t1
     tuned = history.attrs["checkpoint"]
     record = history.attrs["fine_tuning"]
 
+    print(f"parent: {parent}")
     print(f"fine-tuning on {SCENES['L30 2020-08-16']}: {opts}")
     print(f"  held-out {record['holdout']['side']} strip {record['holdout']['shape']} px: glacier IoU "
           f"{record['scores']['holdout_iou_before']['glacier']:.3f} -> "
