@@ -17,6 +17,7 @@ import pytest
 import rasterio
 import torch
 import xarray as xr
+from affine import Affine
 from shapely import box
 
 import xglacier
@@ -290,7 +291,7 @@ def _write_scene(folder, f: xr.DataArray) -> list[str]:
     green = np.full(ndsi.shape, 0.6, "f4")
     swir = green * (1 - ndsi) / (1 + ndsi)  # NDSI = (green - swir) / (green + swir)
     profile = {"driver": "GTiff", "height": N, "width": N, "count": 1, "dtype": "int16", "crs": CRS,
-               "nodata": -9999, "transform": rasterio.transform.from_origin(X0, Y0, PX, PX)}
+               "nodata": -9999, "transform": Affine(PX, 0.0, X0, 0.0, -PX, Y0)}
     paths = []
     for code, band in (("B03", green), ("B06", swir)):
         path = folder / f"scene_2020229_{code}_L30.tif"
