@@ -112,6 +112,7 @@ def main() -> int:
     parser.add_argument("--ft-epochs", type=int, default=FINE_TUNING["epochs"], help="fine-tuning epochs")
     parser.add_argument("--patience", type=int, default=FINE_TUNING["patience"])
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--stride", type=int, default=FINE_TUNING["stride"], help="training tile stride")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", type=Path, default=None, help="write the before/after figure here")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -138,7 +139,7 @@ def main() -> int:
 
     t1 = time.perf_counter()
     opts = {**FINE_TUNING, "holdout_side": args.holdout_side, "seed": args.seed, "epochs": args.ft_epochs,
-            "patience": args.patience, "batch_size": args.batch_size}
+            "patience": args.patience, "batch_size": args.batch_size, "stride": args.stride}
     _, history = fine_tune(parent, feats["L30 2020-08-16"], outline, out=out / "unet_athabasca", **opts)
     t_ft = time.perf_counter() - t1
     tuned = history.attrs["checkpoint"]
