@@ -116,8 +116,8 @@ def test_statistics_kept_and_parent_unchanged(scene, parent):
 
 def test_refit_learns_the_whole_scene_for_the_chosen_epochs(scene, parent):
     f, _ = scene
-    kept, h1 = tune(parent, f, glacier_polygon(), refit=False, epochs=8)
-    refit, h2 = tune(parent, f, glacier_polygon(), epochs=8)
+    kept, h1 = tune(parent, f, glacier_polygon(), refit=False, epochs=4)
+    refit, h2 = tune(parent, f, glacier_polygon(), epochs=4)
     assert h2.attrs["fine_tuning"]["scores"] == h1.attrs["fine_tuning"]["scores"] | {
         "refit_epochs": h1.attrs["best_epoch"]}
     assert not all(torch.equal(v, refit.state_dict()[k]) for k, v in kept.state_dict().items())
@@ -181,8 +181,8 @@ def test_checkpoint_records_the_corrections(tmp_path, scene, parent):
     gpkg = tmp_path / "corrected.gpkg"
     polys.to_file(gpkg, layer="glaciers")
     polys.iloc[:1].to_file(gpkg, layer="deleted")
-    _, history = fine_tune(tmp_path / "parent", f, gpkg, epochs=3, lr=1e-2, batch_size=4,
-                               out=tmp_path / "round1")
+    _, history = fine_tune(tmp_path / "parent", f, gpkg, epochs=3, lr=1e-2, batch_size=4, stride=8,
+                           out=tmp_path / "round1")
     meta = json.loads((tmp_path / "round1.json").read_text())
     (record,) = meta["extra"]["fine_tuning"]
     c = record["corrections"]
@@ -203,7 +203,7 @@ def test_checkpoint_records_the_corrections(tmp_path, scene, parent):
     # the loop goes on: the new checkpoint segments, and a second round keeps the first
     model = xglacier.load_model(tmp_path / "round1", expect=f)
     assert xglacier.segment(f, model, tile=N, overlap=0).label.shape == (N, N)
-    fine_tune(tmp_path / "round1", f, gpkg, epochs=1, batch_size=4, out=tmp_path / "round2")
+    fine_tune(tmp_path / "round1", f, gpkg, epochs=1, batch_size=4, stride=8, out=tmp_path / "round2")
     rounds = json.loads((tmp_path / "round2.json").read_text())["extra"]["fine_tuning"]
     assert len(rounds) == 2 and rounds[1]["parent"]["checkpoint"] == "round1.json"
 
