@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "athabasca"
 SCENES = {"L30 2020-08-16": "athabasca_2020229_B0*_L30.tif", "S30 2020-09-09": "athabasca_2020253_B*_S30.tif"}
 #: The fine-tuning of the measurement (see docs/fine-tuning.md for why these values).
-FINE_TUNING = {"classes": "clean_ice", "lr": 3e-3, "epochs": 25, "patience": 5, "stride": 16,
-               "holdout_side": "north"}
+FINE_TUNING = {"classes": "clean_ice", "lr": 3e-3, "epochs": 45, "patience": 8, "stride": 16,
+               "batch_size": 4, "holdout_side": "north"}
 
 
 def pretrain(out: Path, epochs: int, seed: int) -> Path:
@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--holdout-side", default=FINE_TUNING["holdout_side"])
     parser.add_argument("--ft-epochs", type=int, default=FINE_TUNING["epochs"], help="fine-tuning epochs")
     parser.add_argument("--patience", type=int, default=FINE_TUNING["patience"])
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=FINE_TUNING["batch_size"])
     parser.add_argument("--stride", type=int, default=FINE_TUNING["stride"], help="training tile stride")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", type=Path, default=None, help="write the before/after figure here")
