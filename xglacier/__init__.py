@@ -46,6 +46,7 @@ _LAZY = {
     "nn": "xglacier.nn",
     "fit_segmentation": "xglacier.segmentation.train",
     "segmentation_tiles": "xglacier.segmentation.tiles",
+    "fine_tune": "xglacier.segmentation.finetune",
     # dask.distributed loads on first use too
     "batch": "xglacier.batch",
     "run_glaciers": "xglacier.batch",
@@ -86,6 +87,7 @@ __all__ = [
     "fill_gaps",
     "filter_scenes",
     "fit",
+    "fine_tune",
     "fit_segmentation",
     "flow",
     "forecast",

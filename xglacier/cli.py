@@ -20,6 +20,7 @@ COMMANDS = (
     "xglacier.batch.cli",
     "xglacier.batch.steps_cli",
     "xglacier.review.cli",
+    "xglacier.segmentation.cli",
 )
 
 

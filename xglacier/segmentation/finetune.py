@@ -1,0 +1,440 @@
+"""Training a segmentation model further on corrected outlines of one scene: :func:`fine_tune`.
+
+The loop of Baraka et al. (2020), *Machine Learning for Glacier Monitoring in the Hindu Kush
+Himalaya*, section 5: an expert corrects the predicted polygons of a scene (``xglacier
+review``), the model learns from the corrections, the scene (or the next one) is segmented
+again. :func:`fine_tune` rasterizes the corrected polygons on the scene's grid, cuts the
+scene into a training part and a held-out block (a strip along one edge that no training
+tile reaches), trains a few epochs at a small learning rate with the model's own
+normalisation statistics (those of its original training split, never the new scene's),
+stops early on the held-out block, and saves a new checkpoint whose JSON records what it
+learned from.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+import torch
+import xarray as xr
+
+from .._validate import check_choice, check_flag, check_int, check_number
+from ..errors import InputError, ParameterError, XGlacierWarning
+from ..nn.checkpoint import checkpoint_paths, load_model, save_model
+from ..nn.loop import check_fit_options, model_device, train_epochs
+from .corrections import class_codes, read_polygons, statuses
+from .grid import format_bounds
+from .labels import rasterize
+from .losses import LOSSES, l1_penalty, segmentation_loss
+from .metrics import confusion_matrix, scores
+from .models.base import SegmentationModel
+from .models.unet import CombinedBinary
+from .segment import check_features
+from .tiles import IGNORE, segmentation_tiles
+from .tileset import SegmentationTiles
+
+__all__ = ["HOLDOUT_SIDES", "fine_tune"]
+
+#: Where the held-out block lies: a strip along the scene's north, south, east or west edge.
+HOLDOUT_SIDES = ("auto", "north", "south", "east", "west")
+_FUNC = "fine_tune"
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def _model(model: Any) -> tuple[SegmentationModel, dict[str, Any]]:
+    """A trainable copy of ``model`` (a model or a checkpoint path) and what it came from."""
+    if isinstance(model, (str, os.PathLike)):
+        json_path, _ = checkpoint_paths(model)
+        loaded = load_model(model)
+        parent = {"checkpoint": json_path.name}
+    elif isinstance(model, torch.nn.Module):
+        # a copy: the caller keeps the model it passed, to compare or to fine-tune again
+        loaded, parent = copy.deepcopy(model), {"checkpoint": None}
+    else:
+        raise ParameterError(f"{_FUNC}: model is a {type(model).__name__}; expected a SegmentationModel "
+                             "(e.g. xglacier.models.UNet) or the path of its checkpoint")
+    if isinstance(loaded, CombinedBinary):
+        raise ParameterError(f"{_FUNC}: model is a CombinedBinary; fine-tune its clean and debris models "
+                             "one by one (each is a SegmentationModel)")
+    if not isinstance(loaded, SegmentationModel):
+        raise ParameterError(f"{_FUNC}: model is a {type(loaded).__name__}; expected a SegmentationModel")
+    meta = getattr(loaded, "checkpoint_meta", None) or {}
+    parent.update(sha256=meta.get("weights", {}).get("sha256"), created=meta.get("created"),
+                  variable=meta.get("variable"), extra=meta.get("extra") or {})
+    return loaded, parent
+
+
+def _scene(features: Any, model: SegmentationModel) -> xr.DataArray:
+    """The features, checked, north-up (y descending, x ascending) and in memory."""
+    feats = check_features(_FUNC, features, model.channels)
+    for dim in ("y", "x"):
+        if dim not in feats.coords or feats.sizes[dim] < 2:
+            raise InputError(f"{_FUNC}: scene_features needs a {dim!r} coordinate of at least 2 pixels; "
+                             f"it has {feats.sizes[dim]}")
+    if feats.rio.crs is None:
+        raise InputError(f"{_FUNC}: scene_features has no CRS (features.rio.crs is None); the corrected "
+                         "polygons cannot be placed on its grid")
+    # one orientation inside: a scene stored y-ascending trains exactly like its north-up copy
+    feats = feats.sortby("y", ascending=False).sortby("x").load()
+    if not np.isfinite(feats.values).all(axis=0).any():
+        raise InputError(f"{_FUNC}: scene_features has no pixel where every channel is valid (all NaN "
+                         "or infinite); expected a scene with data")
+    return feats
+
+
+def _labels(gdf: gpd.GeoDataFrame, codes: np.ndarray, burn: np.ndarray, feats: xr.DataArray,
+            names: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The class map of the corrected polygons on the scene's grid; IGNORE where an input is missing."""
+    crs = pyproj.CRS.from_user_input(feats.rio.crs)
+    if gdf.crs is None:
+        raise InputError(f"{_FUNC}: the corrected polygons have no CRS; expected the CRS they were drawn "
+                         f"in (the scene's is {crs.name})")
+    reprojected = not pyproj.CRS.from_user_input(gdf.crs).equals(crs)
+    in_scene = gdf.to_crs(crs) if reprojected else gdf
+    grid = shapely.box(*feats.rio.bounds(recalc=True))
+    polys = in_scene[burn]
+    if len(polys) and not polys.intersects(grid).any():
+        raise InputError(f"{_FUNC}: the corrected polygons do not overlap the scene: they cover "
+                         f"{format_bounds(polys.total_bounds)} in the scene's CRS, the scene covers "
+                         f"{format_bounds(grid.bounds)}")
+    if len(polys):
+        burned = gpd.GeoDataFrame({"code": codes[burn]}, geometry=polys.geometry.to_numpy(), crs=crs)
+        table = {n: i for i, n in enumerate(names) if i}
+        labels = rasterize(burned, feats.isel(channel=0, drop=True), column="code", classes=table).values
+    else:  # every polygon deleted: the whole scene is background
+        labels = np.zeros((feats.sizes["y"], feats.sizes["x"]), np.uint8)
+    labels = np.where(np.isfinite(feats.values).all(axis=0), labels, IGNORE).astype(np.uint8)
+    return labels, {"crs": str(gdf.crs.to_string()), "reprojected": bool(reprojected)}
+
+
+def _strip(side: str, shape: tuple[int, int], fraction: float) -> tuple[slice, slice]:
+    """Row and column slices of the held-out strip along ``side`` of a north-up grid."""
+    h, w = shape
+    ky, kx = max(1, round(fraction * h)), max(1, round(fraction * w))
+    return {"north": (slice(0, ky), slice(None)), "south": (slice(h - ky, h), slice(None)),
+            "west": (slice(None), slice(0, kx)), "east": (slice(None), slice(w - kx, w))}[side]
+
+
+def _holdout_side(labels: np.ndarray, side: str, fraction: float) -> str:
+    """``side``, or for ``"auto"`` the strip whose labelled pixels are closest to half glacier."""
+    if side != "auto":
+        return side
+    best, best_balance = "north", -1.0
+    for name in HOLDOUT_SIDES[1:]:
+        lab = labels[_strip(name, labels.shape, fraction)]
+        lab = lab[lab != IGNORE]
+        balance = min(float((lab > 0).mean()), float((lab == 0).mean())) if lab.size else -1.0
+        if balance > best_balance:
+            best, best_balance = name, balance
+    return best
+
+
+def _split(feats: xr.DataArray, labels: np.ndarray, side: str, fraction: float
+           ) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray, xr.DataArray]:
+    """(train features, train labels, held-out features, held-out labels): two disjoint rectangles."""
+    rows, cols = _strip(side, labels.shape, fraction)
+    h, w = labels.shape
+    hold = np.zeros((h, w), bool)
+    hold[rows, cols] = True
+    keep_rows = np.flatnonzero(~hold.all(axis=1)) if side in ("north", "south") else np.arange(h)
+    keep_cols = np.flatnonzero(~hold.all(axis=0)) if side in ("east", "west") else np.arange(w)
+    lab = xr.DataArray(labels, dims=("y", "x"), coords={"y": feats.y, "x": feats.x})
+    held = (feats.isel(y=rows, x=cols), lab.isel(y=rows, x=cols))
+    train = (feats.isel(y=keep_rows, x=keep_cols), lab.isel(y=keep_rows, x=keep_cols))
+    for name, (_, part) in (("training part", train), ("held-out block", held)):
+        if not (part.values != IGNORE).any():
+            raise InputError(f"{_FUNC}: the {name} of the scene (held-out strip: {side}, "
+                             f"holdout={fraction}) has no pixel with valid data; choose another "
+                             "holdout_side or holdout fraction")
+    return train[0], train[1], held[0], held[1]
+
+
+def _tiles(feats: xr.DataArray, labels: np.ndarray, side: str, fraction: float, size: int, stride: int,
+           names: tuple[str, ...], refit: bool
+           ) -> tuple[SegmentationTiles, SegmentationTiles, SegmentationTiles | None, xr.DataArray]:
+    """Training tiles, held-out tiles, (``refit``) tiles of the whole scene, held-out features."""
+    train_f, train_l, held_f, held_l = _split(feats, labels, side, fraction)
+    train = segmentation_tiles(train_f, train_l, size=size, stride=stride, classes=names,
+                               min_glacier_fraction=0.0)
+    held = segmentation_tiles(held_f, held_l, size=size, classes=names, min_glacier_fraction=0.0)
+    whole = None
+    if refit:
+        lab = xr.DataArray(labels, dims=("y", "x"), coords={"y": feats.y, "x": feats.x})
+        whole = segmentation_tiles(feats, lab, size=size, stride=stride, classes=names,
+                                   min_glacier_fraction=0.0)
+    return train, held, whole, held_f
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+def _evaluate(net: SegmentationModel, tiles: SegmentationTiles, loss_fn: Any, batch_size: int
+              ) -> tuple[float, dict[str, float]]:
+    """Loss and IoU per class (and ``glacier``: every class but background) on ``tiles``, eval mode."""
+    names = list(net.classes)
+    device = model_device(net)
+    net.eval()
+    total, count = 0.0, 0
+    cm = np.zeros((len(names), len(names) + 1), np.int64)
+    with torch.no_grad():
+        for xb, yb in tiles.to_torch(batch_size=batch_size):
+            xb, yb = xb.to(device), yb.to(device)
+            logits = net(net.normalise(xb))
+            total += float(loss_fn(logits, yb)) * len(xb)
+            count += len(xb)
+            pred = net.probabilities(logits).argmax(dim=1).to("cpu").numpy().astype(np.uint8)
+            cm += np.asarray(confusion_matrix(yb.to("cpu").numpy(), pred, len(names), ignore=IGNORE))
+    merge = {"glacier": names[1:]} if len(names) > 2 else None
+    table = scores(cm, classes=names, merge=merge)
+    iou = {str(k): float(v) for k, v in table["iou"].items()}
+    iou.setdefault("glacier", iou[names[1]])
+    return total / count, iou
+
+
+def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles | None, loss_fn: Any,
+         opts: dict[str, Any], progress: bool) -> pd.DataFrame:
+    """Train on ``train`` with :func:`train_epochs`; with ``held``, stop early on its loss."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    if not params:
+        raise ParameterError(f"{_FUNC}: model {type(net).__name__!r} has no trainable parameters")
+    device, batch_size = model_device(net), opts["batch_size"]
+    ious: list[float] = []
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        xb, yb = (t.to(device) for t in batch)
+        data = loss_fn(net(net.normalise(xb)), yb)
+        return data + l1_penalty(net, lam=opts["l1"]), data, len(xb)
+
+    def held_loss() -> float:
+        value, iou = _evaluate(net, held, loss_fn, batch_size)
+        ious.append(iou["glacier"])
+        return value
+
+    history = train_epochs(
+        _FUNC, net, params,
+        setup=lambda: (torch.optim.Adam(params, lr=opts["lr"]),
+                       train.to_torch(batch_size=batch_size, shuffle=True, seed=opts["seed"],
+                                      augment=opts["augment"])),
+        step=step, val_loss=None if held is None else held_loss, epochs=opts["epochs"],
+        patience=opts["patience"], clip=None, seed=opts["seed"], progress=progress, loss_label=opts["loss"],
+        hint=f"lower lr={opts['lr']} or check the scene's features for extreme values")
+    history["holdout_iou"] = ious[:len(history)] if held is not None else np.nan
+    return history
+
+
+def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles,
+           whole: SegmentationTiles | None, *, opts: dict[str, Any], progress: bool
+           ) -> tuple[SegmentationModel, pd.DataFrame, dict[str, Any]]:
+    """Fine-tune, stopping early on ``held``; then (``whole``) again from the start on every tile.
+
+    Returns the model, the history of the run scored on ``held`` and the held-out scores.
+    """
+    loss_fn = segmentation_loss(net, loss=opts["loss"], class_weights=opts["class_weights"], ignore=IGNORE)
+    start = copy.deepcopy(net) if whole is not None else None
+    loss_before, iou_before = _evaluate(net, held, loss_fn, opts["batch_size"])
+    history = _fit(net, train, held, loss_fn, opts, progress)
+    loss_after, iou_after = _evaluate(net, held, loss_fn, opts["batch_size"])
+    if not loss_after < loss_before:
+        warnings.warn(f"{_FUNC}: no epoch lowered the loss on the held-out block ({loss_before:.4g} "
+                      f"before, {loss_after:.4g} at best): the corrections did not generalise within "
+                      "the scene; try a smaller lr or more corrected polygons", XGlacierWarning, stacklevel=3)
+    result = {"holdout_loss_before": loss_before, "holdout_loss_after": loss_after,
+              "holdout_iou_before": iou_before, "holdout_iou_after": iou_after}
+    if start is not None:
+        # the held-out strip chose the number of epochs; now every correction is learned
+        epochs = int(history.attrs["best_epoch"])
+        _fit(start, whole, None, loss_fn, {**opts, "epochs": epochs, "patience": None}, progress)
+        net = start.eval()
+        result["refit_epochs"] = epochs
+    return net, history, result
+
+
+def _record(feats: xr.DataArray, held: xr.DataArray, side: str, corrections: dict[str, Any],
+            parent: dict[str, Any], training: dict[str, Any], result: dict[str, Any],
+            history: pd.DataFrame) -> dict[str, Any]:
+    """What the new checkpoint's JSON says about this round of fine-tuning."""
+    time = feats.coords["time"].values if "time" in feats.coords and feats["time"].ndim == 0 else None
+    return {
+        "corrections": corrections,
+        "scene": {"time": None if time is None else str(pd.Timestamp(time)),
+                  "crs": feats.rio.crs.to_string(), "bounds": list(feats.rio.bounds(recalc=True)),
+                  "shape": [feats.sizes["y"], feats.sizes["x"]]},
+        "holdout": {"side": side, "fraction": training.pop("holdout"),
+                    "bounds": list(held.rio.bounds(recalc=True)),
+                    "shape": [held.sizes["y"], held.sizes["x"]]},
+        "training": {**training, "epochs_run": len(history), "best_epoch": int(history.attrs["best_epoch"]),
+                     "stopped_early": bool(history.attrs["stopped_early"]),
+                     "statistics": "the parent's (its training split), not recomputed"},
+        "scores": result,
+        "parent": {k: parent.get(k) for k in ("checkpoint", "sha256", "created")},
+    }
+
+
+def fine_tune(
+    model: SegmentationModel | str | os.PathLike[str],
+    scene_features: xr.DataArray,
+    corrected_polygons: gpd.GeoDataFrame | str | os.PathLike[str],
+    *,
+    column: str | None = None,
+    classes: str | Mapping[Any, str] | None = None,
+    layer: str | None = None,
+    epochs: int = 20,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    tile_size: int | None = None,
+    stride: int | None = None,
+    holdout: float = 0.25,
+    holdout_side: str = "auto",
+    patience: int | None = 5,
+    loss: str = "dice+ce",
+    class_weights: Any = None,
+    l1: float = 0.0,
+    augment: bool = True,
+    refit: bool = True,
+    seed: int = 0,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> tuple[SegmentationModel, pd.DataFrame]:
+    """Train a segmentation model further on the corrected polygons of one scene.
+
+    The polygons are rasterized on the scene's grid (reprojected to its CRS first when
+    they are in another; pixels with a missing channel are left out). A strip along one
+    edge of the scene (``holdout`` of its height or width) is held out: training tiles are
+    cut from the rest of the scene only, so that no training tile holds a pixel of it,
+    and the loss on the strip decides when to stop (``patience``) and which epoch is best.
+    With ``refit`` (default) the model is then trained again from the parent's weights on
+    the whole scene, strip included, for that many epochs, so that it learns every
+    correction; the held-out scores recorded are those of the first run. The model keeps
+    its normalisation statistics (those of its original training split): the new scene is
+    normalised as every scene it will segment. Training is
+    :func:`~xglacier.nn.loop.train_epochs` (Adam, random turns and flips), as in
+    :func:`~xglacier.segmentation.train.fit_segmentation`. The input model is not
+    changed: a copy is trained. See ``docs/fine-tuning.md``.
+
+    Parameters
+    ----------
+    model
+        A :class:`~xglacier.segmentation.models.SegmentationModel` or the path of its
+        checkpoint.
+    scene_features
+        ``(channel, y, x)`` features of the corrected scene (:func:`xglacier.features`),
+        with the model's channels in its order and a CRS; y and x may run either way.
+    corrected_polygons
+        GeoDataFrame or vector file of the corrected outlines (from ``xglacier review``).
+        A ``status`` column (``predicted``, ``edited``, ``added``, ``deleted``) is counted
+        and ``deleted`` rows burn nothing; a layer whose name contains ``deleted`` is counted.
+    column, classes
+        Each polygon's class: ``column`` names a column of class names or of class indices
+        of the model (default ``class_name``, else ``class``, as :func:`xglacier.polygonize`
+        writes); ``classes`` maps its values to the model's class names, or is one class
+        name for every polygon (an outline without class column). A two-class model needs
+        neither. Pixels outside every polygon are background.
+    layer
+        Layer of a multi-layer file (default: the one layer whose name lacks ``deleted``).
+    epochs, lr, batch_size, patience, loss, class_weights, l1, augment, seed
+        As :func:`~xglacier.segmentation.train.fit_segmentation`, with defaults for
+        fine-tuning: fewer epochs, no L1 penalty (the weights start trained, not random).
+    refit
+        Train again on the whole scene for the best number of epochs (see above);
+        ``False`` returns the weights of the best epoch of the run without the strip.
+    tile_size, stride
+        Training tiles (default: the model's ``patch_size``, every half tile).
+    holdout, holdout_side
+        Fraction of the scene's height (``north``/``south``) or width (``east``/``west``)
+        held out; ``"auto"``: the side whose strip is closest to half glacier.
+    out
+        Write the fine-tuned model there (safetensors + JSON, see
+        :func:`xglacier.save_model`); its JSON ``extra.fine_tuning`` lists every round.
+    progress
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    (SegmentationModel, pandas.DataFrame)
+        The fine-tuned model (eval mode) and the history of :func:`xglacier.fit` plus
+        ``holdout_iou`` (glacier IoU on the held-out strip per epoch); ``history.attrs``
+        also holds ``fine_tuning`` (the record written in the checkpoint) and ``checkpoint``.
+
+    Raises
+    ------
+    InputError
+        Features without CRS, channels or valid pixels; polygons without CRS, outside the
+        scene, with unknown classes or statuses; unreadable files.
+    ParameterError
+        A bad keyword value, a model that is not a trainable SegmentationModel, ``out`` equal
+        to the parent checkpoint.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, numpy as np, xarray as xr
+    >>> from shapely import box
+    >>> from xglacier.models import UNet
+    >>> ndsi = np.where(np.arange(32)[None, :] < 16, 0.9, -0.2) * np.ones((32, 1), "f4")
+    >>> f = xr.DataArray(ndsi[None].astype("f4"), dims=("channel", "y", "x"), coords={
+    ...     "channel": ["ndsi"], "y": 3000.0 - 30 * np.arange(32), "x": 30.0 * np.arange(32)}
+    ...     ).rio.write_crs("EPSG:32611")
+    >>> ice = gpd.GeoDataFrame(geometry=[box(-15, 2055, 465, 3015)], crs="EPSG:32611")
+    >>> model = UNet(["ndsi"], ["background", "glacier"], depth=1, base_channels=4, patch_size=16)
+    >>> tuned, history = fine_tune(model, f, ice, epochs=2, lr=1e-2, holdout_side="north")
+    >>> history.attrs["fine_tuning"]["holdout"]["side"], list(history.columns[-2:])
+    ('north', ['best', 'holdout_iou'])
+    """
+    for label, value in (("batch_size", batch_size), ("seed", seed)):
+        check_int(_FUNC, label, value, low=0 if label == "seed" else 1)
+    check_fit_options(_FUNC, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, clip=None,
+                      seed=seed)
+    check_number(_FUNC, "holdout", holdout, low=0, high=0.5, low_open=True)
+    check_number(_FUNC, "l1", l1, low=0)
+    check_choice(_FUNC, "holdout_side", holdout_side, HOLDOUT_SIDES)
+    check_choice(_FUNC, "loss", loss, LOSSES)
+    check_flag(_FUNC, "augment", augment)
+    check_flag(_FUNC, "refit", refit)
+    net, parent = _model(model)
+    size = check_int(_FUNC, "tile_size", net.patch_size if tile_size is None else tile_size, low=8)
+    stride = check_int(_FUNC, "stride", max(1, size // 4) if stride is None else stride, low=1)
+    if out is not None and isinstance(model, (str, os.PathLike)) and (
+            checkpoint_paths(out)[0].resolve() == checkpoint_paths(model)[0].resolve()):
+        raise ParameterError(f"{_FUNC}: out={str(out)!r} is the checkpoint being fine-tuned; write the "
+                             "new model elsewhere (the parent is kept for the record)")
+    feats = _scene(scene_features, net)
+    gdf, source = read_polygons(_FUNC, corrected_polygons, layer)
+    if len(gdf) == 0:
+        raise InputError(f"{_FUNC}: corrected_polygons holds no polygon; expected the corrected outlines")
+    burn, by_status = statuses(_FUNC, gdf)
+    names = tuple(net.classes)
+    codes, used = class_codes(_FUNC, gdf, names, column, classes)
+    labels, crs_info = _labels(gdf, codes, burn, feats, names)
+    side = _holdout_side(labels, holdout_side, float(holdout))
+    train, held, whole, held_f = _tiles(feats, labels, side, float(holdout), size, stride, names, refit)
+    opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
+            "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
+            "refit": refit}
+    net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
+    corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,
+                   "by_class": {n: int((codes[burn] == i).sum()) for i, n in enumerate(names) if i},
+                   **crs_info}
+    training = {**opts, "holdout": float(holdout), "tile_size": size, "stride": stride,
+                "train_tiles": len(train), "holdout_tiles": len(held)}
+    record = _record(feats, held_f, side, corrections, parent, training, result, history)
+    rounds = [*parent["extra"].get("fine_tuning", []), record]
+    extra = {**parent["extra"], "fine_tuning": rounds}
+    history.attrs.update(fine_tuning=record, checkpoint=None)
+    net.eval()
+    net.checkpoint_meta = {"extra": extra, "weights": {}, "variable": parent["variable"]}
+    if out is not None:
+        path = save_model(net, out, variable=parent["variable"] or "features",
+                          metrics={"holdout_iou": result["holdout_iou_after"]}, extra=extra)
+        net.checkpoint_meta = load_model(path).checkpoint_meta
+        history.attrs["checkpoint"] = path
+    return net, history
