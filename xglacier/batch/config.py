@@ -384,16 +384,24 @@ def load_config(path: str | os.PathLike[str]) -> BatchConfig:
         raise ParameterError(f"load_config: {path}: {err}") from None
 
 
-def config_hash(config: BatchConfig) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``config.to_dict()``: sorted keys, no spaces.
+#: Settings of how a run goes, not of what it computes: changing them keeps the hash, so a
+#: rerun with more threads or more patient retries does not recompute finished glaciers.
+RUN_ONLY = ("threads", "retries", "backoff_s", "timeout_s")
 
-    The same settings always give the same hash, whichever way they were written
-    (``1000`` or ``1000.0``, a list or a tuple).
+
+def config_hash(config: BatchConfig) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``config.to_dict()`` without the :data:`RUN_ONLY` fields.
+
+    Sorted keys, no spaces: the same settings always give the same hash, whichever way
+    they were written (``1000`` or ``1000.0``, a list or a tuple). The fields that only
+    govern how a run goes (threads, retries, backoff, request timeout) are left out: they
+    cannot change a product.
 
     >>> config_hash(BatchConfig(buffer_m=1000)) == config_hash(BatchConfig(buffer_m=1000.0))
     True
     """
     if not isinstance(config, BatchConfig):
         raise ParameterError(f"config_hash: expected a BatchConfig, got {type(config).__name__}")
-    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY}
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
