@@ -92,6 +92,7 @@ def train_epochs(
     progress: bool,
     loss_label: str,
     hint: str,
+    lr_factor: Callable[[int, int], float] | None = None,
 ) -> pd.DataFrame:
     """The training loop shared by every ``fit`` of xglacier (forecasting, segmentation).
 
@@ -103,6 +104,10 @@ def train_epochs(
     ``val_loss()`` (which must put the model in eval mode) gives the validation loss;
     early stopping after ``patience`` epochs without improvement, restoring the best
     weights (also when training diverges). Returns the history DataFrame of ``fit``.
+
+    ``lr_factor(step, total)``, when given, scales every parameter group's initial learning
+    rate before optimizer step ``step`` (from 0) of ``total = epochs * batches`` (a warm-up
+    and decay schedule); without it the optimizer's rates are left alone.
     """
     name = type(model).__name__
     device = model_device(model)
@@ -119,6 +124,8 @@ def train_epochs(
 
     with seeded(seed, device):
         optimizer, loader = setup()
+        base_lrs = [group["lr"] for group in optimizer.param_groups]
+        total_steps, n_step = epochs * len(loader), 0
         bar = tqdm(total=epochs * len(loader), disable=not progress, unit="batch",
                    desc=f"{func} {name}", dynamic_ncols=True)
         try:
@@ -137,6 +144,11 @@ def train_epochs(
                     objective.backward()
                     if clip is not None:
                         nn.utils.clip_grad_norm_(params, clip)
+                    if lr_factor is not None:
+                        factor = lr_factor(n_step, total_steps)
+                        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                            group["lr"] = base * factor
+                    n_step += 1
                     optimizer.step()
                     total += float(reported.detach()) * n
                     count += n
