@@ -169,3 +169,33 @@ def test_time_split_validation_is_leak_free():
     first_test_target = min(t0 + 4 for t0 in test.plan.samples[:, 0])
     last_val = max(t0 + 8 for t0 in val.plan.samples[:, 0])
     assert last_train <= first_val_target and last_val <= first_test_target
+
+
+@pytest.mark.parametrize(("cls", "kw"), [(SALSTM, {}), (ConvLSTM, {}), (LSTMEncoderDecoder, {}),
+                                         (LSTMEncoderDecoder, {"hidden": 64})])
+def test_an_untrained_residual_model_forecasts_its_reference(cls, kw):
+    """The output layer starts at zero (a gain for an LSTM whose state is the frame)."""
+    torch.manual_seed(0)
+    model = small(cls, residual="seasonal", statistics=(0.2, 0.5), **kw)
+    x = torch.rand(2, 4, 8, 8)
+    assert torch.equal(model(x), SeasonalPersistence(patch_size=8)(x))
+    if cls is LSTMEncoderDecoder:
+        assert (model.gain is not None) == (kw == {"hidden": 64})
+
+
+def test_fit_keeps_the_start_when_no_epoch_beats_it():
+    """Training targets are the last frame + 1, validation targets the last frame: every epoch
+    moves away from the validation optimum, so the starting weights (persistence) come back."""
+    t = pd.date_range("2015-01-01", periods=8, freq="3MS")
+    rising = xr.DataArray(np.arange(8, dtype="f4")[:, None, None] * np.ones((1, 8, 8), "f4"),
+                          dims=("time", "y", "x"), coords={"time": t}, name="ndsi")
+    flat = rising.copy(data=np.ones((8, 8, 8), "f4"))
+    train = xglacier.patches(rising, size=4, stride=4, n_in=2, n_out=1)
+    val = xglacier.patches(flat, size=4, stride=4, n_in=2, n_out=1)
+    torch.manual_seed(0)
+    model = SALSTM(preset="small", patch_size=4, n_in=2, n_out=1, heads=4, residual="last")
+    history = xglacier.fit(model, train, val, epochs=2, patience=0, progress=False)
+    assert history.attrs["best_epoch"] == 0 and not history.best.any()
+    assert history.attrs["start_val_loss"] == 0.0 and (history.val_loss > 0).all()
+    x = torch.rand(3, 2, 4, 4)
+    assert torch.equal(model(x), Persistence(patch_size=4, n_in=2, n_out=1)(x))

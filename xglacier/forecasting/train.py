@@ -182,10 +182,12 @@ def fit(
     a learning-rate schedule, gradient-norm clipping and teacher forcing (at each recursive
     step the model is fed the true frame instead of its prediction with probability
     ``teacher_forcing``; in training only). With ``val``, the loss on the validation
-    samples (eval mode: no dropout, no teacher forcing) is computed after every epoch;
-    training stops when it has not improved for ``patience`` epochs, and the weights of the
-    best epoch are restored. Take ``train`` and ``val`` from ``PatchSet.split(by="time")``:
-    no training window reaches a validation target frame.
+    samples (eval mode: no dropout, no teacher forcing) is computed before training and
+    after every epoch; training stops when it has not improved for ``patience`` epochs, and
+    the weights of the best epoch are restored (the initial weights when no epoch beat
+    them: a residual model, which starts from its reference forecast, never ends worse on
+    the validation samples than that reference). Take ``train`` and ``val`` from
+    ``PatchSet.split(by="time")``: no training window reaches a validation target frame.
 
     Every option left at ``None`` comes from ``recipe``:
 
@@ -254,8 +256,9 @@ def fit(
         One row per epoch run: ``epoch`` (from 1), ``train_loss`` (mean over the training
         samples, in training mode), ``val_loss`` (NaN without ``val``), ``lr`` (the rate of
         the epoch's last step), ``seconds`` and ``best`` (True on the epoch whose weights the
-        model holds now). ``attrs`` hold ``best_epoch``, ``stopped_early`` and ``recipe``
-        (the settings used).
+        model holds now). ``attrs`` hold ``best_epoch`` (0: the initial weights were kept),
+        ``stopped_early``, ``start_val_loss`` (before training; NaN without ``val``) and
+        ``recipe`` (the settings used).
 
     Raises
     ------
@@ -334,6 +337,7 @@ def fit(
         epochs=opt["epochs"], patience=opt["patience"] or None, clip=opt["clip"] or None, seed=seed,
         progress=progress, loss_label=loss if isinstance(loss, str) else "training",
         hint=f"lower lr={lr}, set clip, or check the samples for extreme values", lr_factor=factor,
+        validate_start=True,
     )
     history.attrs["recipe"] = {"recipe": recipe, **opt}
     return history

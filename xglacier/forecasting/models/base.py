@@ -8,7 +8,10 @@ transformations recorded in its ``config`` (hence in its checkpoint):
 * residual forecasting, ``residual="seasonal"`` (the same quarter one year earlier, i.e. the
   input ``period`` frames before the target) or ``"last"`` (the last input frame) or
   ``None``: the network predicts the change over that reference, and ``forward`` adds the
-  reference back, so that a network that outputs zeros *is* the reference forecast.
+  reference back, so that a network that outputs zeros *is* the reference forecast. A
+  residual model starts there: its output layer is initialised to zero (see
+  :meth:`ForecastModel._zero_start`), so training starts from the reference forecast and
+  learns the correction (with early stopping, never ending worse on the validation samples).
 
 ``forward`` returns ``reference + std * network(...)`` (``mean`` instead of ``reference``
 without a residual), so every caller (:func:`xglacier.fit`, :func:`xglacier.evaluate`,
@@ -139,6 +142,15 @@ class ForecastModel(nn.Module):
             targets = (targets - base) / std
         out = self._predict((x - mean) / std, steps, targets, teacher_forcing)
         return base + out * std
+
+    def _zero_start(self, layer: nn.Module) -> None:
+        """With a residual, zero the weights and bias of the output ``layer``: the untrained model
+        forecasts the reference exactly (its gradients still reach the layer, and through it the
+        rest of the network after the first step)."""
+        if getattr(self, "residual", None) is not None:
+            with torch.no_grad():
+                for tensor in layer.parameters(recurse=False):
+                    tensor.zero_()
 
     def _predict(self, x: torch.Tensor, steps: int, targets: torch.Tensor | None,
                  teacher_forcing: float) -> torch.Tensor:

@@ -80,6 +80,7 @@ class ConvLSTM(ForecastModel):
         self.enc = nn.ModuleList(ConvLSTMCell(i, h, k) for i, h in zip(enc_in, enc, strict=True))
         self.dec = nn.ModuleList(ConvLSTMCell(i, h, k) for i, h in zip(dec_in, dec, strict=True))
         self.out = nn.Conv2d(dec[-1], 1, k, padding=k // 2)
+        self._zero_start(self.out)
         # which encoder layer seeds each decoder layer (same width, searched from the top)
         self._seed = [next((j for j in reversed(range(len(enc))) if enc[j] == h), None) for h in dec]
 

@@ -54,6 +54,10 @@ class LSTMEncoderDecoder(ForecastModel):
         self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)
         self.decoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)
         self.head = nn.Linear(hidden, pix) if hidden != pix else None
+        # with a residual the output starts at 0: a zeroed head, or (the state is the frame) a gain
+        self.gain = nn.Parameter(torch.zeros(())) if residual is not None and self.head is None else None
+        if self.head is not None:
+            self._zero_start(self.head)
 
     def _predict(self, x: torch.Tensor, steps: int, targets: torch.Tensor | None,
                  teacher_forcing: float) -> torch.Tensor:
@@ -65,6 +69,8 @@ class LSTMEncoderDecoder(ForecastModel):
         for k in range(steps):
             dec, state = self.decoder(inp, state)
             frame = dec[:, 0] if self.head is None else self.head(dec[:, 0])
+            if self.gain is not None:
+                frame = self.gain * frame
             out.append(frame)
             use = self._use_truth(targets, teacher_forcing, self.training)
             inp = (targets[:, k].reshape(b, 1, p * p) if use else frame[:, None])

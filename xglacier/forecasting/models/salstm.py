@@ -75,6 +75,7 @@ class SALSTM(ForecastModel):
                                dropout=dropout if layers > 1 else 0.0)
         self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
         self.head = nn.Linear(n_in * hidden, pix)
+        self._zero_start(self.head)
         self.embed = nn.Linear(pix, hidden) if hidden != pix else None
         self.drop = nn.Dropout(dropout)
 
