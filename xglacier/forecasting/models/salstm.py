@@ -44,6 +44,11 @@ class SALSTM(ForecastModel):
         LSTM layers, attention heads (must divide ``hidden``), dropout.
     preset
         ``"paper"`` (Table 2: 200,072,500 parameters) or ``"small"``.
+    residual, period, statistics
+        Predict the change over ``"seasonal"`` (the input ``period`` frames before the
+        target) or ``"last"`` (the last input) instead of the frame, and the input
+        normalisation ``(mean, std)``; see :class:`~xglacier.models.ForecastModel`. With a
+        residual the linear head starts at zero (the untrained model is the reference).
 
     Examples
     --------
