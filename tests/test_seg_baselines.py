@@ -26,7 +26,9 @@ def synthetic():
     Train and test areas are disjoint 32 x 32 blocks of a checkerboard (the other set's
     pixels are labelled 255): (features, train labels, test labels, full labels).
     """
-    _, truth = xglacier.synthetic_cube(shape=(128, 128), start="2020-08-01", end="2020-08-25", seed=0)
+    # the counts below (260 debris pixels) are those of the glacier without year-to-year changes
+    _, truth = xglacier.synthetic_cube(shape=(128, 128), start="2020-08-01", end="2020-08-25", seed=0,
+                                       albedo_variability=0, debris_variability=0, cloud_variability=0)
     truth = truth.isel(time=0).compute()
     bands = [truth[f"true_{b}"] for b in BANDS]
     g, s = truth.true_green, truth.true_swir16

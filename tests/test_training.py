@@ -239,7 +239,8 @@ def test_evaluate_matches_numpy_by_hand():
     table = evaluate({"last": Last()}, ps, baselines=False, n_boot=500, batch_size=10)
     se, ae = hand_errors(ps, lambda frames: np.repeat(frames[-1:], 2, axis=0))
     assert table.columns.tolist() == ["model", "lead", "mse", "mse_low", "mse_high", "mae",
-                                      "mae_low", "mae_high", "n"]
+                                      "mae_low", "mae_high", "skill", "skill_low", "skill_high",
+                                      "skill_reference", "n"]
     assert table.lead.tolist() == [1, 2, "all"] and len(ps) == 63 and (table.n == 63).all()
     np.testing.assert_allclose(table.mse, [*se.mean(0), se.mean()], rtol=1e-6)
     np.testing.assert_allclose(table.mae, [*ae.mean(0), ae.mean()], rtol=1e-6)
@@ -258,16 +259,17 @@ def test_evaluate_uses_every_sample_exactly_once():
 
 def test_bootstrap_interval_width_and_seed():
     ps = xglacier.patches(random_cube(ny=16, nx=16), size=4, stride=2, n_in=2, n_out=2)
-    table = evaluate({"last": Last()}, ps, baselines=False, n_boot=4000, seed=1)
+    table = evaluate({"last": Last()}, ps, baselines=False, n_boot=4000, seed=1, bootstrap="sample")
     se, _ = hand_errors(ps, lambda frames: np.repeat(frames[-1:], 2, axis=0))
     overall = se.mean(1)
-    # the percentile interval of a mean is close to +-1.96 standard errors
+    # the percentile interval of a mean of samples resampled one by one is close to +-1.96
+    # standard errors (the spatial block bootstrap, the default, is tested in test_skill.py)
     half = 1.959964 * overall.std() / np.sqrt(overall.size)
     row = table[table.lead == "all"].iloc[0]
     assert (row.mse_high - row.mse_low) / 2 == pytest.approx(half, rel=0.15)
-    again = evaluate({"last": Last()}, ps, baselines=False, n_boot=4000, seed=1)
+    again = evaluate({"last": Last()}, ps, baselines=False, n_boot=4000, seed=1, bootstrap="sample")
     pd.testing.assert_frame_equal(table, again)
-    other = evaluate({"last": Last()}, ps, baselines=False, n_boot=4000, seed=2)
+    other = evaluate({"last": Last()}, ps, baselines=False, n_boot=4000, seed=2, bootstrap="sample")
     np.testing.assert_array_equal(other.mse, table.mse)
     assert not np.array_equal(other.mse_low, table.mse_low)
     no_ci = evaluate({"last": Last()}, ps, baselines=False, n_boot=0)

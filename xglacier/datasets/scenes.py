@@ -33,7 +33,42 @@ class Scene:
     cirrus: bool
     nodata: str  # "", "stripes", "block", "heavy"
     gain: float
-    snowline_offset: float
+    snowline_offset: float  # m, the yearly snowline anomaly
+    ice_albedo: float = 1.0  # yearly factor of the clean-ice reflectance
+    debris_shift: float = 0.0  # yearly up-glacier shift of the debris line, pixels
+
+
+@dataclass
+class Years:
+    """Year-to-year draws of the landscape, one value per calendar year (see :func:`draw_years`)."""
+
+    years: np.ndarray  # calendar years, start.year .. end.year
+    cloud_factor: np.ndarray  # multiplies the scenes' cloud fractions, mean 1
+    ice_albedo: np.ndarray  # multiplies the clean-ice reflectance
+    debris_shift_m: np.ndarray  # up-glacier shift of the debris line, m
+
+    def index(self, year: int) -> int:
+        return int(year - self.years[0])
+
+
+def draw_years(seed: int, first: int, last: int, *, cloud: float, albedo: float, debris: float) -> Years:
+    """Yearly cloudiness, ice albedo and debris-line draws, from their own random stream.
+
+    A stream of their own keeps the dates, clouds, shifts and snowline offsets of the
+    scenes unchanged when these spreads change (zero spreads give the cube they gave
+    before they existed), and a year's draws do not depend on the end of the period.
+    """
+    years = np.arange(first, last + 1)
+    z = np.random.default_rng([seed, 3]).standard_normal((years.size, 3))
+    # log-normal with mean 1: a cloudier year is as likely as a clearer one on average
+    cloud_factor = np.exp(cloud * z[:, 0] - cloud**2 / 2) if cloud else np.ones(years.size)
+    return Years(years=years, cloud_factor=cloud_factor,
+                 ice_albedo=np.clip(1 + albedo * z[:, 1], 0.5, 1.5), debris_shift_m=debris * z[:, 2])
+
+
+def snowline_altitude(doy: int | np.ndarray, anomaly: float | np.ndarray) -> np.ndarray:
+    """Altitude (m) of the seasonal snowline: lowest in late February, highest in late August."""
+    return 4700 + 800 * np.cos(2 * np.pi * (np.asarray(doy) - 240) / 365.25) + anomaly
 
 
 def acquisitions(start, end, rng, gaps) -> list[pd.Timestamp]:
@@ -52,7 +87,8 @@ def acquisitions(start, end, rng, gaps) -> list[pd.Timestamp]:
     return out
 
 
-def draw_scenes(times, start, rng, max_shift, cloud_scale) -> list[Scene]:
+def draw_scenes(times, start, rng, max_shift, cloud_scale, *, snowline_sd: float, yearly: Years,
+                resolution: float) -> list[Scene]:
     t0 = pd.Timestamp(start)
     scenes = []
     year_offsets: dict[int, float] = {}
@@ -66,15 +102,20 @@ def draw_scenes(times, start, rng, max_shift, cloud_scale) -> list[Scene]:
             cloud = rng.uniform(0.3, 0.9)
         u = rng.random()
         nodata = "stripes" if u < 0.12 else "block" if u < 0.22 else "heavy" if u < 0.26 else ""
-        year_offsets.setdefault(t.year, float(rng.normal(0, 150)))
+        # drawn for every scene (only a year's first draw is used) so that the sequence of
+        # draws, hence every other property of the scenes, does not depend on snowline_sd
+        year_offsets.setdefault(t.year, float(snowline_sd * rng.standard_normal()))
+        k = yearly.index(t.year)
         scenes.append(Scene(
             index=i, time=t, years=(t - t0).total_seconds() / (365.25 * 86400),
             doy=t.day_of_year,
             shift=(float(rng.uniform(-max_shift, max_shift)), float(rng.uniform(-max_shift, max_shift))),
-            cloud=float(np.clip(cloud * cloud_scale, 0, 0.95)),
+            cloud=float(np.clip(cloud * cloud_scale * yearly.cloud_factor[k], 0, 0.95)),
             cirrus=bool(rng.random() < 0.1 * min(cloud_scale, 1.0)),
             nodata=nodata, gain=float(rng.uniform(0.97, 1.03)),
             snowline_offset=year_offsets[t.year],
+            ice_albedo=float(yearly.ice_albedo[k]),
+            debris_shift=float(yearly.debris_shift_m[k] / resolution),
         ))
     return scenes
 
@@ -100,7 +141,7 @@ def render(world: World, sc: Scene) -> dict[str, np.ndarray]:
     r, c = rows - dy, cols - dx  # ground position seen by each observed pixel
 
     z = world.dem(r, c)
-    snowline = 4700 + 800 * np.cos(2 * np.pi * (sc.doy - 240) / 365.25) + sc.snowline_offset
+    snowline = snowline_altitude(sc.doy, sc.snowline_offset)
     f_snow = sigmoid((z + 80 * world.sample("snow", r, c) - snowline) / 60)
     green_up = max(0.0, np.cos(2 * np.pi * (sc.doy - 200) / 365.25))
     f_veg = sigmoid((3900 - z) / 120) * green_up
@@ -110,13 +151,14 @@ def render(world: World, sc: Scene) -> dict[str, np.ndarray]:
     t_ice = world.sample("ice", r - vr * dt, c - vc * dt)
     t_ground = world.sample("ground", r, c)
     g = world.glacier_fraction(r, c, sc.years)
-    deb = world.debris_fraction(r, c, sc.years)
+    deb = world.debris_fraction(r, c, sc.years, sc.debris_shift)
     lake = world.lake_fraction(r, c) * (1 - g)
     illum = illumination(world, z, sc.doy)
 
     spec = {k: np.asarray(v)[:, None, None] for k, v in SPECTRA.items()}
     ground = (spec["rock"] * (1 - f_veg) + spec["vegetation"] * f_veg) * (1 + 0.2 * t_ground)
-    ice = spec["ice"] * (1 + 0.15 * t_ice) * (1 - deb) + spec["debris"] * (1 + 0.3 * t_ice) * deb
+    ice = (spec["ice"] * sc.ice_albedo * (1 + 0.15 * t_ice) * (1 - deb)
+           + spec["debris"] * (1 + 0.3 * t_ice) * deb)
     surface = ground * (1 - g - lake) + ice * g + spec["water"] * lake
     # snow lying on the glacier travels with the ice, so its faint texture is advected too
     snow = spec["snow"] * (1 + 0.03 * (t_ground * (1 - g) + t_ice * g))
@@ -134,7 +176,7 @@ def render(world: World, sc: Scene) -> dict[str, np.ndarray]:
     observed = bands.copy()
     observed[:, nodata] = np.nan
     cls = world.glacier_fraction(rows, cols, sc.years) >= 0.5
-    deb_truth = world.debris_fraction(rows, cols, sc.years) >= 0.5
+    deb_truth = world.debris_fraction(rows, cols, sc.years, sc.debris_shift) >= 0.5
     out = {b: observed[k] for k, b in enumerate(REFLECTANCE_BANDS)}
     out.update({f"true_{b}": bands[k] for k, b in enumerate(REFLECTANCE_BANDS)})
     out["qa_pixel"] = qa

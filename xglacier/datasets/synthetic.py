@@ -32,7 +32,7 @@ from .._attrs import georeference
 from .._validate import check_choice, check_int, check_number
 from ..errors import ParameterError
 from ..landsat import REFLECTANCE_BANDS
-from .scenes import acquisitions, draw_scenes, render
+from .scenes import acquisitions, draw_scenes, draw_years, render, snowline_altitude
 from .world import CLASSES, build_world
 
 _BAND_ATTRS = {"units": "1", "long_name": "surface reflectance"}
@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def synthetic_cube(
     shape: tuple[int, int] = (128, 128),
     start: str = "2020-01-01",
-    end: str = "2022-01-01",
+    end: str | None = None,
     seed: int = 0,
     preset: str | None = None,
     resolution: float = 30.0,
@@ -60,6 +60,10 @@ def synthetic_cube(
     noise: float = 0.005,
     cloud_scale: float = 1.0,
     gaps: tuple[tuple[str, str], ...] = (),
+    snowline_variability: float = 150.0,
+    albedo_variability: float = 0.05,
+    debris_variability: float = 60.0,
+    cloud_variability: float = 0.3,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Generate a raw Landsat-like scene cube of a valley glacier and its ground truth.
 
@@ -68,7 +72,9 @@ def synthetic_cube(
     shape
         ``(rows, cols)`` of each scene.
     start, end
-        Acquisition period; dates follow an 8/16-day revisit with random losses.
+        Acquisition period (``end`` excluded; by default six years after ``start``, enough
+        quarters for a time split of 4 + 4-quarter forecasting windows); dates follow an
+        8/16-day revisit with random losses.
     seed
         Everything is deterministic for a given seed.
     preset
@@ -84,13 +90,29 @@ def synthetic_cube(
     ice_speed
         Largest glacier surface speed in m/yr.
     retreat_rate
-        Terminus retreat in m/yr.
+        Terminus retreat in m/yr (a steady trend; the truth's ``terminus_y`` follows it).
     noise
         Standard deviation of the Gaussian sensor noise (reflectance).
     cloud_scale
         Multiplies every scene's cloud fraction (0 gives cloud-free scenes).
     gaps
         ``(start, end)`` periods without any acquisition.
+    snowline_variability
+        Standard deviation (m) of the yearly snowline altitude anomaly, one draw per
+        calendar year (truth ``snowline_anomaly``); 0 repeats the same snowline every year.
+    albedo_variability
+        Standard deviation of the yearly factor on the clean-ice reflectance (impurities,
+        a darker or brighter ice year; truth ``ice_albedo_factor``, clipped to 0.5-1.5).
+    debris_variability
+        Standard deviation (m) of the yearly up-glacier shift of the upper edge of the
+        debris-covered tongue (truth ``debris_line_shift``).
+    cloud_variability
+        Standard deviation of the logarithm of the yearly factor (mean 1) on every scene's
+        cloud fraction (truth ``cloud_factor``): cloudier and clearer years.
+        The last three come from a random stream of their own: set to 0 they give exactly
+        the scenes of a generator without them, and changing them changes no date,
+        shift or snowline. Real glaciers do not repeat their year, so with the defaults
+        no naive forecast (the same season a year earlier) is exact by construction.
 
     Returns
     -------
@@ -105,9 +127,12 @@ def synthetic_cube(
         time ``attrs["velocity_reference_time"]``), ``shift_x``/``shift_y`` (pixels:
         scene content is displaced by +shift_x columns and +shift_y rows relative to the
         ground grid), ``clear_sky`` (no cloud, shadow or cirrus), ``nodata`` and
-        ``true_<band>`` (the observed values including those hidden under nodata).
-        The ground fields (dem, class, velocity) are on the unshifted grid; the
-        per-scene fields are on the observed grid.
+        ``true_<band>`` (the observed values including those hidden under nodata);
+        per scene ``snowline_altitude`` (m; snow covers half of the ground there) and
+        ``terminus_y`` (the y coordinate of the glacier terminus); per calendar year
+        (dimension ``year``) ``snowline_anomaly`` (m), ``ice_albedo_factor``,
+        ``debris_line_shift`` (m) and ``cloud_factor``. The ground fields (dem, class,
+        velocity) are on the unshifted grid; the per-scene fields are on the observed grid.
 
     Examples
     --------
@@ -119,18 +144,23 @@ def synthetic_cube(
         check_choice("synthetic_cube", "preset", preset, sorted(PRESETS))
         p = PRESETS[preset]
         shape, start, end, gaps = p["shape"], p["start"], p["end"], p["gaps"]
-    shape, t_start, t_end = _check_arguments(shape, start, end, max_shift, ice_speed, noise, cloud_scale)
+    spreads = (snowline_variability, albedo_variability, debris_variability, cloud_variability)
+    shape, t_start, t_end = _check_arguments(shape, start, end, max_shift, ice_speed, noise, cloud_scale,
+                                             *spreads)
     rng = np.random.default_rng([seed, 0])
     times = acquisitions(t_start, t_end, rng, gaps)
     if not times:
         raise ParameterError("synthetic_cube: no acquisition falls between start and end outside gaps")
     years_total = (t_end - t_start).total_seconds() / (365.25 * 86400)
-    scenes = draw_scenes(times, t_start, rng, max_shift, cloud_scale)
+    yearly = draw_years(seed, t_start.year, (t_end - pd.Timedelta(1, "ns")).year, cloud=cloud_variability,
+                        albedo=albedo_variability, debris=debris_variability)
+    scenes = draw_scenes(times, t_start, rng, max_shift, cloud_scale, snowline_sd=snowline_variability,
+                         yearly=yearly, resolution=resolution)
     world = build_world(shape, resolution, ice_speed, retreat_rate, noise, seed, max_shift, years_total)
 
     world_d = dask.delayed(world, pure=True)
-    tok = dask.base.tokenize(shape, start, end, seed, resolution, max_shift, ice_speed,
-                             retreat_rate, noise, cloud_scale, gaps)
+    tok = dask.base.tokenize(shape, str(t_start), str(t_end), seed, resolution, max_shift, ice_speed,
+                             retreat_rate, noise, cloud_scale, gaps, spreads)
     renders = [
         dask.delayed(render, pure=True, name=f"synthetic-scene-{tok}-{i}")(world_d, sc)
         for i, sc in enumerate(scenes)
@@ -145,9 +175,16 @@ def synthetic_cube(
     time = pd.DatetimeIndex(times).as_unit("ns")
     cube = _cube(stack, scenes, time, y, x, rng, seed)
     ref_time = t_start + pd.Timedelta(days=world.t_ref * 365.25)
-    truth = _truth(stack, world, scenes, time, y, x, resolution)
-    truth.attrs.update(velocity_reference_time=str(ref_time), terminus_retreat_rate_m_per_yr=retreat_rate)
+    truth = xr.merge([_truth(stack, world, scenes, time, y, x, resolution),
+                      _yearly_truth(world, scenes, yearly, time, y)], combine_attrs="override")
+    truth.attrs.update(velocity_reference_time=str(ref_time), terminus_retreat_rate_m_per_yr=retreat_rate,
+                       snowline_variability_m=snowline_variability, albedo_variability=albedo_variability,
+                       debris_variability_m=debris_variability, cloud_variability=cloud_variability)
     return _georeference(cube, crs), _georeference(truth, crs)
+
+
+_NON_NEGATIVE = ("max_shift", "ice_speed", "noise", "cloud_scale", "snowline_variability",
+                 "albedo_variability", "debris_variability", "cloud_variability")
 
 
 def _check_arguments(shape: Any, start: Any, end: Any, *non_negative: float
@@ -155,10 +192,11 @@ def _check_arguments(shape: Any, start: Any, end: Any, *non_negative: float
     if not isinstance(shape, tuple | list) or len(shape) != 2:
         raise ParameterError(f"synthetic_cube: shape={shape!r}; expected (rows, cols), each >= 16")
     rows, cols = (check_int("synthetic_cube", "shape", n, low=16) for n in shape)
-    t_start, t_end = pd.Timestamp(start), pd.Timestamp(end)
+    t_start = pd.Timestamp(start)
+    t_end = t_start + pd.DateOffset(years=6) if end is None else pd.Timestamp(end)
     if t_end <= t_start + pd.Timedelta(days=20):
         raise ParameterError(f"synthetic_cube: end={end!r} must be at least 20 days after start={start!r}")
-    for label, value in zip(("max_shift", "ice_speed", "noise", "cloud_scale"), non_negative, strict=True):
+    for label, value in zip(_NON_NEGATIVE, non_negative, strict=True):
         check_number("synthetic_cube", label, value, low=0)
     return (rows, cols), t_start, t_end
 
@@ -237,21 +275,53 @@ def _truth(stack: Any, world: Any, scenes: list[Any], time: pd.DatetimeIndex, y:
     })
 
 
+def _yearly_truth(world: Any, scenes: list[Any], yearly: Any, time: pd.DatetimeIndex, y: np.ndarray
+                  ) -> xr.Dataset:
+    """Per-scene snowline and terminus, and the yearly draws (dimension ``year``)."""
+    res = world.resolution
+    anomaly = np.full(yearly.years.size, np.nan)
+    for sc in scenes:
+        anomaly[yearly.index(sc.time.year)] = sc.snowline_offset
+    terminus_r = np.array([world.terminus(sc.years) for sc in scenes])
+    return xr.Dataset({
+        "snowline_altitude": ("time", snowline_altitude(np.array([sc.doy for sc in scenes]),
+                                                        np.array([sc.snowline_offset for sc in scenes])),
+                              {"long_name": "altitude where snow covers half of the ground", "units": "m"}),
+        # row r of the continuous grid is at y[0] - r * res (pixel centres at whole rows)
+        "terminus_y": ("time", y[0] - terminus_r * res,
+                       {"long_name": "y coordinate of the glacier terminus (down-valley end of the ice)",
+                        "units": "m"}),
+        "snowline_anomaly": ("year", anomaly, {
+            "long_name": "yearly snowline altitude anomaly (NaN: no scene that year)", "units": "m"}),
+        "ice_albedo_factor": ("year", yearly.ice_albedo,
+                              {"long_name": "yearly factor on the clean-ice reflectance", "units": "1"}),
+        "debris_line_shift": ("year", yearly.debris_shift_m, {
+            "long_name": "up-glacier shift of the upper edge of the debris-covered tongue", "units": "m"}),
+        "cloud_factor": ("year", yearly.cloud_factor,
+                         {"long_name": "yearly factor on the scenes' cloud fractions", "units": "1"}),
+    }, coords={"time": time, "year": yearly.years})
+
+
 def _georeference(ds: xr.Dataset, crs: str) -> xr.Dataset:
     # the GeoTransform lets GDAL read the grid without the coordinate arrays
     return georeference(ds, None, crs=crs).rio.write_transform()
 
 
 def open_sample(seed: int = 42) -> tuple[xr.Dataset, xr.Dataset]:
-    """The demo's sample: a 200x200 synthetic cube over 2016-2021 and its truth.
+    """The demo's sample: a 200x200 synthetic cube over 2014-2021 and its truth.
+
+    Eight years (32 quarterly composites, one quarter without scenes in 2019) with the
+    default year-to-year variability and a terminus retreating by 30 m/yr: a time split of
+    4 + 4-quarter forecasting windows keeps 11 training windows, 4 validation and 4 test
+    windows (``split(by="time", test=0.15, val=0.15)``), the last year held out.
 
     Examples
     --------
     >>> cube, truth = open_sample()
-    >>> cube.sizes["y"], cube.sizes["x"]
-    (200, 200)
+    >>> cube.sizes["y"], cube.sizes["x"], truth.sizes["year"]
+    (200, 200, 8)
     """
     return synthetic_cube(
-        shape=(200, 200), start="2016-01-01", end="2022-01-01", seed=seed,
-        gaps=(("2019-07-01", "2019-10-01"),),
+        shape=(200, 200), start="2014-01-01", end="2022-01-01", seed=seed,
+        gaps=(("2019-07-01", "2019-10-01"),), retreat_rate=30.0,
     )

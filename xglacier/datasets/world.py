@@ -82,10 +82,13 @@ class World:
         taper = np.sqrt(np.clip((self.terminus(years) - r) / (0.06 * h), 0, 1))
         return np.clip(self.halfwidth(r) * taper - d + 0.5, 0, 1)
 
-    def debris_fraction(self, r, c, years):
-        """Fraction of the ice surface covered by debris: the tongue and lateral moraines."""
+    def debris_fraction(self, r, c, years, shift=0.0):
+        """Fraction of the ice surface covered by debris: the tongue and lateral moraines.
+
+        ``shift`` moves the upper edge of the debris-covered tongue up-glacier (pixels).
+        """
         h, w = self.shape
-        line = h * (0.48 + 0.02 * np.sin(2 * np.pi * 2 * c / w))
+        line = h * (0.48 + 0.02 * np.sin(2 * np.pi * 2 * c / w)) - shift
         tongue = np.clip(r - line + 0.5, 0, 1)
         d = np.abs(c - self.centre(r))
         taper = np.sqrt(np.clip((self.terminus(years) - r) / (0.06 * h), 0, 1))

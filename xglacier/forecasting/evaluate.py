@@ -1,8 +1,9 @@
 """Honest evaluation of forecasting models: every test sample once, beside the naive baselines.
 
 :func:`evaluate` scores models on :class:`~xglacier.PatchSet` samples beside persistence,
-seasonal persistence, climatology and linear trend, with paired percentile bootstrap
-confidence intervals, so that a skill claim can be checked.
+seasonal persistence, climatology and linear trend, with their skill against the best
+baseline and paired percentile bootstrap confidence intervals over spatial blocks (see
+:mod:`xglacier.forecasting.skill`), so that a skill claim can be checked.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._validate import check_flag, check_int, check_number
+from .._validate import check_choice, check_flag, check_int, check_number
 from ..errors import ParameterError
 from ..nn.loop import model_device
 from .checks import check_compatible, check_output, check_patchset
 from .patches import PatchSet
+from .skill import bootstrap_means, pixel_blocks
 
 __all__ = ["evaluate"]
 
@@ -54,25 +56,6 @@ def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
     return out
 
 
-def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int, chunk_elems: int = 1 << 22) -> np.ndarray:
-    """Means of ``n_boot`` resamples (with replacement) of the rows of ``values`` (N, C).
-
-    Every column is resampled with the same draws (paired: models and leads compared on
-    the same resamples). Draws are turned into per-row counts in chunks, so that a mean
-    is one matrix product and memory stays bounded for large N.
-    """
-    n = values.shape[0]
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, values.shape[1]))
-    step = max(1, chunk_elems // n)
-    for start in range(0, n_boot, step):
-        b = min(step, n_boot - start)
-        draws = rng.integers(0, n, size=(b, n))
-        counts = np.bincount((draws + n * np.arange(b)[:, None]).ravel(), minlength=b * n)
-        out[start:start + b] = counts.reshape(b, n) @ values / n
-    return out
-
-
 def _named_models(models: Mapping[str, nn.Module] | nn.Module | None) -> dict[str, nn.Module]:
     """``models`` as ``{name: module}`` (one module is named by its class)."""
     if models is None:
@@ -91,15 +74,21 @@ def _named_models(models: Mapping[str, nn.Module] | nn.Module | None) -> dict[st
     return named
 
 
-def _sample_errors(named: dict[str, nn.Module], test: PatchSet, batch_size: int) -> np.ndarray:
-    """Per-sample, per-lead errors ``(model, metric [se, ae], sample, lead)`` in float64.
+def _errors(named: dict[str, nn.Module], test: PatchSet, batch_size: int, cells: np.ndarray | None,
+            n_cells: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-sample errors ``(model, metric [se, ae], sample, lead)`` and per-block error sums.
 
     One pass over the samples, every model on each batch: each sample is gathered once and
     predicted once by every model (eval mode, no gradients, no teacher forcing); the
-    models' training modes are given back afterwards.
+    models' training modes are given back afterwards. With ``cells`` (the block number of
+    every pixel of the grid), the pixel errors are also summed per spatial block:
+    ``(model, metric, block, lead)``.
     """
-    n, n_out, names = len(test), test.plan.n_out, list(named)
+    n, n_out, size, names = len(test), test.plan.n_out, test.plan.size, list(named)
     errors = np.empty((len(names), 2, n, n_out))
+    blocks = None if cells is None else np.zeros((len(names), 2, n_cells, n_out))
+    lead = np.arange(n_out)
+    ii, jj = np.mgrid[0:size, 0:size]
     states = {key: model.training for key, model in named.items()}
     devices = {key: model_device(model) for key, model in named.items()}
     pos = 0
@@ -109,49 +98,101 @@ def _sample_errors(named: dict[str, nn.Module], test: PatchSet, batch_size: int)
         with torch.no_grad():
             for xb, yb in test.to_torch(batch_size=batch_size, shuffle=False):
                 k = len(xb)
+                if cells is not None:
+                    y0, x0 = (test.plan.samples[pos:pos + k, i, None, None] for i in (1, 2))
+                    # (sample, row, col, lead) -> block * n_out + lead
+                    where = (cells[y0 + ii, x0 + jj][..., None] * n_out + lead).ravel()
                 for m, key in enumerate(names):
                     pred = named[key](xb.to(devices[key]), n_out=n_out, targets=None,
                                       teacher_forcing=0.0)
                     check_output("evaluate", key, pred, yb)
-                    diff = pred.detach().to("cpu", torch.float64) - yb.to(torch.float64)
-                    errors[m, 0, pos:pos + k] = diff.square().mean(dim=(2, 3)).numpy()
-                    errors[m, 1, pos:pos + k] = diff.abs().mean(dim=(2, 3)).numpy()
+                    diff = (pred.detach().to("cpu", torch.float64) - yb.to(torch.float64)).numpy()
+                    for j, err in enumerate((np.square(diff), np.abs(diff))):
+                        errors[m, j, pos:pos + k] = err.mean(axis=(2, 3))
+                        if blocks is not None:
+                            blocks[m, j] += np.bincount(where, err.transpose(0, 2, 3, 1).ravel(),
+                                                        minlength=n_cells * n_out).reshape(n_cells, n_out)
                 pos += k
     finally:
         for key, model in named.items():
             model.train(states[key])
     if pos != n:  # the loader's contract; a silent shortfall would bias every figure
         raise RuntimeError(f"evaluate: {pos} samples were predicted out of {n}")
-    return errors
+    return errors, blocks
 
 
-def _table(errors: np.ndarray, names: list[str], n_boot: int, seed: int, ci: float) -> pd.DataFrame:
-    """Point estimates and bootstrap intervals per model, metric and lead, as the output table."""
+def _block_pixels(test: PatchSet, cells: np.ndarray, n_cells: int) -> np.ndarray:
+    """How many (sample, pixel) pairs fall in each block, over all test patches."""
+    size = test.plan.size
+    ny, nx = test.plan.shape[1:]
+    # +1/-1 at each patch's corners; the cumulative sums are the number of patches per pixel
+    corners = np.zeros((ny + 1, nx + 1))
+    y0, x0 = test.plan.samples[:, 1], test.plan.samples[:, 2]
+    for dy, dx, sign in ((0, 0, 1), (size, 0, -1), (0, size, -1), (size, size, 1)):
+        np.add.at(corners, (y0 + dy, x0 + dx), sign)
+    cover = corners.cumsum(0).cumsum(1)[:-1, :-1]
+    return np.bincount(cells.ravel(), cover.ravel(), minlength=n_cells)
+
+
+def _intervals(errors: np.ndarray, blocks: np.ndarray | None, pixels: np.ndarray | None, n_boot: int,
+               seed: int, ci: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point estimates ``(model, metric, lead + all)``, bootstrap replicates and interval bounds."""
     n_models, _, n, n_out = errors.shape
+    shape = (n_models, 2, n_out + 1)
     # columns: per model and metric, leads 1..n_out then the mean over leads
     per_sample = np.concatenate([errors, errors.mean(axis=3, keepdims=True)], axis=3)
-    values = per_sample.transpose(2, 0, 1, 3).reshape(n, -1)
-    point = values.mean(axis=0)
-    if n_boot:
-        boot = _bootstrap_means(values, n_boot, seed)
-        low, high = np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+    point = per_sample.mean(axis=2)
+    if not n_boot:
+        return point, np.empty((0, *shape)), np.full((2, *shape), np.nan)
+    if blocks is None or pixels is None:
+        sums, sizes = per_sample.transpose(2, 0, 1, 3).reshape(n, -1), np.ones(n)
     else:
-        low = high = np.full_like(point, np.nan)
-    shape = (n_models, 2, n_out + 1)
-    point, low, high = (a.reshape(shape) for a in (point, low, high))
+        keep = pixels > 0
+        full = np.concatenate([blocks, blocks.mean(axis=3, keepdims=True)], axis=3)[:, :, keep]
+        sums, sizes = full.transpose(2, 0, 1, 3).reshape(int(keep.sum()), -1), pixels[keep]
+    boot = bootstrap_means(sums, sizes, n_boot, seed).reshape(n_boot, *shape)
+    return point, boot, np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
+
+
+def _skill(point: np.ndarray, boot: np.ndarray, names: list[str], baselines: list[str], reference: str,
+           ci: float) -> tuple[np.ndarray, list[str | None]]:
+    """Skill ``1 - MSE / MSE_ref`` (model, lead + all, [value, low, high]) and the reference per lead."""
+    n_models, _, n_leads = point.shape
+    out = np.full((n_models, n_leads, 3), np.nan)
+    refs: list[str | None] = []
+    for j in range(n_leads):
+        if reference == "best":
+            pool = [names.index(b) for b in baselines]
+            r = min(pool, key=lambda i: point[i, 0, j]) if pool else None
+        else:
+            r = names.index(reference)
+        refs.append(None if r is None else names[r])
+        if r is None or not point[r, 0, j] > 0:  # no reference, or one without error: undefined
+            continue
+        out[:, j, 0] = 1 - point[:, 0, j] / point[r, 0, j]
+        if boot.shape[0]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rep = 1 - boot[:, :, 0, j] / boot[:, r, None, 0, j]
+            out[:, j, 1:] = np.quantile(rep, [(1 - ci) / 2, (1 + ci) / 2], axis=0).T
+    return out, refs
+
+
+def _table(names: list[str], point: np.ndarray, bounds: np.ndarray, skill: np.ndarray,
+           refs: list[str | None], n: int) -> pd.DataFrame:
+    """The output table: one row per model and lead time (then ``"all"``)."""
     rows = []
-    leads: list[int | str] = [*range(1, n_out + 1), "all"]
+    n_leads = point.shape[2]
+    leads: list[int | str] = [*range(1, n_leads), "all"]
     for m, key in enumerate(names):
         for j, lead in enumerate(leads):
             rows.append({
                 "model": key, "lead": lead,
-                "mse": point[m, 0, j], "mse_low": low[m, 0, j], "mse_high": high[m, 0, j],
-                "mae": point[m, 1, j], "mae_low": low[m, 1, j], "mae_high": high[m, 1, j],
-                "n": n,
+                "mse": point[m, 0, j], "mse_low": bounds[0, m, 0, j], "mse_high": bounds[1, m, 0, j],
+                "mae": point[m, 1, j], "mae_low": bounds[0, m, 1, j], "mae_high": bounds[1, m, 1, j],
+                "skill": skill[m, j, 0], "skill_low": skill[m, j, 1], "skill_high": skill[m, j, 2],
+                "skill_reference": refs[j], "n": n,
             })
-    table = pd.DataFrame(rows)
-    table.attrs.update(n_boot=n_boot, ci=ci, seed=seed)
-    return table
+    return pd.DataFrame(rows)
 
 
 def evaluate(
@@ -164,19 +205,33 @@ def evaluate(
     seed: int = 0,
     ci: float = 0.95,
     period: int | None = None,
+    bootstrap: str = "block",
+    block: int | None = None,
+    reference: str = "best",
 ) -> pd.DataFrame:
-    """MSE and MAE of each model and of the naive baselines on the test samples, with intervals.
+    """MSE, MAE and skill of each model and of the naive baselines on the test samples, with intervals.
 
     Every test sample is predicted exactly once by every model (eval mode, no gradients,
     no teacher forcing). Per-sample errors (the mean over the patch's pixels, per lead
     time) are computed once; the overall figure of a model is their mean over samples
     and leads, which equals the pixel-wise MSE/MAE since every sample has as many pixels.
-    Confidence intervals are percentile bootstrap intervals from resampling the test
-    samples ``n_boot`` times, with the same resamples for every model and lead.
 
-    Samples of overlapping patches are correlated, so the intervals are narrower than
-    with independent samples; compare models on a spatial or temporal split with large
-    strides when the intervals matter.
+    Skill is ``1 - MSE / MSE_reference`` per lead time: 1 for a perfect forecast, 0 for
+    one as good as the reference, negative for a worse one. By default the reference of
+    each row is the best baseline at that lead (lowest MSE on these test samples, named
+    in ``skill_reference``): picked in hindsight on the evaluation set, it makes the skill
+    a conservative figure.
+
+    Confidence intervals are percentile bootstrap intervals, with the same resamples for
+    every model and lead (so skill intervals are paired). Overlapping patches share
+    pixels and neighbouring pixels have correlated errors, so resampling samples one by
+    one (``bootstrap="sample"``) gives intervals that are too narrow. The default
+    resamples spatial blocks instead: the grid is cut into ``block`` x ``block`` pixel
+    squares, the error of every (sample, pixel, lead) is summed into the block of its
+    pixel, and whole blocks (all their time windows together) are drawn with replacement.
+    Errors correlated over distances longer than the block still give too narrow
+    intervals; and the intervals are over space for the test period: they say nothing
+    about another year.
 
     Parameters
     ----------
@@ -200,13 +255,27 @@ def evaluate(
     period
         Frames per seasonal cycle for ``seasonal_persistence``; by default inferred from
         the time axis (4 for quarterly composites, 12 for monthly), else 4.
+    bootstrap
+        ``"block"`` (spatial blocks) or ``"sample"`` (samples one by one, too narrow for
+        overlapping patches; for comparison).
+    block
+        Side of the blocks in pixels, at least the patch size; by default twice the patch
+        size. The number of blocks the test samples cover is ``attrs["n_blocks"]``: with
+        fewer than about 10 the intervals are unreliable (use a larger test area, or blocks
+        down to the patch size).
+    reference
+        ``"best"`` (the best baseline at each lead) or the name of a scored model or
+        baseline (e.g. ``"seasonal_persistence"``).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``model, lead, mse, mse_low, mse_high, mae, mae_low, mae_high, n``: for
-        each model, one row per lead time (1 .. n_out) then one with ``lead="all"``; ``n``
-        is the number of test samples.
+        Columns ``model, lead, mse, mse_low, mse_high, mae, mae_low, mae_high, skill,
+        skill_low, skill_high, skill_reference, n``: for each model, one row per lead
+        time (1 .. n_out) then one with ``lead="all"``; ``n`` is the number of test
+        samples; skill is NaN without a reference (``baselines=False`` and
+        ``reference="best"``) or where the reference has no error. ``attrs`` hold
+        ``n_boot, ci, seed, bootstrap, block, n_blocks, reference``.
 
     Examples
     --------
@@ -217,7 +286,7 @@ def evaluate(
     >>> class Last(torch.nn.Module):
     ...     def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
     ...         return x[:, -1:].expand(-1, n_out, -1, -1)
-    >>> table = evaluate({"last": Last()}, ps, baselines=False, n_boot=100)
+    >>> table = evaluate({"last": Last()}, ps, baselines=False, n_boot=100, bootstrap="sample")
     >>> table[["model", "lead", "mse", "mae", "n"]].to_string(index=False)
     'model lead  mse  mae  n\\n last    1  1.0  1.0  3\\n last    2  4.0  2.0  3\\n last  all  2.5  1.5  3'
     """
@@ -228,16 +297,32 @@ def evaluate(
     ci = check_number("evaluate", "ci", ci, low=0, high=1, low_open=True, high_open=True)
     period = check_int("evaluate", "period", period, low=1, allow_none=True)
     check_flag("evaluate", "baselines", baselines)
+    check_choice("evaluate", "bootstrap", bootstrap, ("block", "sample"))
     check_patchset("evaluate", "test", test)
-    if baselines:
-        extra = _baselines(test, period)
-        clash = sorted(set(extra) & set(named))
-        if clash:
-            raise ParameterError(f"evaluate: model names {clash} are baseline names; rename them "
-                                 "or pass baselines=False")
-        named.update(extra)
+    size = test.plan.size
+    block = check_int("evaluate", "block", 2 * size if block is None else block, low=size)
+    extra = _baselines(test, period) if baselines else {}
+    clash = sorted(set(extra) & set(named))
+    if clash:
+        raise ParameterError(f"evaluate: model names {clash} are baseline names; rename them "
+                             "or pass baselines=False")
+    named.update(extra)
     if not named:
         raise ParameterError("evaluate: no model to score (models is empty and baselines=False)")
+    if reference != "best" and reference not in named:
+        raise ParameterError(f"evaluate: reference={reference!r}; expected 'best' or one of {sorted(named)}")
     for key, model in named.items():
         check_compatible("evaluate", key, model, test, "test")
-    return _table(_sample_errors(named, test, batch_size), list(named), n_boot, seed, ci)
+    cells, n_cells, pixels = None, 0, None
+    if bootstrap == "block" and n_boot:
+        cells, n_cells = pixel_blocks(test.plan.shape[1:], block)
+        pixels = _block_pixels(test, cells, n_cells)
+    errors, blocks = _errors(named, test, batch_size, cells, n_cells)
+    point, boot, bounds = _intervals(errors, blocks, pixels, n_boot, seed, ci)
+    skill, refs = _skill(point, boot, list(named), list(extra), reference, ci)
+    table = _table(list(named), point, bounds, skill, refs, len(test))
+    table.attrs.update(n_boot=n_boot, ci=ci, seed=seed, bootstrap=bootstrap,
+                       block=block if bootstrap == "block" else None,
+                       n_blocks=int((pixels > 0).sum()) if pixels is not None else None,
+                       reference=reference)
+    return table
