@@ -172,7 +172,7 @@ def test_teacher_forcing_reaches_forward_in_training_only():
     evaluation = [c for c in model.calls if not c[0]]
     assert len(training) == 2 * -(-len(train) // 32)
     assert set(training) == {(True, 0.7, True)}
-    assert len(evaluation) == 2 * -(-len(val) // 32)
+    assert len(evaluation) == 3 * -(-len(val) // 32)  # before training and after each epoch
     assert set(evaluation) == {(False, 0.0, False)}
     model.calls.clear()
     model.train()
