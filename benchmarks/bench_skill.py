@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import xglacier
-    from xglacier.demo.forecast import demo_patches
+    from xglacier.demo.forecast import demo_patches, interval_label
 
     print(f"load average before: {os.getloadavg()}; torch threads {torch.get_num_threads()}", flush=True)
     ndsi = composites(args.composites, args.seed)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     result = overall[cols].join(pd.DataFrame(timing).set_index("model"), how="left")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(result.sort_values("mse").to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"interval: {table.attrs.get('interval', 'bootstrap (see evaluate)')}")
+    print(f"intervals: {interval_label(table)}")
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -51,6 +51,15 @@ def verdict(table: pd.DataFrame, model: str) -> dict[str, dict[str, float | bool
             for name, row in overall.iterrows() if name != model}
 
 
+def interval_label(table: pd.DataFrame) -> str:
+    """How ``evaluate``'s intervals were drawn, from the table's ``attrs``."""
+    a = table.attrs
+    if a.get("bootstrap") == "block":
+        return (f"block bootstrap over {a.get('n_blocks')} spatial blocks of {a.get('block')} px, "
+                f"{a.get('n_boot')} resamples")
+    return f"{a.get('bootstrap', 'sample')} bootstrap, {a.get('n_boot')} resamples"
+
+
 def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = None, seed: int = 0,
                       progress: bool = True) -> dict[str, Any]:
     """Train on quarterly NDSI composites with a time split, evaluate, forecast the held-out year.
@@ -97,7 +106,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
         "epochs_run": int(history["epoch"].max()), "best_epoch": int(history.attrs["best_epoch"]),
         "table": overall[["mse", "mse_low", "mse_high", "mae"]],
         "verdict": verdict(table, "SA-LSTM-H"),
-        "interval": str(table.attrs.get("interval", "bootstrap over samples")),
+        "interval": interval_label(table),
         "forecast_mse": float(np.mean((fc.values - future.values) ** 2)),
         "seasonal_mse": float(np.mean((seasonal.values - future.values) ** 2)),
         "forecast_mae": float(np.nanmean(err)),
@@ -186,7 +195,7 @@ def format_forecast(s: dict[str, Any]) -> list[str]:
         f"  forecasting: small SA-LSTM-H (change over the same quarter one year earlier) on "
         f"{s['patch']}x{s['patch']} NDSI patches, time split {s['train']} train / {s['val']} val / "
         f"{s['test']} test samples, {s['epochs_run']} epochs (best {s['best_epoch']})",
-        f"    test MSE (95 % interval: {s['interval']}), all lead times:",
+        f"    test MSE, all lead times, with 95 % intervals ({s['interval']}):",
     ]
     for name, row in s["table"].iterrows():
         lines.append(f"      {name:<22} {row['mse']:.4f} ({row['mse_low']:.4f}-{row['mse_high']:.4f})"

@@ -48,8 +48,11 @@ def run_demo(out: str | Path = "demo-output", *, seed: int = 42, epochs: int | N
     _step(f"1/3 cleaning, aligning and compositing {cube.sizes['time']} scenes; surface motion", progress)
     pre = run_preprocess_demo(cube, truth, out)
     arrays = pre.pop("arrays")
-    _step(f"2/3 training a forecast model on NDSI composites ({epochs or 'at most 30'} epochs) and "
-          "forecasting", progress)
+    from ..forecasting.train import RECIPES
+
+    limit = epochs or RECIPES["default"]["epochs"]
+    _step(f"2/3 training a forecast model on NDSI composites (at most {limit} epochs) and forecasting",
+          progress)
     forecast_summary = run_forecast_demo(arrays["composites"], out, epochs=epochs, seed=seed,
                                          progress=progress)
     _step(f"3/3 training a U-Net on other synthetic glaciers ({seg_epochs} epochs), mapping the sample",
