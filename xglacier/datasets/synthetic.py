@@ -5,8 +5,9 @@ Landsat-like sensor on irregular dates: seasonal snow, a glacier that flows down
 with a known velocity field (its surface texture is advected by it) and whose terminus
 retreats, a clean-ice upper part and a debris-covered tongue, a proglacial lake,
 terrain shading, clouds and cloud shadows flagged in ``qa_pixel``, nodata stripes and
-blocks, per-scene sub-pixel misregistration and sensor noise. Everything a test may
-want to check against is returned in a second Dataset, the truth.
+blocks, per-scene sub-pixel misregistration and sensor noise. Years differ: the snowline,
+the clean-ice albedo, the debris line and the cloudiness are drawn once per calendar year.
+Everything a test may want to check against is returned in a second Dataset, the truth.
 
 Every scene is rendered by one Dask task when it is computed, so a large preset costs
 memory only for what is computed. Geometry is analytic in continuous pixel coordinates
