@@ -215,7 +215,6 @@ def retreating_glacier(years=7, size=40, seed=0):
                         coords={"time": pd.date_range("2014-01-01", periods=t.size, freq="QS")})
 
 
-@pytest.mark.slow
 def test_default_recipe_beats_seasonal_persistence_on_held_out_windows():
     ps = xglacier.patches(retreating_glacier(), size=20, stride=10, n_in=4, n_out=4)
     train, val, test = ps.split(by="time", test=0.15, val=0.15)

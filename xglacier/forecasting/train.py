@@ -69,9 +69,11 @@ def lr_factor(schedule: str, warmup: float) -> Callable[[int, int], float]:
 
     Examples
     --------
-    >>> f = lr_factor("cosine", 0.1)
-    >>> [round(f(s, 100), 3) for s in (0, 9, 10, 55, 99)]
-    [0.1, 1.0, 1.0, 0.5, 0.0]
+    >>> f = lr_factor("cosine", 0.1)  # 10 warm-up steps of 100, then 90 of decay
+    >>> [round(f(s, 100), 3) for s in (0, 9, 10, 99)]
+    [0.1, 1.0, 1.0, 0.0]
+    >>> round(f(10 + 89 // 2, 100), 2)  # half-way through the decay (steps 10 .. 99)
+    0.51
     """
     check_choice("fit", "schedule", schedule, SCHEDULES)
     check_number("fit", "warmup", warmup, low=0, high=1, high_open=True)
