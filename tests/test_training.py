@@ -107,8 +107,8 @@ def hand_errors(ps, predict):
 def test_small_model_overfits_tiny_set():
     ps = xglacier.patches(trend_cube(), size=8, stride=4, n_in=2, n_out=2)
     model = trained_net()
-    history = fit(model, ps, epochs=12, batch_size=32, lr=5e-2, weight_decay=0.0,
-                  teacher_forcing=0.0, seed=0, progress=False)
+    history = fit(model, ps, epochs=12, batch_size=32, lr=5e-2, weight_decay=0.0, schedule="constant",
+                  warmup=0.0, teacher_forcing=0.0, seed=0, progress=False)
     assert history.columns.tolist() == ["epoch", "train_loss", "val_loss", "lr", "seconds", "best"]
     assert len(history) == 12 and history.val_loss.isna().all()
     assert history.train_loss.iloc[-1] * 10 < history.train_loss.iloc[0]
@@ -128,7 +128,7 @@ def test_early_stopping_restores_best_weights():
     model = trained_net(n_out=1)
     patience = 2
     history = fit(model, train, val, epochs=60, batch_size=32, lr=5e-3, patience=patience,
-                  teacher_forcing=0.0, progress=False)
+                  schedule="constant", warmup=0.0, teacher_forcing=0.0, progress=False)
     assert model.training  # the mode it came in
     best = int(history.val_loss.idxmin())
     assert history.attrs["stopped_early"] and len(history) < 60
@@ -172,7 +172,7 @@ def test_teacher_forcing_reaches_forward_in_training_only():
     evaluation = [c for c in model.calls if not c[0]]
     assert len(training) == 2 * -(-len(train) // 32)
     assert set(training) == {(True, 0.7, True)}
-    assert len(evaluation) == 2 * -(-len(val) // 32)
+    assert len(evaluation) == 3 * -(-len(val) // 32)  # before training and after each epoch
     assert set(evaluation) == {(False, 0.0, False)}
     model.calls.clear()
     model.train()
@@ -204,8 +204,10 @@ def test_fit_refuses_library_baseline():
 @pytest.mark.parametrize(("kw", "name"), [
     ({"epochs": 0}, "epochs"), ({"batch_size": 2.5}, "batch_size"), ({"lr": -1.0}, "lr"),
     ({"lr": float("nan")}, "lr"), ({"teacher_forcing": 1.5}, "teacher_forcing"),
-    ({"patience": 0}, "patience"), ({"clip": 0}, "clip"), ({"loss": "huber"}, "loss"),
-    ({"weight_decay": -0.1}, "weight_decay"),
+    ({"patience": -1}, "patience"), ({"clip": -1.0}, "clip"), ({"loss": "huber"}, "loss"),
+    ({"weight_decay": -0.1}, "weight_decay"), ({"recipe": "fast"}, "recipe"),
+    ({"schedule": "step"}, "schedule"),
+    ({"warmup": 1.0}, "warmup"), ({"augment": 1}, "augment"), ({"normalize": "yes"}, "normalize"),
 ])
 def test_fit_bad_parameters(kw, name):
     ps = xglacier.patches(trend_cube(), size=8, stride=4, n_in=2, n_out=2)

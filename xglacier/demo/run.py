@@ -23,14 +23,15 @@ def _step(message: str, progress: bool) -> None:
         print(f"xglacier demo: {message}", file=sys.stderr, flush=True)
 
 
-def run_demo(out: str | Path = "demo-output", *, seed: int = 42, epochs: int = 15,
+def run_demo(out: str | Path = "demo-output", *, seed: int = 42, epochs: int | None = None,
              seg_epochs: int = 40, progress: bool = True) -> dict[str, Any]:
     """Run filter -> cloud mask -> ECC alignment -> gap fill -> NDSI -> 3-month composites
     -> flow on the sample, then forecasting and segmentation.
 
     Writes ``composites.nc``, the forecast, the U-Net's labels and polygons, checkpoints and
     PNG quicklooks into ``out`` and returns a summary. ``epochs`` and ``seg_epochs`` are the
-    training epochs of the forecast model and of the segmentation U-Net. ``progress`` prints a
+    training epochs of the forecast model (``None``: the default recipe's, early stopping
+    decides) and of the segmentation U-Net. ``progress`` prints a
     line per stage and a bar during each training to standard error.
 
     Examples
@@ -47,7 +48,11 @@ def run_demo(out: str | Path = "demo-output", *, seed: int = 42, epochs: int = 1
     _step(f"1/3 cleaning, aligning and compositing {cube.sizes['time']} scenes; surface motion", progress)
     pre = run_preprocess_demo(cube, truth, out)
     arrays = pre.pop("arrays")
-    _step(f"2/3 training a forecast model on NDSI composites ({epochs} epochs) and forecasting", progress)
+    from ..forecasting.train import RECIPES
+
+    limit = epochs or RECIPES["default"]["epochs"]
+    _step(f"2/3 training a forecast model on NDSI composites (at most {limit} epochs) and forecasting",
+          progress)
     forecast_summary = run_forecast_demo(arrays["composites"], out, epochs=epochs, seed=seed,
                                          progress=progress)
     _step(f"3/3 training a U-Net on other synthetic glaciers ({seg_epochs} epochs), mapping the sample",

@@ -1,34 +1,40 @@
 """Training of forecasting models on :class:`~xglacier.PatchSet` samples.
 
-:func:`fit` trains a model with AdamW, gradient clipping, teacher forcing and early
-stopping on the validation loss (the paper's Table 1 recipe); :func:`evaluate` (in
+:func:`fit` trains a model with AdamW under a training recipe: ``recipe="default"`` (a
+warm-up and cosine learning-rate schedule, gradient clipping, input normalisation stored
+in the model, early stopping on a leak-free validation split; found by experiment on the
+small presets, see docs/forecasting.md) or ``recipe="paper"`` (Müller et al. 2023, Table 2);
+every setting can be overridden by its keyword. :func:`evaluate` (in
 :mod:`xglacier.forecasting.evaluate`, re-exported here) scores models beside the naive
 baselines with bootstrap confidence intervals, so that a skill claim can be checked.
 
 Typical use (slow, not run as a doctest)::
 
-    train, val, test = ndsi.glacier.patches(size=50, stride=10).split(by="time")
-    model = xglacier.models.SALSTM(preset="small")
-    history = fit(model, train, val, epochs=40)
+    train, val, test = ndsi.glacier.patches(size=20, stride=10).split(by="time")
+    model = xglacier.models.SALSTM(preset="small", residual="seasonal")
+    history = fit(model, train, val)
     table = evaluate({"SA-LSTM-H": model}, test)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .._validate import check_choice, check_flag, check_number
+from .._validate import check_choice, check_flag, check_int, check_number
 from ..errors import InputError, ParameterError, TrainingDivergedError
 from ..nn.loop import check_fit_options, model_device, train_epochs
 from .checks import check_compatible, check_output, check_patchset
-from .evaluate import evaluate
+from .evaluate import _frames_per_year, evaluate
 from .patches import PatchSet
 
-__all__ = ["TrainingDivergedError", "evaluate", "fit"]
+__all__ = ["RECIPES", "TrainingDivergedError", "evaluate", "fit", "lr_factor", "training_statistics"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -36,6 +42,101 @@ _LOSSES: dict[str, LossFn] = {
     "mse": nn.functional.mse_loss,
     "mae": nn.functional.l1_loss,
 }
+
+
+# -- recipes --------------------------------------------------------------------------------
+
+#: The training recipes of :func:`fit`: ``"default"`` (found by experiment on the small
+#: presets, 2 CPU cores; see docs/forecasting.md) and ``"paper"`` (Müller et al. 2023, Table 2).
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": dict(epochs=30, batch_size=32, lr=2e-3, weight_decay=1e-3, schedule="cosine",
+                    warmup=0.05, teacher_forcing=0.0, patience=6, clip=1.0, augment=False,
+                    normalize=True),
+    "paper": dict(epochs=40, batch_size=100, lr=1e-4, weight_decay=1e-3, schedule="constant",
+                  warmup=0.0, teacher_forcing=0.5, patience=5, clip=0.0, augment=False,
+                  normalize=False),
+}
+
+SCHEDULES = ("cosine", "onecycle", "constant")
+
+
+def lr_factor(schedule: str, warmup: float) -> Callable[[int, int], float]:
+    """The learning-rate multiplier ``f(step, total)`` of a schedule with a linear warm-up.
+
+    ``"cosine"``: linear warm-up over the first ``warmup`` fraction of the steps, then a
+    cosine decay to 0 at the last step; ``"onecycle"``: the same warm-up, then a linear decay
+    to 0; ``"constant"``: the warm-up, then 1.
+
+    Examples
+    --------
+    >>> f = lr_factor("cosine", 0.1)  # 10 warm-up steps of 100, then 90 of decay
+    >>> [round(f(s, 100), 3) for s in (0, 9, 10, 99)]
+    [0.1, 1.0, 1.0, 0.0]
+    >>> round(f(10 + 89 // 2, 100), 2)  # half-way through the decay (steps 10 .. 99)
+    0.51
+    """
+    check_choice("fit", "schedule", schedule, SCHEDULES)
+    check_number("fit", "warmup", warmup, low=0, high=1, high_open=True)
+
+    def factor(step: int, total: int) -> float:
+        n_warm = round(warmup * total)
+        if step < n_warm:
+            return (step + 1) / n_warm
+        if schedule == "constant":
+            return 1.0
+        progress = (step - n_warm) / max(1, total - n_warm - 1)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return max(0.0, 1.0 - progress)
+
+    return factor
+
+
+def _resolve(recipe: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's settings, overridden by the keywords given (not None)."""
+    out = dict(RECIPES[check_choice("fit", "recipe", recipe, sorted(RECIPES))])
+    out.update({k: v for k, v in given.items() if v is not None})
+    return out
+
+
+def _augmented(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random turn by a multiple of 90 degrees and flip, the same for inputs and targets."""
+    k = int(torch.randint(0, 4, ()))
+    if k:
+        xb, yb = torch.rot90(xb, k, dims=(2, 3)), torch.rot90(yb, k, dims=(2, 3))
+    if bool(torch.randint(0, 2, ())):
+        xb, yb = torch.flip(xb, dims=(3,)), torch.flip(yb, dims=(3,))
+    return xb, yb
+
+
+def training_statistics(ps: PatchSet, *, limit: int = 4096) -> tuple[float, float]:
+    """Mean and standard deviation of the input frames of (at most ``limit``) samples of ``ps``.
+
+    The samples are taken evenly over ``ps`` (all of them when there are fewer), so the
+    cost is bounded on large sets. A constant input gets ``std = 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr, xglacier
+    >>> cube = xr.DataArray(np.arange(2 * 4 * 4, dtype="f4").reshape(2, 4, 4), dims=("time", "y", "x"),
+    ...     coords={"time": pd.date_range("2020", periods=2, freq="3MS")})
+    >>> training_statistics(xglacier.patches(cube, size=4, stride=4, n_in=1, n_out=1))
+    (7.5, 4.6097722286464435)
+    """
+    n = len(ps)
+    if n == 0:
+        raise InputError("fit: no training samples; statistics need training samples")
+    index = np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(np.int64))
+    total, square, count = 0.0, 0.0, 0
+    for start in range(0, index.size, 256):
+        x, _ = ps.gather(index[start:start + 256])
+        x = x.astype(np.float64)
+        total += float(x.sum())
+        square += float(np.square(x).sum())
+        count += x.size
+    mean = total / count
+    std = math.sqrt(max(square / count - mean * mean, 0.0))
+    return mean, std if std > 1e-12 else 1.0
 
 
 # -- fit ------------------------------------------------------------------------------------
@@ -61,13 +162,18 @@ def fit(
     train: PatchSet,
     val: PatchSet | None = None,
     *,
-    epochs: int = 40,
-    batch_size: int = 100,
-    lr: float = 1e-4,
-    weight_decay: float = 1e-3,
-    teacher_forcing: float = 0.5,
-    patience: int | None = 5,
-    clip: float | None = 1.0,
+    recipe: str = "default",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    schedule: str | None = None,
+    warmup: float | None = None,
+    teacher_forcing: float | None = None,
+    patience: int | None = None,
+    clip: float | None = None,
+    augment: bool | None = None,
+    normalize: bool | None = None,
     seed: int = 0,
     progress: bool = True,
     loss: str | LossFn = "mse",
@@ -75,12 +181,40 @@ def fit(
     """Train ``model`` in place on the samples of ``train``; return the training history.
 
     Each epoch visits every training sample once in a seeded random order, with AdamW,
-    gradient-norm clipping and teacher forcing (at each recursive step the model is fed
-    the true frame instead of its prediction with probability ``teacher_forcing``; this
-    happens in training only). With ``val``, the loss on the validation samples (eval
-    mode: no dropout, no teacher forcing) is computed after every epoch; training stops
-    when it has not improved for ``patience`` epochs, and the weights of the best epoch
-    are restored.
+    a learning-rate schedule, gradient-norm clipping and teacher forcing (at each recursive
+    step the model is fed the true frame instead of its prediction with probability
+    ``teacher_forcing``; in training only). With ``val``, the loss on the validation
+    samples (eval mode: no dropout, no teacher forcing) is computed before training and
+    after every epoch; training stops when it has not improved for ``patience`` epochs, and
+    the weights of the best epoch are restored (the initial weights when no epoch beat
+    them: a residual model, which starts from its reference forecast, never ends worse on
+    the validation samples than that reference). Take ``train`` and ``val`` from
+    ``PatchSet.split(by="time")``: no training window reaches a validation target frame.
+
+    Every option left at ``None`` comes from ``recipe``:
+
+    ==================  ===========  =========  ==========================================
+    option              "default"    "paper"    meaning
+    ==================  ===========  =========  ==========================================
+    ``epochs``          30           40         maximum passes over ``train``
+    ``batch_size``      32           100        samples per optimizer step
+    ``lr``              2e-3         1e-4       peak AdamW learning rate
+    ``weight_decay``    1e-3         1e-3       AdamW weight decay
+    ``schedule``        "cosine"     "constant" ``"cosine"``, ``"onecycle"``, ``"constant"``
+                                                (see :func:`lr_factor`)
+    ``warmup``          0.05         0          fraction of the steps of linear warm-up
+    ``teacher_forcing`` 0            0.5        probability in [0, 1]
+    ``patience``        6            5          epochs without a lower validation loss
+    ``clip``            1.0          off        maximum gradient norm
+    ``augment``         False        False      random 90-degree turns and flips
+    ``normalize``       True         False      set input statistics from ``train``
+    ==================  ===========  =========  ==========================================
+
+    ``"default"`` was found by experiment on the small presets on 2 CPU cores (the numbers
+    are in docs/forecasting.md); ``"paper"`` is Table 2 of Müller et al. (2023), which
+    names no schedule, clipping or normalisation (dropout is the model's own setting).
+    Pass ``patience=0`` never to stop early (the best weights are still restored) and
+    ``clip=0`` not to clip.
 
     Parameters
     ----------
@@ -90,24 +224,27 @@ def fit(
         trainable parameters. Its ``patch_size``, ``n_in`` and ``n_out`` attributes (when
         present) must be those of the PatchSets. Trained on the device it is on.
     train, val
-        Training and validation samples (see ``PatchSet.split``); ``val=None`` trains all
-        ``epochs`` without early stopping and keeps the final weights.
-    epochs
-        Maximum number of passes over ``train``.
-    batch_size, lr, weight_decay
-        Mini-batch size and AdamW settings (the paper: 100, 1e-4, 1e-3).
-    teacher_forcing
-        Probability in [0, 1] passed to ``forward`` during training.
-    patience
-        Epochs without a lower validation loss before stopping; ``None`` never stops
-        early (the best weights are still restored).
-    clip
-        Maximum gradient norm; ``None`` disables clipping.
+        Training and validation samples; ``val=None`` trains all ``epochs`` without early
+        stopping and keeps the final weights.
+    recipe
+        ``"default"`` or ``"paper"``: the settings of the options left at ``None``.
+    epochs, batch_size, lr, weight_decay, schedule, warmup, teacher_forcing, patience, clip
+        See the table.
+    augment
+        Turn and flip the training patches at random (inputs and targets alike). Off by
+        default: glacier flow, terminus retreat and hill shade have a direction on the
+        ground, and a turned patch shows a glacier flowing or lit the wrong way.
+    normalize
+        Set the model's input statistics (``model.set_statistics(mean, std)`` of
+        :func:`training_statistics` on ``train``), kept in its ``config`` and so in its
+        checkpoint. ``True`` needs a model with ``set_statistics`` (every learned
+        :mod:`xglacier.models` model; the recipe's ``True`` skips other models); ``False``
+        keeps the model's own.
     seed
-        Seeds the shuffling, the weights' random draws (dropout, teacher forcing) and the
-        global torch/NumPy/``random`` streams during the fit; their previous states are
-        restored afterwards. The same seed on the same model and data gives the same
-        weights (on CPU).
+        Seeds the shuffling, the augmentation, the weights' random draws (dropout, teacher
+        forcing) and the global torch/NumPy/``random`` streams during the fit; their
+        previous states are restored afterwards. The same seed on the same model and data
+        gives the same weights (on CPU).
     progress
         Show a tqdm progress bar over the batches.
     loss
@@ -119,17 +256,19 @@ def fit(
     -------
     pandas.DataFrame
         One row per epoch run: ``epoch`` (from 1), ``train_loss`` (mean over the training
-        samples, in training mode), ``val_loss`` (NaN without ``val``), ``lr``,
-        ``seconds`` and ``best`` (True on the epoch whose weights the model holds now).
-        ``attrs`` hold ``best_epoch`` and ``stopped_early``.
+        samples, in training mode), ``val_loss`` (NaN without ``val``), ``lr`` (the rate of
+        the epoch's last step), ``seconds`` and ``best`` (True on the epoch whose weights the
+        model holds now). ``attrs`` hold ``best_epoch`` (0: the initial weights were kept),
+        ``stopped_early``, ``start_val_loss`` (before training; NaN without ``val``) and
+        ``recipe`` (the settings used).
 
     Raises
     ------
     ParameterError
         A bad keyword value, or a model without trainable parameters (a baseline).
     InputError
-        The model's patch size or frame counts differ from the samples', or its output
-        has the wrong shape.
+        The model's patch size or frame counts differ from the samples', its output has the
+        wrong shape, or its seasonal residual period differs from the samples' frames per year.
     TrainingDivergedError
         The training or validation loss became NaN or infinite (lower ``lr``, check the
         inputs); the weights of the best epoch so far are restored first.
@@ -162,15 +301,70 @@ def fit(
             f"fit: model {name!r} has no trainable parameters (a baseline?); nothing to fit, "
             "pass it to evaluate() as it is"
         )
-    check_fit_options("fit", epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, clip=clip,
-                      seed=seed)
-    epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
-    patience = None if patience is None else int(patience)
-    check_number("fit", "weight_decay", weight_decay, low=0)
-    check_number("fit", "teacher_forcing", teacher_forcing, low=0, high=1)
-    check_flag("fit", "progress", progress)
-    # a callable is the loss itself; otherwise one of the named losses
+    opt = _resolve(recipe, dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
+        warmup=warmup, teacher_forcing=teacher_forcing, patience=patience, clip=clip, augment=augment,
+        normalize=normalize))
+    factor = _check_options(opt, seed, progress)
     loss_fn = loss if callable(loss) else _LOSSES[check_choice("fit", "loss", loss, sorted(_LOSSES))]
+    _check_data(model, train, val)
+    if opt["normalize"] and not hasattr(model, "set_statistics"):
+        if normalize:  # asked for by name; the recipe's default skips models without statistics
+            raise ParameterError(f"fit: normalize=True but model {name!r} has no set_statistics(mean, "
+                                 "std); pass normalize=False")
+        opt["normalize"] = False
+    if opt["normalize"]:
+        model.set_statistics(*training_statistics(train))
+
+    device = model_device(model)
+    n_out, tf, augment = train.plan.n_out, opt["teacher_forcing"], opt["augment"]
+    lr, wd, batch_size = opt["lr"], opt["weight_decay"], opt["batch_size"]
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        xb, yb = (t.to(device) for t in batch)
+        if augment:
+            xb, yb = _augmented(xb, yb)
+        pred = model(xb, n_out=n_out, targets=yb, teacher_forcing=tf)
+        check_output("fit", name, pred, yb)
+        batch_loss = loss_fn(pred, yb)
+        return batch_loss, batch_loss, len(xb)
+
+    history = train_epochs(
+        "fit", model, params,
+        setup=lambda: (torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+                       train.to_torch(batch_size=batch_size, shuffle=True, seed=seed)),
+        step=step,
+        val_loss=None if val is None else (
+            lambda: _mean_loss(model, val, loss_fn, batch_size, device, n_out)),
+        epochs=opt["epochs"], patience=opt["patience"] or None, clip=opt["clip"] or None, seed=seed,
+        progress=progress, loss_label=loss if isinstance(loss, str) else "training",
+        hint=f"lower lr={lr}, set clip, or check the samples for extreme values", lr_factor=factor,
+        validate_start=True,
+    )
+    history.attrs["recipe"] = {"recipe": recipe, **opt}
+    return history
+
+
+def _check_options(opt: dict[str, Any], seed: Any, progress: Any) -> Callable[[int, int], float] | None:
+    """Check the resolved options (and convert them in place); the learning-rate schedule."""
+    # 0 switches early stopping or clipping off (None means "the recipe's")
+    check_int("fit", "patience", opt["patience"], low=0)
+    check_number("fit", "clip", opt["clip"], low=0)
+    check_fit_options("fit", epochs=opt["epochs"], batch_size=opt["batch_size"], lr=opt["lr"],
+                      patience=opt["patience"] or None, clip=opt["clip"] or None, seed=seed)
+    for key in ("epochs", "batch_size", "patience"):
+        opt[key] = int(opt[key])
+    check_number("fit", "weight_decay", opt["weight_decay"], low=0)
+    check_number("fit", "teacher_forcing", opt["teacher_forcing"], low=0, high=1)
+    check_flag("fit", "augment", opt["augment"])
+    check_flag("fit", "normalize", opt["normalize"])
+    check_flag("fit", "progress", progress)
+    factor = lr_factor(opt["schedule"], opt["warmup"])
+    return None if opt["schedule"] == "constant" and opt["warmup"] == 0 else factor
+
+
+def _check_data(model: nn.Module, train: PatchSet, val: PatchSet | None) -> None:
+    name = type(model).__name__
     check_patchset("fit", "train", train)
     check_patchset("fit", "val", val, allow_none=True)
     check_compatible("fit", name, model, train, "train")
@@ -179,25 +373,9 @@ def fit(
         if (val.plan.size, val.plan.n_in, val.plan.n_out) != (train.plan.size, train.plan.n_in,
                                                                train.plan.n_out):
             raise InputError("fit: val samples differ from train samples in size, n_in or n_out")
-
-    device = model_device(model)
-    n_out = train.plan.n_out
-    loss_label = loss if isinstance(loss, str) else "training"
-
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        xb, yb = (t.to(device) for t in batch)
-        pred = model(xb, n_out=n_out, targets=yb, teacher_forcing=teacher_forcing)
-        check_output("fit", name, pred, yb)
-        batch_loss = loss_fn(pred, yb)
-        return batch_loss, batch_loss, len(xb)
-
-    return train_epochs(
-        "fit", model, params,
-        setup=lambda: (torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
-                       train.to_torch(batch_size=batch_size, shuffle=True, seed=seed)),
-        step=step,
-        val_loss=None if val is None else (
-            lambda: _mean_loss(model, val, loss_fn, batch_size, device, n_out)),
-        epochs=epochs, patience=patience, clip=clip, seed=seed, progress=progress,
-        loss_label=loss_label, hint=f"lower lr={lr}, set clip, or check the samples for extreme values",
-    )
+    if getattr(model, "residual", None) == "seasonal":
+        per_year = _frames_per_year(train)
+        if per_year is not None and per_year != model.period:
+            raise InputError(f"fit: model {name!r} has residual='seasonal' with period={model.period} "
+                             f"frames, but the samples have {per_year} frames per year; build the model "
+                             f"with period={per_year}")

@@ -77,6 +77,11 @@ def check_fit_options(func: str, *, epochs: Any, batch_size: Any, lr: Any, patie
     check_int(func, "seed", seed, low=0)
 
 
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the weights (the GPU keeps room for training)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def train_epochs(
     func: str,
     model: nn.Module,
@@ -92,6 +97,8 @@ def train_epochs(
     progress: bool,
     loss_label: str,
     hint: str,
+    lr_factor: Callable[[int, int], float] | None = None,
+    validate_start: bool = False,
 ) -> pd.DataFrame:
     """The training loop shared by every ``fit`` of xglacier (forecasting, segmentation).
 
@@ -103,6 +110,14 @@ def train_epochs(
     ``val_loss()`` (which must put the model in eval mode) gives the validation loss;
     early stopping after ``patience`` epochs without improvement, restoring the best
     weights (also when training diverges). Returns the history DataFrame of ``fit``.
+
+    ``lr_factor(step, total)``, when given, scales every parameter group's initial learning
+    rate before optimizer step ``step`` (from 0) of ``total = epochs * batches`` (a warm-up
+    and decay schedule); without it the optimizer's rates are left alone.
+    ``validate_start=True`` computes the validation loss of the weights before training too
+    (``attrs["start_val_loss"]``): if no epoch beats it, those weights are restored and
+    ``best_epoch`` is 0 (no row is ``best``); a model that starts from a good forecast (a
+    residual model starts from its reference) then never ends worse on the validation set.
     """
     name = type(model).__name__
     device = model_device(model)
@@ -119,6 +134,13 @@ def train_epochs(
 
     with seeded(seed, device):
         optimizer, loader = setup()
+        start_val = math.nan
+        if validate_start and val_loss is not None:
+            start_val = val_loss()
+            if math.isfinite(start_val):
+                best_loss, best_state = start_val, _cpu_state(model)
+        base_lrs = [group["lr"] for group in optimizer.param_groups]
+        total_steps, n_step = epochs * len(loader), 0
         bar = tqdm(total=epochs * len(loader), disable=not progress, unit="batch",
                    desc=f"{func} {name}", dynamic_ncols=True)
         try:
@@ -137,6 +159,11 @@ def train_epochs(
                     objective.backward()
                     if clip is not None:
                         nn.utils.clip_grad_norm_(params, clip)
+                    if lr_factor is not None:
+                        factor = lr_factor(n_step, total_steps)
+                        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                            group["lr"] = base * factor
+                    n_step += 1
                     optimizer.step()
                     total += float(reported.detach()) * n
                     count += n
@@ -151,9 +178,7 @@ def train_epochs(
                 if val_loss is None or val < best_loss:
                     best_loss, best_epoch = val, epoch
                     if val_loss is not None:
-                        # a CPU copy: the GPU keeps room for training
-                        best_state = {k: v.detach().to("cpu", copy=True)
-                                      for k, v in model.state_dict().items()}
+                        best_state = _cpu_state(model)
                 rows.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val,
                              "lr": optimizer.param_groups[0]["lr"],
                              "seconds": time.perf_counter() - start})
@@ -170,4 +195,6 @@ def train_epochs(
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "lr", "seconds"])
     history["best"] = history["epoch"] == best_epoch
     history.attrs.update(best_epoch=best_epoch, stopped_early=stopped_early)
+    if validate_start:
+        history.attrs["start_val_loss"] = start_val
     return history

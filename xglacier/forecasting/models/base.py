@@ -1,14 +1,46 @@
-"""Common interface of every forecasting model (learned or baseline)."""
+"""Common interface of every forecasting model (learned or baseline).
+
+A learned model (:class:`ForecastModel` with ``trainable = True``) wraps its network in two
+transformations recorded in its ``config`` (hence in its checkpoint):
+
+* input normalisation, ``statistics=(mean, std)`` (set by :func:`xglacier.fit` from the
+  training samples; ``None`` is the identity): the network reads ``(x - mean) / std``;
+* residual forecasting, ``residual="seasonal"`` (the same quarter one year earlier, i.e. the
+  input ``period`` frames before the target) or ``"last"`` (the last input frame) or
+  ``None``: the network predicts the change over that reference, and ``forward`` adds the
+  reference back, so that a network that outputs zeros *is* the reference forecast. A
+  residual model starts there: its output layer is initialised to zero (see
+  :meth:`ForecastModel._zero_start`), so training starts from the reference forecast and
+  learns the correction (with early stopping, never ending worse on the validation samples).
+
+``forward`` returns ``reference + std * network(...)`` (``mean`` instead of ``reference``
+without a residual), so every caller (:func:`xglacier.fit`, :func:`xglacier.evaluate`,
+:func:`xglacier.forecast`) sees frames in the data's own units.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..._validate import check_choice, check_int
-from ...errors import InputError
+from ..._validate import check_choice, check_int, check_number
+from ...errors import InputError, ParameterError
+
+#: What ``residual=`` accepts: the reference the network's output is added to.
+RESIDUALS = ("seasonal", "last")
+
+
+def _statistics(cls_name: str, statistics: Sequence[float] | None) -> list[float] | None:
+    if statistics is None:
+        return None
+    if isinstance(statistics, (str, bytes)) or not isinstance(statistics, Sequence) or len(statistics) != 2:
+        raise ParameterError(f"{cls_name}: statistics={statistics!r}; expected (mean, std) or None")
+    mean = float(check_number(cls_name, "statistics[0] (mean)", statistics[0]))
+    std = float(check_number(cls_name, "statistics[1] (std)", statistics[1], low=0, low_open=True))
+    return [mean, std]
 
 
 class ForecastModel(nn.Module):
@@ -18,26 +50,111 @@ class ForecastModel(nn.Module):
     keywords are kept in ``self.config`` so that ``type(m)(**m.config)`` rebuilds the model
     (this is what checkpoints store). Sizes are Python or NumPy integers (kept as ``int``).
 
+    Learned models implement ``_predict(x, steps, targets, teacher_forcing)`` on normalised
+    inputs, returning their raw output (the change over the reference with ``residual``);
+    ``forward`` normalises, calls it and maps the output back (see the module docstring).
+    Teacher-forced ``targets`` reach ``_predict`` in the same space as its output.
+
+    Parameters
+    ----------
+    patch_size, n_in, n_out
+        Patch side and frames in / out.
+    residual
+        ``"seasonal"``, ``"last"`` or ``None`` (learned models only).
+    period
+        Frames per seasonal cycle for ``residual="seasonal"`` (4 for quarterly frames; at
+        most ``n_in``).
+    statistics
+        ``(mean, std)`` input normalisation, or ``None``.
+
     Examples
     --------
     >>> import numpy as np
     >>> ForecastModel(patch_size=np.int64(8), n_in=4, n_out=2).config
-    {'patch_size': 8, 'n_in': 4, 'n_out': 2}
+    {'patch_size': 8, 'n_in': 4, 'n_out': 2, 'residual': None, 'period': 4, 'statistics': None}
     """
 
     trainable = True
 
-    def __init__(self, *, patch_size: int, n_in: int, n_out: int, **config: Any) -> None:
+    def __init__(self, *, patch_size: int, n_in: int, n_out: int, residual: str | None = None,
+                 period: int = 4, statistics: Sequence[float] | None = None, **config: Any) -> None:
         super().__init__()
         name = type(self).__name__
         patch_size, n_in, n_out = (check_int(name, label, value, low=1) for label, value in
                                    (("patch_size", patch_size), ("n_in", n_in), ("n_out", n_out)))
         self.patch_size, self.n_in, self.n_out = patch_size, n_in, n_out
-        self.config = {"patch_size": patch_size, "n_in": n_in, "n_out": n_out, **config}
+        self.config = {"patch_size": patch_size, "n_in": n_in, "n_out": n_out}
+        if self.trainable:
+            if residual is not None:
+                check_choice(name, "residual", residual, RESIDUALS)
+            period = check_int(name, "period", period, low=1)
+            if residual == "seasonal" and period > n_in:
+                raise ParameterError(f"{name}: residual='seasonal' with period={period} needs n_in >= "
+                                     f"period; n_in={n_in}")
+            self.residual, self.period = residual, period
+            self.statistics = _statistics(name, statistics)
+            self.config.update(residual=residual, period=period, statistics=self.statistics)
+        elif residual is not None or statistics is not None:
+            raise ParameterError(f"{name}: residual and statistics are for learned models; a baseline "
+                                 "forecasts from the raw frames")
+        self.config.update(config)
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def set_statistics(self, mean: float, std: float) -> None:
+        """Set the input normalisation ``(x - mean) / std`` (kept in ``config``, hence in checkpoints).
+
+        Examples
+        --------
+        >>> from xglacier.models import SALSTM
+        >>> m = SALSTM(preset="small", patch_size=4, heads=4)
+        >>> m.set_statistics(0.25, 0.5)
+        >>> m.config["statistics"]
+        [0.25, 0.5]
+        """
+        self.statistics = _statistics(type(self).__name__, (mean, std))
+        self.config["statistics"] = self.statistics
+
+    def reference(self, x: torch.Tensor, steps: int) -> torch.Tensor | None:
+        """The ``(B, steps, P, P)`` frames the residual is added to (None without a residual).
+
+        ``"seasonal"``: lead ``k`` (from 0) takes input ``n_in - period + k % period``, as
+        :class:`~xglacier.models.SeasonalPersistence`; ``"last"``: the last input frame.
+        """
+        if getattr(self, "residual", None) is None:
+            return None
+        if self.residual == "last":
+            return x[:, -1:].expand(-1, steps, -1, -1)
+        idx = [self.n_in - self.period + k % self.period for k in range(steps)]
+        return x[:, idx]
+
+    def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
+                teacher_forcing: float = 0.0) -> torch.Tensor:
+        """``(B, n_in, P, P)`` -> ``(B, n_out, P, P)`` frames (``n_out`` overrides the model's)."""
+        self._check(x)
+        steps = n_out or self.n_out
+        mean, std = self.statistics or (0.0, 1.0)
+        ref = self.reference(x, steps)
+        base = ref if ref is not None else mean
+        if targets is not None:
+            targets = (targets - base) / std
+        out = self._predict((x - mean) / std, steps, targets, teacher_forcing)
+        return base + out * std
+
+    def _zero_start(self, layer: nn.Module) -> None:
+        """With a residual, zero the weights and bias of the output ``layer``: the untrained model
+        forecasts the reference exactly (its gradients still reach the layer, and through it the
+        rest of the network after the first step)."""
+        if getattr(self, "residual", None) is not None:
+            with torch.no_grad():
+                for tensor in layer.parameters(recurse=False):
+                    tensor.zero_()
+
+    def _predict(self, x: torch.Tensor, steps: int, targets: torch.Tensor | None,
+                 teacher_forcing: float) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _predict")
 
     def _check(self, x: torch.Tensor) -> None:
         want = (self.n_in, self.patch_size, self.patch_size)

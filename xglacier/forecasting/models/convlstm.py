@@ -56,6 +56,10 @@ class ConvLSTM(ForecastModel):
     convolution maps the decoder's top state to a frame. The decoder does not read frames,
     so teacher forcing does not apply to this model.
 
+    ``residual`` (``"seasonal"``, ``"last"`` or None), ``period`` and ``statistics`` (input
+    normalisation) are those of :class:`~xglacier.models.ForecastModel`; with a residual
+    the output convolution starts at zero, so the untrained model forecasts the reference.
+
     Examples
     --------
     >>> import torch
@@ -66,25 +70,26 @@ class ConvLSTM(ForecastModel):
     def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, encoder: Sequence[int] | None = None,
                  decoder: Sequence[int] | None = None, kernel: int | None = None,
-                 preset: str | None = None) -> None:
+                 preset: str | None = None, residual: str | None = None,
+                 period: int = 4, statistics: Sequence[float] | None = None) -> None:
         kw = resolve_preset("ConvLSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, encoder=encoder, decoder=decoder,
             kernel=kernel), _DEFAULTS)
         enc, dec = _widths("encoder", kw["encoder"]), _widths("decoder", kw["decoder"])
         k = kw["kernel"]
         super().__init__(patch_size=kw["patch_size"], n_in=kw["n_in"], n_out=kw["n_out"],
-                         encoder=enc, decoder=dec, kernel=k)
+                         encoder=enc, decoder=dec, kernel=k, residual=residual, period=period,
+                         statistics=statistics)
         enc_in, dec_in = [1, *enc[:-1]], [enc[-1], *dec[:-1]]
         self.enc = nn.ModuleList(ConvLSTMCell(i, h, k) for i, h in zip(enc_in, enc, strict=True))
         self.dec = nn.ModuleList(ConvLSTMCell(i, h, k) for i, h in zip(dec_in, dec, strict=True))
         self.out = nn.Conv2d(dec[-1], 1, k, padding=k // 2)
+        self._zero_start(self.out)
         # which encoder layer seeds each decoder layer (same width, searched from the top)
         self._seed = [next((j for j in reversed(range(len(enc))) if enc[j] == h), None) for h in dec]
 
-    def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
-                teacher_forcing: float = 0.0) -> torch.Tensor:
-        self._check(x)
-        steps = n_out or self.n_out
+    def _predict(self, x: torch.Tensor, steps: int, targets: torch.Tensor | None,
+                 teacher_forcing: float) -> torch.Tensor:
         b, p = x.shape[0], self.patch_size
         zeros = [(x.new_zeros(b, c.hid_ch, p, p), x.new_zeros(b, c.hid_ch, p, p)) for c in self.enc]
         states = zeros

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -27,6 +29,11 @@ class LSTMEncoderDecoder(ForecastModel):
     state is the predicted frame itself (an LSTM output lies in (-1, 1), the NDSI range);
     otherwise a linear layer maps it to a frame.
 
+    ``residual`` (``"seasonal"``, ``"last"`` or None), ``period`` and ``statistics`` (input
+    normalisation) are those of :class:`~xglacier.models.ForecastModel`; with a residual
+    the decoder's head (or, when the state is the frame, a gain) starts at zero, so the
+    untrained model forecasts the reference.
+
     Examples
     --------
     >>> import torch
@@ -36,7 +43,8 @@ class LSTMEncoderDecoder(ForecastModel):
 
     def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
-                 dropout: float | None = None, preset: str | None = None) -> None:
+                 dropout: float | None = None, preset: str | None = None, residual: str | None = None,
+                 period: int = 4, statistics: Sequence[float] | None = None) -> None:
         kw = resolve_preset("LSTMEncoderDecoder", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
             dropout=dropout), _DEFAULTS)
@@ -45,16 +53,19 @@ class LSTMEncoderDecoder(ForecastModel):
         hidden, layers = kw["hidden"] or pix, kw["layers"]
         dropout = float(check_number("LSTMEncoderDecoder", "dropout", kw["dropout"], low=0, high=1))
         super().__init__(patch_size=patch_size, n_in=kw["n_in"], n_out=kw["n_out"],
-                         hidden=hidden, layers=layers, dropout=dropout)
+                         hidden=hidden, layers=layers, dropout=dropout, residual=residual,
+                         period=period, statistics=statistics)
         drop = dropout if layers > 1 else 0.0
         self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)
         self.decoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)
         self.head = nn.Linear(hidden, pix) if hidden != pix else None
+        # with a residual the output starts at 0: a zeroed head, or (the state is the frame) a gain
+        self.gain = nn.Parameter(torch.zeros(())) if residual is not None and self.head is None else None
+        if self.head is not None:
+            self._zero_start(self.head)
 
-    def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
-                teacher_forcing: float = 0.0) -> torch.Tensor:
-        self._check(x)
-        steps = n_out or self.n_out
+    def _predict(self, x: torch.Tensor, steps: int, targets: torch.Tensor | None,
+                 teacher_forcing: float) -> torch.Tensor:
         b, p = x.shape[0], self.patch_size
         seq = x.reshape(b, self.n_in, p * p)
         _, state = self.encoder(seq)
@@ -63,6 +74,8 @@ class LSTMEncoderDecoder(ForecastModel):
         for k in range(steps):
             dec, state = self.decoder(inp, state)
             frame = dec[:, 0] if self.head is None else self.head(dec[:, 0])
+            if self.gain is not None:
+                frame = self.gain * frame
             out.append(frame)
             use = self._use_truth(targets, teacher_forcing, self.training)
             inp = (targets[:, k].reshape(b, 1, p * p) if use else frame[:, None])

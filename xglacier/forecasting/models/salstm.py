@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -42,6 +44,11 @@ class SALSTM(ForecastModel):
         LSTM layers, attention heads (must divide ``hidden``), dropout.
     preset
         ``"paper"`` (Table 2: 200,072,500 parameters) or ``"small"``.
+    residual, period, statistics
+        Predict the change over ``"seasonal"`` (the input ``period`` frames before the
+        target) or ``"last"`` (the last input) instead of the frame, and the input
+        normalisation ``(mean, std)``; see :class:`~xglacier.models.ForecastModel`. With a
+        residual the linear head starts at zero (the untrained model is the reference).
 
     Examples
     --------
@@ -54,7 +61,8 @@ class SALSTM(ForecastModel):
     def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
                  heads: int | None = None, dropout: float | None = None,
-                 preset: str | None = None) -> None:
+                 preset: str | None = None, residual: str | None = None, period: int = 4,
+                 statistics: Sequence[float] | None = None) -> None:
         kw = resolve_preset("SALSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
             heads=heads, dropout=dropout), _DEFAULTS)
@@ -66,18 +74,18 @@ class SALSTM(ForecastModel):
         if hidden % heads:
             raise ParameterError(f"SALSTM: hidden={hidden} is not divisible by heads={heads}")
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden,
-                         layers=layers, heads=heads, dropout=dropout)
+                         layers=layers, heads=heads, dropout=dropout,
+                         residual=residual, period=period, statistics=statistics)
         self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True,
                                dropout=dropout if layers > 1 else 0.0)
         self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
         self.head = nn.Linear(n_in * hidden, pix)
+        self._zero_start(self.head)
         self.embed = nn.Linear(pix, hidden) if hidden != pix else None
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
-                teacher_forcing: float = 0.0) -> torch.Tensor:
-        self._check(x)
-        steps = n_out or self.n_out
+    def _predict(self, x: torch.Tensor, steps: int, targets: torch.Tensor | None,
+                 teacher_forcing: float) -> torch.Tensor:
         b, p = x.shape[0], self.patch_size
         states, _ = self.encoder(x.reshape(b, self.n_in, p * p))
         out = []

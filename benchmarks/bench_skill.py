@@ -1,0 +1,88 @@
+"""Benchmark forecasting skill: the small presets beside every naive baseline, trained the demo's way.
+
+Task: the demo's sample (``xglacier.datasets.open_sample``, 200x200 px, quarterly NDSI
+composites made by the demo's preprocessing), the demo's patches and time split
+(:func:`xglacier.demo.forecast.demo_patches`: 20x20 patches, 4 quarters in, 4 out, the last
+year's windows held out), the default training recipe of :func:`xglacier.fit` with the same
+seed for every model. Models: ``SALSTM``, ``LSTMEncoderDecoder`` and ``ConvLSTM``
+(``preset="small"``), each with ``residual="seasonal"`` and without a residual
+(``--residual`` chooses). Every model is scored by :func:`xglacier.evaluate` on the same test
+windows beside persistence, seasonal persistence, climatology and linear trend (MSE over all
+lead times with 95 % block-bootstrap intervals) and timed (training wall time, epochs run).
+
+Run ``python benchmarks/bench_skill.py`` (about 10-20 min on 2 cores); ``--composites
+FILE.nc`` reuses the demo's ``composites.nc`` instead of preprocessing again. The machine's
+load average is printed: a busy machine slows training, not the scores (training is seeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import xarray as xr
+
+
+def composites(path: str | None, seed: int) -> xr.DataArray:
+    """The demo's NDSI composites: read from ``path``, or made by the demo's preprocessing."""
+    if path:
+        return xr.open_dataset(path)["ndsi"].load()
+    from xglacier.datasets import open_sample
+    from xglacier.demo.preprocess import run_preprocess_demo
+
+    cube, truth = open_sample(seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_preprocess_demo(cube, truth, Path(tmp))["arrays"]["composites"].load()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--composites", help="the demo's composites.nc (default: preprocess the sample)")
+    parser.add_argument("--seed", type=int, default=42, help="sample and training seed (the demo's)")
+    parser.add_argument("--residual", choices=["both", "seasonal", "none"], default="both")
+    parser.add_argument("--models", default="SALSTM,LSTMEncoderDecoder,ConvLSTM")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    args = parser.parse_args(argv)
+
+    import xglacier
+    from xglacier.demo.forecast import demo_patches, interval_label
+
+    print(f"load average before: {os.getloadavg()}; torch threads {torch.get_num_threads()}", flush=True)
+    ndsi = composites(args.composites, args.seed)
+    train, val, test = demo_patches(ndsi)
+    print(f"{ndsi.sizes['time']} composites; samples: {len(train)} train / {len(val)} val / "
+          f"{len(test)} test", flush=True)
+    residuals = {"both": ["seasonal", None], "seasonal": ["seasonal"], "none": [None]}[args.residual]
+    models, timing = {}, []
+    for cls_name in args.models.split(","):
+        for residual in residuals:
+            label = f"{cls_name}" + (f" residual={residual}" if residual else "")
+            torch.manual_seed(args.seed)
+            model = getattr(xglacier.models, cls_name)(preset="small", residual=residual)
+            t0 = time.perf_counter()
+            history = xglacier.fit(model, train, val, epochs=args.epochs, seed=args.seed, progress=False)
+            seconds = time.perf_counter() - t0
+            models[label] = model
+            timing.append({"model": label, "train_s": round(seconds, 1), "epochs": len(history),
+                           "best_epoch": history.attrs["best_epoch"],
+                           "parameters": model.n_parameters()})
+            print(f"  trained {label}: {seconds:.0f} s, {len(history)} epochs", flush=True)
+    table = xglacier.evaluate(models, test, n_boot=1000, seed=args.seed)
+    overall = table[table["lead"].astype(str) == "all"].set_index("model")
+    cols = [c for c in ("mse", "mse_low", "mse_high", "mae", "skill") if c in overall.columns]
+    result = overall[cols].join(pd.DataFrame(timing).set_index("model"), how="left")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(result.sort_values("mse").to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"intervals: {interval_label(table)}")
+    print(f"load average after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
