@@ -40,7 +40,7 @@ def test_demo_command(tmp_path, capsys):
     assert "forecasting" in text and "seasonal_persistence" in text
     assert "segmentation" in text and "random_forest" in text and "NDSI > 0.4" in text
     for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png",
-                 "forecast.png", "forecast_flow.png", "salstm_small.json",
+                 "forecast.png", "forecast_flow.png", "skill_map.png", "salstm_small.json",
                  "salstm_small.safetensors", "unet_small.json", "unet_small.safetensors",
                  "labels.nc", "glaciers.gpkg", "segmentation.png"):
         assert (tmp_path / name).stat().st_size > 1000

@@ -6,12 +6,13 @@ import argparse
 
 HELP = """\
 Run the whole method on the embedded synthetic sample (a 200x200 px valley glacier,
-2016-2021, with its ground truth), in a few minutes on a laptop, and write the outputs:
+2014-2021, with its ground truth), in a few minutes on a laptop, and write the outputs:
 
   1. clean the scenes (cloud mask, scene filter), align them (ECC), fill gaps,
      compute NDSI and 3-month composites, measure surface velocity (optical flow);
-  2. train a small SA-LSTM-H forecast model on the composites, score it beside the
-     naive baselines and forecast the held-out year;
+  2. train a small SA-LSTM-H forecast model (seasonal residual, the default recipe) on the
+     composites, score it beside the naive baselines with block-bootstrap intervals, say
+     whether it beats each, map where it beats seasonal persistence, forecast the held-out year;
   3. train a small U-Net on other synthetic glaciers, map clean and debris-covered
      ice on the sample and score it beside the classical baselines.
 
@@ -27,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                           description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     demo.add_argument("--seed", type=int, default=42, help="seed of the synthetic sample (default: 42)")
-    demo.add_argument("--epochs", type=int, default=15,
-                      help="training epochs of the forecast model (default: 15)")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="maximum epochs of the forecast model (default: the training recipe's, 30, "
+                           "with early stopping)")
     demo.add_argument("--seg-epochs", type=int, default=40,
                       help="training epochs of the segmentation U-Net (default: 40)")
     demo.add_argument("--quiet", action="store_true", help="no progress lines or bars")

@@ -72,7 +72,7 @@ def run_demo(out: str | Path = "demo-output", *, seed: int = 42, epochs: int | N
 def format_summary(s: dict[str, Any]) -> str:
     """Human-readable demo report."""
     return "\n".join([
-        "xglacier demo: synthetic Parvati-like sample, 200x200 px, 2016-2021",
+        "xglacier demo: synthetic Parvati-like sample, 200x200 px, 2014-2021",
         *format_preprocess(s),
         *format_forecast(s["forecast"]),
         *format_segment(s["segment"]),
