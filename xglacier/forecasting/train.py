@@ -188,29 +188,29 @@ def fit(
     after every epoch; training stops when it has not improved for ``patience`` epochs, and
     the weights of the best epoch are restored (the initial weights when no epoch beat
     them: a residual model, which starts from its reference forecast, never ends worse on
-    the validation samples than that reference). Take ``train`` and ``val`` from
-    ``PatchSet.split(by="time")``: no training window reaches a validation target frame.
+    the validation samples than that reference  ). Take ``train`` and ``val`` from
+    ``PatchSet.split(by="time")``: no training   window reaches a validation target frame.
 
-    Every option left at ``None`` comes from ``recipe``:
+    Every option left at ``None`` comes from `  `recipe``:
 
-    ==================  ===========  =========  ==========================================
-    option              "default"    "paper"    meaning
-    ==================  ===========  =========  ==========================================
-    ``epochs``          30           40         maximum passes over ``train``
-    ``batch_size``      32           100        samples per optimizer step
-    ``lr``              2e-3         1e-4       peak AdamW learning rate
-    ``weight_decay``    1e-3         1e-3       AdamW weight decay
-    ``schedule``        "cosine"     "constant" ``"cosine"``, ``"onecycle"``, ``"constant"``
+    ===================  =========  ==========  ============================================
+    option               "default"  "paper"     meaning
+    ===================  =========  ==========  ============================================
+    ``epochs``           30         40          maximum passes over ``train``
+    ``batch_size``       32         100         samples per optimizer step
+    ``lr``               2e-3       1e-4        peak AdamW learning rate
+    ``weight_decay``     1e-3       1e-3        AdamW weight decay
+    ``schedule``         "cosine"   "constant"  ``"cosine"``, ``"onecycle"``, ``"constant"``
                                                 (see :func:`lr_factor`)
-    ``warmup``          0.05         0          fraction of the steps of linear warm-up
-    ``teacher_forcing`` 0            0.5        probability in [0, 1]
-    ``patience``        6            5          epochs without a lower validation loss
-    ``clip``            1.0          off        maximum gradient norm
-    ``augment``         False        False      random 90-degree turns and flips
-    ``normalize``       True         False      set input statistics from ``train``
-    ==================  ===========  =========  ==========================================
+    ``warmup``           0.05       0           fraction of the steps of linear warm-up
+    ``teacher_forcing``  0          0.5         probability in [0, 1]
+    ``patience``         6          5           epochs without a lower validation loss
+    ``clip``             1.0        off         maximum gradient norm
+    ``augment``          False      False       random 90-degree turns and flips
+    ``normalize``        True       False       set input statistics from ``train``
+    ===================  =========  ==========  ============================================
 
-    ``"default"`` was found by experiment on the small presets on 2 CPU cores (the numbers
+    ``"default"`` was found by experiment on t  he small presets on 2 CPU cores (the numbers
     are in docs/forecasting.md); ``"paper"`` is Table 2 of Müller et al. (2023), which
     names no schedule, clipping or normalisation (dropout is the model's own setting).
     Pass ``patience=0`` never to stop early (the best weights are still restored) and
