@@ -1,5 +1,5 @@
 """Segmentation part of ``xglacier demo``: train a small U-Net on the sample's class truth,
-segment the last summer scene, score it beside the baselines, write labels and polygons."""
+segment its clearest late-summer scene, score it beside the baselines, write labels and polygons."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _overlay_png(out: Path, rgb: np.ndarray, truth: np.ndarray, label: np.ndarra
 def run_segment_demo(cube: xr.Dataset, classes: xr.DataArray, dem: xr.DataArray, out: Path, *,
                      epochs: int = 40, seed: int = 0, tile: int = 64,
                      train_seeds: Sequence[int] = (1, 2, 3, 4, 5), progress: bool = True) -> dict[str, Any]:
-    """Train on other synthetic worlds, segment the sample's last summer scene, score it.
+    """Train on other synthetic worlds, segment the sample's clearest late-summer scene, score it.
 
     ``cube`` is the sample's aligned, gap-filled cube and ``classes`` its truth class map
     per scene on the same grid. The U-Net and the baselines learn from clear late-summer
@@ -91,7 +91,11 @@ def run_segment_demo(cube: xr.Dataset, classes: xr.DataArray, dem: xr.DataArray,
     from ..segmentation.train import fit_segmentation
 
     times = pd.DatetimeIndex(cube.time.values)
-    last = int(np.flatnonzero(np.isin(times.month, (8, 9)))[-1])
+    # the clearest late-summer scene (latest among equals): a cloudy one would be mostly
+    # gap-filled pixels, and the map would score the filling, not the segmentation
+    late = np.flatnonzero(np.isin(times.month, (8, 9)))
+    missing = cube["missing"].values[late] if "missing" in cube.coords else np.zeros(late.size)
+    last = int(late[::-1][np.argmin(missing[::-1])])
     test_feats = features(cube, time=last, dem=dem).compute()
     truth = classes.isel(time=last).values
 
