@@ -156,13 +156,18 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint(path: str | None, command: str):
+    """The model of ``--model`` or of the config's ``<command>_model``, loaded once per process."""
+    if path is None:
+        raise InputError(f"xglacier {command}: no checkpoint; pass --model or set {command}_model "
+                         "in --config")
+    return cached_model(path)
+
+
 def run_segment(args: argparse.Namespace) -> int:
     """``xglacier segment``: composites or scenes + checkpoint -> polygons per year."""
     config = _config(args)
-    path = args.model or config.segment_model
-    if path is None:
-        raise InputError("xglacier segment: no checkpoint; pass --model or set segment_model in --config")
-    model = cached_model(path)
+    model = _checkpoint(args.model or config.segment_model, "segment")
     ds = _open(args.cube, "segment")
     with local_scheduler(config.threads):
         if "time" in ds.dims:
@@ -187,10 +192,7 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_forecast(args: argparse.Namespace) -> int:
     """``xglacier forecast``: composites + checkpoint -> the next forecast_steps composites."""
     config = _config(args)
-    path = args.model or config.forecast_model
-    if path is None:
-        raise InputError("xglacier forecast: no checkpoint; pass --model or set forecast_model in --config")
-    model = cached_model(path)
+    model = _checkpoint(args.model or config.forecast_model, "forecast")
     ds = _open(args.cube, "forecast")
     with local_scheduler(config.threads):
         series = steps.forecast_variable(ds, model, f"xglacier forecast: {args.cube}")
