@@ -17,6 +17,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import shapely
 from pyproj import Transformer
 
@@ -119,3 +120,24 @@ def serve(glaciers: Glaciers) -> RustacServer:
     files = write_catalog_json(cat)
     (glaciers.root / "ids.json").write_text(json.dumps(glaciers.ids))
     return RustacServer(files)
+
+
+def local_cluster(n_workers: int = 2, **config: Any):
+    """A LocalCluster as run_glaciers starts one (processes, one thread each, loopback), warm for tests."""
+    import dask
+    from distributed import LocalCluster
+
+    from xglacier.batch.run import CLUSTER_CONFIG
+
+    with dask.config.set({**CLUSTER_CONFIG, **config}):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=":0")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A 2-worker client shared by a test module's runs, closed with the module."""
+    from distributed import Client
+
+    with local_cluster() as cluster, Client(cluster) as c:
+        yield c

@@ -19,12 +19,15 @@ import dask
 import psutil
 import pytest
 
+from tests import _glaciers
 from tests._batch_faults import calls
+from tests._glaciers import local_cluster
 from tests.test_batch_run import check_done_equal, outlines, setup_out
 from xglacier.batch import glacier_table, run_glaciers
 from xglacier.batch.layout import glacier_dir, is_temporary, log_path
-from xglacier.batch.run import CLUSTER_CONFIG
 from xglacier.batch.status import read_status
+
+client = _glaciers.client  # the module's warm 2-worker LocalCluster (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = [f"g{i}" for i in range(6)]
@@ -34,22 +37,6 @@ def faulty():
     import tests._batch_faults as mod
 
     return mod.faulty
-
-
-def local_cluster(n_workers=2, **config):
-    from distributed import LocalCluster
-
-    with dask.config.set({**CLUSTER_CONFIG, **config}):
-        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=":0")
-
-
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client
-
-    with local_cluster() as cluster, Client(cluster) as c:
-        yield c
 
 
 def test_worker_killed_while_writing_store(client, tmp_path):

@@ -19,9 +19,12 @@ from xglacier.batch.layout import glacier_dir
 from xglacier.batch.status import read_status
 from xglacier.cli import main
 
+from . import _glaciers
 from ._batch_faults import calls
 from ._glaciers import NOSCENE, build_glaciers, serve
 from ._stac_server import Proxy
+
+client = _glaciers.client  # the module's warm 2-worker LocalCluster (a fixture)
 
 pytestmark = [
     pytest.mark.slow,
@@ -94,19 +97,6 @@ def test_six_glaciers_on_two_workers_equal_serial(site, tmp_path):
     assert summary.loc["G43a", "scenes_used"] == reference["G43a"]["scenes_used"]
     assert json.loads((out / "run.json").read_text())["config"]["stac_url"] == config.stac_url
 
-
-@pytest.fixture(scope="module")
-def client():
-    import dask
-    from distributed import Client, LocalCluster
-
-    from xglacier.batch.run import CLUSTER_CONFIG
-
-    with dask.config.set(CLUSTER_CONFIG):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=":0")
-    with cluster, Client(cluster) as c:
-        yield c
 
 
 def test_stac_5xx_retried_then_done_by_the_command(site, tmp_path, client):

@@ -13,11 +13,14 @@ import pytest
 import shapely
 import xarray as xr
 
+from tests import _glaciers
 from tests._batch_faults import calls, stub_values
 from xglacier.batch import BatchConfig, glacier_table, run_glaciers
 from xglacier.batch.layout import check_id, clean_stale, glacier_dir, log_path, shard
 from xglacier.batch.status import read_status
 from xglacier.errors import InputError, ParameterError, RunConfigError
+
+client = _glaciers.client  # the module's warm 2-worker LocalCluster (a fixture)
 
 FAULTY = "tests._batch_faults.faulty"
 
@@ -28,19 +31,6 @@ def outlines(n: int = 6) -> gpd.GeoDataFrame:
              enumerate([77.5, 77.6, 77.7, 78.1, 78.2, 78.3][:n] + [77.4 + 0.1 * k for k in range(n - 6)])]
     return gpd.GeoDataFrame({"RGIId": [f"g{i}" for i in range(n)]}, geometry=geoms, crs=4326)
 
-
-@pytest.fixture(scope="module")
-def client():
-    import dask
-    from distributed import Client, LocalCluster
-
-    from xglacier.batch.run import CLUSTER_CONFIG
-
-    with dask.config.set(CLUSTER_CONFIG):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=":0")
-    with cluster, Client(cluster) as c:
-        yield c
 
 
 def faulty():

@@ -62,13 +62,6 @@ def log_path(out: str | os.PathLike[str], glacier_id: str) -> Path:
     return Path(out) / "logs" / shard(glacier_id) / f"{glacier_id}.log"
 
 
-def file_checksum(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str | None]:

@@ -20,6 +20,7 @@ from typing import Any
 import dask
 import pandas as pd
 
+from .._atomic import file_sha256
 from .._validate import check_flag, check_int
 from ..errors import BatchError, ParameterError
 from . import layout, status
@@ -53,7 +54,7 @@ def _config(config: Any) -> Any:
 
 def _outlines_checksum(outlines: Any) -> tuple[str, str]:
     if isinstance(outlines, (str, os.PathLike)):
-        return str(Path(outlines).resolve()), layout.file_checksum(outlines)
+        return str(Path(outlines).resolve()), file_sha256(outlines)
     return type(outlines).__name__, hashlib.sha256(outlines.to_json().encode()).hexdigest()
 
 

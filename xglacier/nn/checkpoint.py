@@ -25,7 +25,6 @@ Typical use (not run as a doctest)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -38,7 +37,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 from torch import nn
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, file_sha256
 from ..errors import CheckpointError, CheckpointNotFoundError, XGlacierError
 from .metadata import (
     FORMAT,
@@ -62,12 +61,6 @@ __all__ = [
 ]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -154,7 +147,7 @@ def save_model(
                                         "xglacier_format_version": str(FORMAT_VERSION)})
     with atomic_path(weights_path) as tmp:
         tmp.write_bytes(data)
-        meta["weights"]["sha256"] = _sha256(tmp)
+        meta["weights"]["sha256"] = file_sha256(tmp)
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return json_path
@@ -220,7 +213,7 @@ def load_model(
         raise CheckpointNotFoundError(
             f"checkpoint weights {weights_path} do not exist (next to {json_path.name})")
     sha = meta["weights"].get("sha256")
-    if sha is not None and _sha256(weights_path) != sha:
+    if sha is not None and file_sha256(weights_path) != sha:
         raise CheckpointError(f"checkpoint weights {weights_path} are not the ones {json_path.name} was "
                               "written with (SHA-256 differs): the pair is inconsistent; save again")
     try:

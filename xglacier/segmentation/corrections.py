@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from .._atomic import file_sha256
 from ..errors import InputError, ParameterError
 
 __all__ = ["STATUSES", "class_codes", "read_polygons", "statuses"]
@@ -27,12 +28,6 @@ __all__ = ["STATUSES", "class_codes", "read_polygons", "statuses"]
 STATUSES = ("predicted", "edited", "added", "deleted")
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_polygons(func: str, corrected: Any, layer: str | None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
@@ -69,7 +64,7 @@ def read_polygons(func: str, corrected: Any, layer: str | None) -> tuple[gpd.Geo
         raise InputError(f"{func}: layer={layer!r} is not in {str(path)!r}; its layers: {layers}")
     gdf = gpd.read_file(path, layer=layer)
     n_deleted = sum(int(pyogrio.read_info(path, layer=name)["features"]) for name in deleted)
-    return gdf, {"file": path.name, "sha256": _sha256_file(path), "layer": layer,
+    return gdf, {"file": path.name, "sha256": file_sha256(path), "layer": layer,
                  "deleted_layer": n_deleted if deleted else None}
 
 
