@@ -42,7 +42,7 @@ def test_failed_weights_write_leaves_no_file_and_no_temporary(tmp_path, monkeypa
         assert path.is_file() and path.parent == tmp_path  # the weights are written: now it fails
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(checkpoint, "_sha256", unreadable)
+    monkeypatch.setattr(checkpoint, "file_sha256", unreadable)
     with pytest.raises(OSError, match="Input/output error"):
         checkpoint.save_model(small_unet(), tmp_path / "model")
     assert list(tmp_path.iterdir()) == []  # no weights, no JSON, no temporary
