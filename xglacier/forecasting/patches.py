@@ -264,6 +264,7 @@ def patches(
     edge: bool = True,
     nan: Literal["raise", "fill"] = "raise",
     fill_value: float = 0.0,
+    drop_interpolated: bool = True,
 ) -> PatchSet:
     """Sample plan of ``n_in`` -> ``n_out`` frame patches over a ``(time, y, x)`` cube.
 
@@ -284,6 +285,12 @@ def patches(
     nan
         ``"raise"``: gathering a sample with NaN raises :class:`NaNInPatchError`;
         ``"fill"``: NaN becomes ``fill_value``.
+    drop_interpolated
+        Leave out every window with a target frame that :func:`xglacier.composite`
+        interpolated (its ``interpolated`` coordinate: the period had no scene). Such a frame
+        was never observed: a model trained on it learns the interpolation, and a score
+        against it scores an invented truth. Input frames may be interpolated, as they will
+        be when the model forecasts. Without the coordinate every window is kept.
 
     Examples
     --------
@@ -312,7 +319,16 @@ def patches(
     if nt < n_in + n_out:
         raise InputError(f"patches: variable {da.name!r} has {nt} frames; a sample needs "
                          f"n_in + n_out = {n_in + n_out}")
-    plan = make_plan(da.shape, size, stride, n_in, n_out, edge=edge)
+    drop_interpolated = check_flag("patches", "drop_interpolated", drop_interpolated)
+    times = None
+    if drop_interpolated and "interpolated" in da.coords and da["interpolated"].dims == ("time",):
+        invented = np.asarray(da["interpolated"].values, bool)
+        starts = np.arange(nt - (n_in + n_out) + 1)
+        times = [t for t in starts if not invented[t + n_in: t + n_in + n_out].any()]
+        if not times:
+            raise InputError(f"patches: every window of variable {da.name!r} has an interpolated target "
+                             "frame (coordinate 'interpolated'); pass drop_interpolated=False to use them")
+    plan = make_plan(da.shape, size, stride, n_in, n_out, edge=edge, times=times)
     return PatchSet(da, plan, nan=nan, fill_value=fill_value)
 
 

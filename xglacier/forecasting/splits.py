@@ -45,14 +45,16 @@ def time_split(plan: PatchPlan, test: float, val: float) -> list[np.ndarray]:
     # first validation target frame is a; a window is training data only if all of
     # its frames come before a.
     b = windows[n - n_test] + p.n_in
-    # validation windows have all their targets in [a, b): n_val of them need
-    # b - a = n_out + n_val - 1 frames
-    a = b - p.n_out - n_val + 1 if n_val else b
+    # validation: the n_val latest windows whose targets all come before b (windows may be
+    # missing, e.g. those with an interpolated target frame, so they are counted, not assumed)
     end = t0 + p.n_in + p.n_out  # one past the last frame of the window
+    before = windows[windows + p.n_in + p.n_out <= b]
+    a = before[max(0, before.size - n_val)] + p.n_in if n_val and before.size else b
     is_test = t0 + p.n_in >= b
     is_val = ~is_test & (t0 + p.n_in >= a) & (end <= b)
     is_train = end <= a
     return [np.flatnonzero(m) for m in (is_train, is_val, is_test)]
+
 
 def space_split(plan: PatchPlan, test: float, val: float, block: int, gap: int, seed: int
                 ) -> list[np.ndarray]:

@@ -95,6 +95,8 @@ class SALSTM(ForecastModel):
             out.append(frame)
             fed = targets[:, k].reshape(b, p * p) if self._use_truth(
                 targets, teacher_forcing, self.training) else frame
-            token = self.embed(fed) if self.embed is not None else fed
+            # squashed like the LSTM's own states (tanh): an unbounded frame fed back would let
+            # the recursion amplify itself, step after step, into losses of 1e5 in training
+            token = torch.tanh(self.embed(fed) if self.embed is not None else fed)
             states = torch.cat([states[:, 1:], token[:, None]], dim=1)
         return torch.stack(out, dim=1).reshape(b, steps, p, p)
