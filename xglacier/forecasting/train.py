@@ -188,10 +188,10 @@ def fit(
     after every epoch; training stops when it has not improved for ``patience`` epochs, and
     the weights of the best epoch are restored (the initial weights when no epoch beat
     them: a residual model, which starts from its reference forecast, never ends worse on
-    the validation samples than that reference  ). Take ``train`` and ``val`` from
-    ``PatchSet.split(by="time")``: no training   window reaches a validation target frame.
+    the validation samples than that reference). Take ``train`` and ``val`` from
+    ``PatchSet.split(by="time")``: no training window reaches a validation target frame.
 
-    Every option left at ``None`` comes from `  `recipe``:
+    Every option left at ``None`` comes from ``recipe``:
 
     ===================  =========  ==========  ============================================
     option               "default"  "paper"     meaning
@@ -210,7 +210,7 @@ def fit(
     ``normalize``        True       False       set input statistics from ``train``
     ===================  =========  ==========  ============================================
 
-    ``"default"`` was found by experiment on t  he small presets on 2 CPU cores (the numbers
+    ``"default"`` was found by experiment on the small presets on 2 CPU cores (the numbers
     are in docs/forecasting.md); ``"paper"`` is Table 2 of Müller et al. (2023), which
     names no schedule, clipping or normalisation (dropout is the model's own setting).
     Pass ``patience=0`` never to stop early (the best weights are still restored) and

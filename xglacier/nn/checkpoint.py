@@ -216,8 +216,11 @@ def load_model(
     if sha is not None and file_sha256(weights_path) != sha:
         raise CheckpointError(f"checkpoint weights {weights_path} are not the ones {json_path.name} was "
                               "written with (SHA-256 differs): the pair is inconsistent; save again")
+    # keywords a class gained after checkpoints of it were written: such a checkpoint is
+    # rebuilt as it was trained (LEGACY_CONFIG), never with the newer default
+    config = {**getattr(cls, "LEGACY_CONFIG", {}), **meta["config"]}
     try:
-        model = cls(**meta["config"])
+        model = cls(**config)
     except (TypeError, ValueError, XGlacierError) as err:
         raise CheckpointError(f"checkpoint {json_path}: {meta['class']}(**config) failed with config "
                               f"{meta['config']}: {err}") from err

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from ..._validate import check_number
+from ..._validate import check_choice, check_number
 from ...errors import ParameterError
 from ...nn.registry import register_model
 from .base import ForecastModel, resolve_preset
@@ -18,6 +19,9 @@ PRESETS = {
     # hidden = patch_size ** 2 as in the paper: a narrower state cannot carry the frame
     "small": dict(patch_size=20, n_in=4, n_out=4, hidden=400, layers=2, heads=4, dropout=0.1),
 }
+
+#: How a predicted frame rejoins the state sequence (see ``feedback``).
+FEEDBACKS = ("tanh", "linear")
 
 _DEFAULTS = dict(patch_size=50, n_in=4, n_out=4, hidden=None, layers=3, heads=5, dropout=0.0)
 
@@ -42,6 +46,11 @@ class SALSTM(ForecastModel):
         embedding.
     layers, heads, dropout
         LSTM layers, attention heads (must divide ``hidden``), dropout.
+    feedback
+        How a predicted frame rejoins the sequence of states: ``"tanh"`` (squashed into
+        (-1, 1) like the LSTM's own states, so that the recursion cannot amplify itself; a
+        loss of 1e5 in training without it) or ``"linear"`` (as it is: checkpoints written
+        before this keyword existed are rebuilt so).
     preset
         ``"paper"`` (Table 2: 200,072,500 parameters) or ``"small"``.
     residual, period, statistics
@@ -58,11 +67,14 @@ class SALSTM(ForecastModel):
     torch.Size([2, 4, 8, 8])
     """
 
+    #: checkpoints written before ``feedback`` existed fed frames back as they were
+    LEGACY_CONFIG: ClassVar[dict[str, str]] = {"feedback": "linear"}
+
     def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
                  heads: int | None = None, dropout: float | None = None,
                  preset: str | None = None, residual: str | None = None, period: int = 4,
-                 statistics: Sequence[float] | None = None) -> None:
+                 statistics: Sequence[float] | None = None, feedback: str = "tanh") -> None:
         kw = resolve_preset("SALSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
             heads=heads, dropout=dropout), _DEFAULTS)
@@ -75,7 +87,9 @@ class SALSTM(ForecastModel):
             raise ParameterError(f"SALSTM: hidden={hidden} is not divisible by heads={heads}")
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden,
                          layers=layers, heads=heads, dropout=dropout,
-                         residual=residual, period=period, statistics=statistics)
+                         residual=residual, period=period, statistics=statistics,
+                         feedback=check_choice("SALSTM", "feedback", feedback, FEEDBACKS))
+        self.feedback = feedback
         self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True,
                                dropout=dropout if layers > 1 else 0.0)
         self.attention = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
@@ -95,8 +109,8 @@ class SALSTM(ForecastModel):
             out.append(frame)
             fed = targets[:, k].reshape(b, p * p) if self._use_truth(
                 targets, teacher_forcing, self.training) else frame
-            # squashed like the LSTM's own states (tanh): an unbounded frame fed back would let
-            # the recursion amplify itself, step after step, into losses of 1e5 in training
-            token = torch.tanh(self.embed(fed) if self.embed is not None else fed)
+            token = self.embed(fed) if self.embed is not None else fed
+            if self.feedback == "tanh":
+                token = torch.tanh(token)
             states = torch.cat([states[:, 1:], token[:, None]], dim=1)
         return torch.stack(out, dim=1).reshape(b, steps, p, p)
