@@ -53,7 +53,7 @@ arrows = {"angles": "xy", "scale_units": "xy", "scale": 1}
 ax.quiver(cx, cy, tx, ty, color="0.6", width=0.012, label="true shift", **arrows)
 ax.quiver(cx[ok], cy[ok], ex[ok], ey[ok], color="tab:orange", width=0.005, label="ECC shift", **arrows)
 ax.plot(cx[~ok], cy[~ok], "x", color="tab:red", ms=12, mew=2, label="not converged")
-for x0, y0, t in zip(cx, cy, cube.time.values):
+for x0, y0, t in zip(cx, cy, cube.time.values, strict=True):
     ax.plot(x0, y0, ".", color="k", ms=3)
     ax.text(x0 - cell / 2 + 0.2, y0 + cell / 2 - 0.3, str(t)[5:10], fontsize=7, color="0.3")
 for k in range(1, cols):
