@@ -120,3 +120,5 @@ axes[0].set_title("area per year")
 axes[1].set_title("surface speed")
 axes[2].set_title(f"{(table['status'] == 'done').sum()} of {len(table)} glaciers done")
 shutil.rmtree(root)
+
+plt.show()

@@ -68,3 +68,5 @@ ax.set_aspect("equal")
 ax.set_title(f"shift of each scene (px), {ok.sum()} of {ok.size} converged\n"
              f"largest ECC error {error:.2f} px after the template offset")
 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.01), fontsize=8, ncols=3, frameon=False)
+
+plt.show()

@@ -55,3 +55,5 @@ bx.set_xlabel("true speed (m/yr)")
 bx.set_ylabel("measured speed (m/yr)")
 noise = float(velocity.speed_noise.isel(pair=pair))
 bx.set_title(f"on the glacier; noise floor on stable ground {noise:.0f} m/yr")
+
+plt.show()
