@@ -78,10 +78,11 @@ config = BatchConfig(local_scenes=str(root / "scenes" / "{id}"), products=("flow
                      segment_model=str(rule), segment_tile=64, segment_overlap=8)
 
 # %%
-# Run them on a Dask cluster: here two threads in this process (the model class defined
-# above is known to them); on a laptop ``workers=4`` starts worker processes instead, on
-# a cluster pass its ``client=``.
-with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+# Run them on a Dask cluster: here one worker thread in this process, so that the model
+# class defined above is known to it (one thread: writing NetCDF files is not thread-safe).
+# On a laptop ``workers=4`` starts worker processes instead; on a cluster pass its
+# ``client=``.
+with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
         Client(cluster) as client:
     table = xglacier.run_glaciers(outlines, root / "out", config=config, client=client, progress=False)
 print(table[["id", "status", "task_seconds", *sorted(c for c in table if "_km2" in c),
