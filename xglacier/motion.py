@@ -393,7 +393,8 @@ def plot_flow(
 
     Returns
     -------
-    The matplotlib axes.
+    matplotlib.axes.Axes
+        The matplotlib axes.
 
     Examples
     --------
