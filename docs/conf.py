@@ -46,7 +46,7 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 templates_path = ["_templates", sphinx_autosummary_accessors.templates_path]
-exclude_patterns = ["_build", "_gallery_order.py", "gallery/*.ipynb", "gallery/*.py", "gallery/*.zip", "gallery/*.json",
+exclude_patterns = ["_build", "gallery/*.ipynb", "gallery/*.py", "gallery/*.zip", "gallery/*.json",
                     "gallery/*.md5", "examples/README.rst"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"

@@ -85,8 +85,9 @@ config = BatchConfig(local_scenes=str(root / "scenes" / "{id}"), products=("flow
 with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
         Client(cluster) as client:
     table = xglacier.run_glaciers(outlines, root / "out", config=config, client=client, progress=False)
-print(table[["id", "status", "task_seconds", *sorted(c for c in table if "_km2" in c),
-             "speed_glacier_m_a", "speed_stable_m_a"]].round(2).to_string())
+areas = sorted(c for c in table.columns if c.startswith("area_km2_"))
+print(table[["id", "status", "task_seconds", "outline_area_km2", *areas, "speed_glacier_m_a",
+             "speed_stable_m_a"]].round(2).to_string())
 
 # %%
 # The summary: one row per glacier. The areas are those the rule maps in each glacier's box
@@ -96,7 +97,7 @@ print(table[["id", "status", "task_seconds", *sorted(c for c in table if "_km2" 
 # summers) are hard for optical flow: it finds motion above the stable ground's noise but
 # well under the true speed. The summary says where to look, not how fast the ice is; the
 # flow example checks the velocity itself.
-years = sorted(c for c in table.columns if c.startswith("area_km2_"))
+years = areas
 fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
 x = np.arange(len(table))
 width = 0.8 / len(years)
