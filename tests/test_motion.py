@@ -201,6 +201,37 @@ def test_plot_flow(small_loaded, tmp_path):
         xglacier.plot_flow(vel.u)
 
 
+@pytest.mark.parametrize("ascending", [False, True])
+def test_plot_flow_colours_arrows_by_speed(ascending):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    img = ndimage.gaussian_filter(np.random.default_rng(3).random((48, 48)), 2)
+    moved = img.copy()
+    moved[:, 24:] = np.roll(img, 2, axis=1)[:, 24:]  # the eastern half moves 60 m east in a year
+    a = xr.DataArray(np.stack([img, moved]), dims=("time", "y", "x"),
+                     coords={"time": pd.to_datetime(["2020-01-01", "2021-01-01"]),
+                             "y": 30.0 * np.arange(48)[::-1], "x": 30.0 * np.arange(48)})
+    if ascending:
+        a = a.sortby("y")
+    stable = (a.x < 600).broadcast_like(a.isel(time=0, drop=True))
+    vel = xglacier.flow(a.rio.write_crs("EPSG:32643"), stable=stable)
+    ax = xglacier.plot_flow(vel, hue="speed", step=4)
+    q = ax.collections[0]
+    cols, rows = np.asarray(q.get_offsets()).T.astype(int)
+    colours = np.asarray(q.get_array())
+    # each arrow's colour is the speed at its own pixel, whatever the row order
+    np.testing.assert_allclose(colours, vel.speed.isel(pair=0).values[rows, cols])
+    # and the moving (eastern) half is drawn fast, the still half slow
+    east = a.x.values[cols] >= 30.0 * 28
+    west = a.x.values[cols] < 30.0 * 20
+    assert np.median(colours[east]) > 40 and np.median(colours[west]) < 20
+    assert ax.figure.axes[-1].get_ylabel() == "surface speed (m yr-1)"
+    with pytest.raises(ParameterError, match=r"^plot_flow: hue='colour'; expected one of None, 'u'"):
+        xglacier.plot_flow(vel, hue="colour")
+    matplotlib.pyplot.close("all")
+
+
 def _phase_shift(a: np.ndarray, b: np.ndarray, up: int = 20) -> tuple[float, float]:
     """Independent sub-pixel phase correlation: (dy, dx) of b's content relative to a,
     from the peak of the zero-padded (upsampled) normalised cross-power spectrum."""

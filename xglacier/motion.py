@@ -259,18 +259,9 @@ def _add_noise(ds: xr.Dataset, stable: np.ndarray | dsa.Array | None) -> xr.Data
 
 
 def flow(
-    obj: xr.DataArray,
-    *,
-    method: str = "farneback",
-    pyr_scale: float = 0.5,
-    levels: int = 6,
-    winsize: int = 13,
-    iterations: int = 10,
-    poly_n: int = 5,
-    poly_sigma: float = 1.1,
-    flags: int = 0,
-    normalize: bool = True,
-    value_range: tuple[float, float] | None = None,
+    obj: xr.DataArray, *, method: str = "farneback", pyr_scale: float = 0.5, levels: int = 6,
+    winsize: int = 13, iterations: int = 10, poly_n: int = 5, poly_sigma: float = 1.1, flags: int = 0,
+    normalize: bool = True, value_range: tuple[float, float] | None = None,
     stable: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """Dense optical flow between consecutive frames, as surface velocity, with its noise floor.
@@ -374,13 +365,8 @@ def flow(
 
 
 def plot_flow(
-    velocity: xr.Dataset,
-    *,
-    pair: int = 0,
-    image: xr.DataArray | None = None,
-    step: int | None = None,
-    ax: Any = None,
-    **quiver: Any,
+    velocity: xr.Dataset, *, pair: int = 0, image: xr.DataArray | None = None, step: int | None = None,
+    hue: str | None = None, ax: Any = None, **quiver: Any,
 ) -> Any:
     """Draw one pair's flow as arrows over an image (matplotlib), north up and east right.
 
@@ -397,14 +383,18 @@ def plot_flow(
         Background ``(y, x)`` DataArray on the grid of ``velocity``, default the speed.
     step
         Draw one arrow every ``step`` pixels (default: about 30 arrows across).
+    hue
+        Colour the arrows by this ``(y, x)`` variable of ``velocity`` (``"speed"``,
+        ``"direction"``, ...), with a colour bar; default one colour (``color``, red).
     ax
         Matplotlib axes; default a new figure.
     **quiver
-        Passed to ``ax.quiver`` (colour, scale, ...).
+        Passed to ``ax.quiver`` (``color``, ``cmap``, ``scale``, ...).
 
     Returns
     -------
-    The matplotlib axes.
+    matplotlib.axes.Axes
+        The matplotlib axes.
 
     Examples
     --------
@@ -417,7 +407,7 @@ def plot_flow(
     ...                  coords={"time": pd.to_datetime(["2020-01-01", "2021-01-01"]),
     ...                          "y": 30.0 * np.arange(32)[::-1], "x": 30.0 * np.arange(32)})
     >>> stable = (a.x < 450).broadcast_like(a.isel(time=0, drop=True))
-    >>> ax = plot_flow(flow(a.rio.write_crs("EPSG:32643"), stable=stable))
+    >>> ax = plot_flow(flow(a.rio.write_crs("EPSG:32643"), stable=stable), hue="speed")
     """
     import matplotlib.pyplot as plt
 
@@ -428,6 +418,8 @@ def plot_flow(
     pair = check_int("plot_flow", "pair", pair, low=-n, high=n - 1)
     step = check_int("plot_flow", "step", step, low=1, allow_none=True)
     sel = velocity.isel(pair=pair)
+    hue = check_choice("plot_flow", "hue", hue, (None, *(k for k, v in sel.data_vars.items()
+                                                         if set(v.dims) == {"y", "x"})))
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
     bg = sel["speed"] if image is None else _on_grid("plot_flow", "image", image, sel, "velocity")
@@ -440,9 +432,13 @@ def plot_flow(
     rows, cols = np.mgrid[step // 2:ny:step, step // 2:nx:step]
     dxs = np.asarray(sel["dx"])[rows, cols]
     dys = np.asarray(sel["dy"])[rows, cols]
-    quiver.setdefault("color", "red")
+    colour = [] if hue is None else [np.asarray(sel[hue].transpose("y", "x"))[rows, cols]]
     quiver.setdefault("angles", "xy")
-    ax.quiver(cols, rows, dxs, dys, **quiver)  # in data (index) coordinates, as the image
+    quiver.setdefault(*(("color", "red") if hue is None else ("cmap", "plasma")))
+    arrows = ax.quiver(cols, rows, dxs, dys, *colour, **quiver)  # in data (index) coordinates, as the image
+    if hue is not None:
+        label = f"{sel[hue].attrs.get('long_name', hue)} ({sel[hue].attrs.get('units', '?')})"
+        ax.figure.colorbar(arrows, ax=ax, label=label, shrink=0.8)
     unit = sel["speed"].attrs["units"]
     noise = f", noise floor {float(sel['speed_noise']):.3g}" if "speed_noise" in sel else ""
     start, end = (str(pd.Index([sel[c].values])[0]) for c in ("start", "end"))  # dates or lead times

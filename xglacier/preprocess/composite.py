@@ -161,9 +161,10 @@ def composite(
 
     Returns
     -------
-    Same type, ``time`` = period starts, with coordinates ``n_scenes`` (scenes per
-    period) and ``interpolated`` (True where the period had no scene). Lazy for Dask
-    input; each output chunk spans all periods.
+    xarray.Dataset or xarray.DataArray
+        Same type, ``time`` = period starts, with coordinates ``n_scenes`` (scenes per
+        period) and ``interpolated`` (True where the period had no scene). Lazy for Dask
+        input; each output chunk spans all periods.
 
     Examples
     --------

@@ -149,9 +149,10 @@ def fill_gaps(
 
     Returns
     -------
-    Same type as ``obj``. The gaps left per scene are in a coordinate ``unfilled``
-    (``unfilled_<name>`` per Dataset variable), lazy for Dask input; for NumPy input
-    the totals are also in ``attrs["gaps_unfilled"]``.
+    xarray.Dataset or xarray.DataArray
+        Same type as ``obj``. The gaps left per scene are in a coordinate ``unfilled``
+        (``unfilled_<name>`` per Dataset variable), lazy for Dask input; for NumPy input
+        the totals are also in ``attrs["gaps_unfilled"]``.
 
     Examples
     --------

@@ -191,12 +191,13 @@ def align_ecc(
 
     Returns
     -------
-    Same type as ``obj``, lazy, with per-scene coordinates ``ecc_correlation``,
-    ``ecc_converged``, ``ecc_shift_x`` and ``ecc_shift_y`` (and, on a Dataset, ``ecc_warp``
-    with dims ``time, warp_row, warp_col``). A scene that cannot be aligned (OpenCV does not
-    converge, too few valid pixels, correlation or shift out of bounds) is kept unwarped
-    with ``ecc_converged=False``; an :class:`AlignmentWarning` with the count is issued once
-    when the coordinate is computed. Nothing about one scene stops the others.
+    xarray.Dataset or xarray.DataArray
+        Same type as ``obj``, lazy, with per-scene coordinates ``ecc_correlation``,
+        ``ecc_converged``, ``ecc_shift_x`` and ``ecc_shift_y`` (and, on a Dataset, ``ecc_warp``
+        with dims ``time, warp_row, warp_col``). A scene that cannot be aligned (OpenCV does not
+        converge, too few valid pixels, correlation or shift out of bounds) is kept unwarped
+        with ``ecc_converged=False``; an :class:`AlignmentWarning` with the count is issued once
+        when the coordinate is computed. Nothing about one scene stops the others.
 
     Notes
     -----
