@@ -373,7 +373,8 @@ def assemble(
 
     Returns
     -------
-    xarray.DataArray ``(dim, y, x)``; NaN where no patch reaches.
+    xarray.DataArray
+        ``(dim, y, x)``; NaN where no patch reaches.
 
     Examples
     --------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import warnings
 from collections.abc import Hashable
 from pathlib import Path
@@ -210,6 +211,10 @@ def _clone(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
+#: Serialises NetCDF writes within a process (see :func:`to_netcdf`); re-entrant.
+_NETCDF_WRITE = threading.RLock()
+
+
 def to_netcdf(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike) -> Path:
     """Write ``obj`` to a NetCDF-4 file atomically (temporary file, then rename).
 
@@ -231,7 +236,11 @@ def to_netcdf(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike) -> Path:
     encoding = _encoding(ds, "netcdf")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    # The HDF5 library under netCDF4 is not thread-safe: two threads of one process writing
+    # files at once crash it (a segfault, e.g. a Dask worker with several threads). Writes
+    # are serialised process-wide; the chunks of a Dask-backed dataset are still computed by
+    # its scheduler while the lock is held (xarray guards their writes with its own lock).
+    with _NETCDF_WRITE, atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
     return path
 

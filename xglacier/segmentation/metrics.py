@@ -253,7 +253,8 @@ def relabel(labels: Any, mapping: Mapping[int, int], *, ignore: int = 255) -> An
 
     Returns
     -------
-    Same type as ``labels`` (a DataArray for a Dataset), uint8.
+    xarray.DataArray or numpy.ndarray
+        Same type as ``labels`` (a DataArray for a Dataset), uint8.
 
     Examples
     --------
