@@ -1,5 +1,5 @@
-"""Glacier surface motion: dense optical flow between consecutive frames, in m/yr, with
-its noise floor (``speed_noise``) and a warning when the motion is not clearly above it."""
+"""Dense optical flow between consecutive frames, as surface velocity in m/yr, with its noise
+floor (``speed_noise``) and a warning when the motion is not clearly above it: :func:`flow`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._attrs import georeference, with_history
-from ._validate import check_choice, check_flag, check_int, check_number, check_spatial
-from .errors import DimensionError, FlowNoiseWarning, InputError, ParameterError, PixelUnitsWarning
-from .preprocess.terrain import pixel_lengths
+from .._attrs import georeference, with_history
+from .._validate import check_choice, check_flag, check_int, check_number, check_spatial
+from ..errors import DimensionError, FlowNoiseWarning, InputError, ParameterError, PixelUnitsWarning
+from ..preprocess.terrain import pixel_lengths
 
 SECONDS_PER_YEAR = 365.25 * 86400
 #: ``above_noise``: speed_signal > NOISE_FACTOR * speed_noise; without ``stable=`` the
@@ -82,6 +82,19 @@ def _frame_seconds(obj: Any) -> tuple[str, pd.Index, np.ndarray]:
     if np.any(seconds <= 0):
         raise InputError(f"flow: coordinate {tdim!r} is not strictly increasing")
     return tdim, labels, seconds
+
+
+def _observed(obj: Any, skip: bool) -> Any:
+    """``obj`` without the frames flagged by a 1-D ``interpolated`` coordinate (when ``skip``)."""
+    flag = obj.coords.get("interpolated") if skip and isinstance(obj, xr.DataArray) and obj.ndim else None
+    if flag is None or flag.dims != obj.dims[:1] or not bool(flag.any()):
+        return obj
+    kept = obj.isel({obj.dims[0]: ~flag.values.astype(bool)})
+    if kept.sizes[obj.dims[0]] < 2:
+        raise InputError(f"flow: variable {obj.name!r} has {kept.sizes[obj.dims[0]]} observed frame(s) "
+                         f"of {obj.sizes[obj.dims[0]]} (the others interpolated); needs two "
+                         "(skip_interpolated=False uses them)")
+    return kept
 
 
 def _value_range(obj: xr.DataArray, normalize: bool, value_range: Any) -> tuple[float, float]:
@@ -262,7 +275,7 @@ def flow(
     obj: xr.DataArray, *, method: str = "farneback", pyr_scale: float = 0.5, levels: int = 6,
     winsize: int = 13, iterations: int = 10, poly_n: int = 5, poly_sigma: float = 1.1, flags: int = 0,
     normalize: bool = True, value_range: tuple[float, float] | None = None,
-    stable: xr.DataArray | None = None,
+    stable: xr.DataArray | None = None, skip_interpolated: bool = True,
 ) -> xr.Dataset:
     """Dense optical flow between consecutive frames, as surface velocity, with its noise floor.
 
@@ -292,6 +305,11 @@ def flow(
     stable
         Boolean ``(y, x)`` DataArray on the frames' grid, True on ground that does not
         move (e.g. ``rasterize(outlines, like=cube) == 0``), for the noise floor (Notes).
+    skip_interpolated
+        Leave out the frames that :func:`xglacier.composite` interpolated (its
+        ``interpolated`` coordinate: no scene in that period), so that each pair joins two
+        observed frames, over the time between them. An interpolated frame is a blend of its
+        neighbours, not a moved image: a pair with one is no measurement of motion.
 
     Returns
     -------
@@ -346,6 +364,7 @@ def flow(
     (True, True)
     """
     check_choice("flow", "method", method, ("farneback",))
+    obj = _observed(obj, check_flag("flow", "skip_interpolated", skip_interpolated))
     _, labels, seconds = _frame_seconds(obj)
     normalize = check_flag("flow", "normalize", normalize)
     lo, hi = _value_range(obj, normalize, value_range)
@@ -362,85 +381,3 @@ def flow(
     ds = _add_noise(_velocity(obj, _displacements(obj, opts), labels, seconds), mask)
     ds.attrs = with_history({}, "flow", source=obj, method=method, stable=stable is not None, **opts)
     return ds
-
-
-def plot_flow(
-    velocity: xr.Dataset, *, pair: int = 0, image: xr.DataArray | None = None, step: int | None = None,
-    hue: str | None = None, ax: Any = None, **quiver: Any,
-) -> Any:
-    """Draw one pair's flow as arrows over an image (matplotlib), north up and east right.
-
-    Axes are the array's column and row indices; a grid with ``y`` increasing has its
-    first row drawn at the bottom, one with ``x`` decreasing its first column on the right.
-
-    Parameters
-    ----------
-    velocity
-        Output of :func:`flow`.
-    pair
-        Which pair to draw.
-    image
-        Background ``(y, x)`` DataArray on the grid of ``velocity``, default the speed.
-    step
-        Draw one arrow every ``step`` pixels (default: about 30 arrows across).
-    hue
-        Colour the arrows by this ``(y, x)`` variable of ``velocity`` (``"speed"``,
-        ``"direction"``, ...), with a colour bar; default one colour (``color``, red).
-    ax
-        Matplotlib axes; default a new figure.
-    **quiver
-        Passed to ``ax.quiver`` (``color``, ``cmap``, ``scale``, ...).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The matplotlib axes.
-
-    Examples
-    --------
-    >>> import matplotlib; matplotlib.use("Agg")
-    >>> import numpy as np, pandas as pd, xarray as xr, scipy.ndimage as ndi
-    >>> img = ndi.gaussian_filter(np.random.default_rng(0).random((32, 32)), 2)
-    >>> moved = img.copy()
-    >>> moved[:, 16:] = np.roll(img, 1, axis=1)[:, 16:]  # the eastern half moves east
-    >>> a = xr.DataArray(np.stack([img, moved]), dims=("time", "y", "x"),
-    ...                  coords={"time": pd.to_datetime(["2020-01-01", "2021-01-01"]),
-    ...                          "y": 30.0 * np.arange(32)[::-1], "x": 30.0 * np.arange(32)})
-    >>> stable = (a.x < 450).broadcast_like(a.isel(time=0, drop=True))
-    >>> ax = plot_flow(flow(a.rio.write_crs("EPSG:32643"), stable=stable), hue="speed")
-    """
-    import matplotlib.pyplot as plt
-
-    if not isinstance(velocity, xr.Dataset) or "pair" not in velocity.dims:
-        raise InputError(f"plot_flow: velocity is a {type(velocity).__name__} without a 'pair' "
-                         "dimension; expected the Dataset returned by flow")
-    n = velocity.sizes["pair"]
-    pair = check_int("plot_flow", "pair", pair, low=-n, high=n - 1)
-    step = check_int("plot_flow", "step", step, low=1, allow_none=True)
-    sel = velocity.isel(pair=pair)
-    hue = check_choice("plot_flow", "hue", hue, (None, *(k for k, v in sel.data_vars.items()
-                                                         if set(v.dims) == {"y", "x"})))
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 6))
-    bg = sel["speed"] if image is None else _on_grid("plot_flow", "image", image, sel, "velocity")
-    ny, nx = sel.sizes["y"], sel.sizes["x"]
-    step = step or max(1, max(ny, nx) // 30)
-    ax.imshow(np.asarray(bg), cmap="gray" if image is not None else "viridis",
-              origin="upper" if _axis_sign(sel, "y", "plot_flow") < 0 else "lower")
-    if _axis_sign(sel, "x", "plot_flow") < 0:
-        ax.invert_xaxis()
-    rows, cols = np.mgrid[step // 2:ny:step, step // 2:nx:step]
-    dxs = np.asarray(sel["dx"])[rows, cols]
-    dys = np.asarray(sel["dy"])[rows, cols]
-    colour = [] if hue is None else [np.asarray(sel[hue].transpose("y", "x"))[rows, cols]]
-    quiver.setdefault("angles", "xy")
-    quiver.setdefault(*(("color", "red") if hue is None else ("cmap", "plasma")))
-    arrows = ax.quiver(cols, rows, dxs, dys, *colour, **quiver)  # in data (index) coordinates, as the image
-    if hue is not None:
-        label = f"{sel[hue].attrs.get('long_name', hue)} ({sel[hue].attrs.get('units', '?')})"
-        ax.figure.colorbar(arrows, ax=ax, label=label, shrink=0.8)
-    unit = sel["speed"].attrs["units"]
-    noise = f", noise floor {float(sel['speed_noise']):.3g}" if "speed_noise" in sel else ""
-    start, end = (str(pd.Index([sel[c].values])[0]) for c in ("start", "end"))  # dates or lead times
-    ax.set_title(f"{start} -> {end} ({unit}{noise})")
-    return ax
