@@ -116,6 +116,10 @@ def write_outcome(out: str, glacier_id: str, record: dict[str, Any]) -> None:
     append_log(out, glacier_id, f"end status={record['status']} attempts={record.get('attempts')}")
 
 
+#: Environment variables that size native thread pools (read when a library loads).
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
 class ThreadsPlugin(WorkerPlugin):
     """Pin the native thread pools of a worker to the glacier's thread budget.
 
@@ -131,11 +135,27 @@ class ThreadsPlugin(WorkerPlugin):
         self.threads = int(threads)
 
     def setup(self, worker: Any) -> None:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        # kept to be restored at teardown: a worker may run in the caller's own process
+        # (LocalCluster(processes=False)), whose settings must outlive the cluster unchanged
+        self._env = {var: os.environ.get(var) for var in _THREAD_VARS}
+        for var in _THREAD_VARS:
             os.environ[var] = "1"
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(limits=1)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(1)
+        self._limits = threadpool_limits(limits=1)
+        torch = sys.modules.get("torch")
+        self._torch = torch.get_num_threads() if torch is not None else None
+        if torch is not None:
+            torch.set_num_threads(1)
+
+    def teardown(self, worker: Any) -> None:
+        for var, value in getattr(self, "_env", {}).items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        if getattr(self, "_limits", None) is not None:
+            self._limits.restore_original_limits()
+        if getattr(self, "_torch", None) is not None:
+            sys.modules["torch"].set_num_threads(self._torch)
 
