@@ -152,13 +152,13 @@ def main() -> int:
           f"{record['scores']['holdout_iou_after']['glacier']:.3f}; best epoch "
           f"{record['training']['best_epoch']} of {record['training']['epochs_run']}, then refit on the "
           f"whole scene for {record['scores'].get('refit_epochs')} epochs")
-    print(f"{'glacier IoU':<28}{'U-Net before':>14}{'U-Net after':>14}{'NDSI rule':>12}")
+    print(f"{'glacier IoU':<36}{'U-Net before':>14}{'U-Net after':>14}{'NDSI rule':>12}")
     maps = {}
     for name, f in feats.items():
         before, after = unet_map(f, parent), unet_map(f, tuned)
         rule = xglacier.ndsi_rule(f).label.values
         seen = "corrected scene" if name.startswith("L30") else "unseen date"
-        print(f"{name + ' (' + seen + ')':<28}{glacier_iou(truth, before):>14.3f}"
+        print(f"{name + ' (' + seen + ')':<36}{glacier_iou(truth, before):>14.3f}"
               f"{glacier_iou(truth, after):>14.3f}{glacier_iou(truth, rule):>12.3f}")
         if name.startswith("S30"):
             maps = {"U-Net before (synthetic only)": before, "U-Net after one round": after,

@@ -223,8 +223,8 @@ def test_scene_statistics_travel_in_the_checkpoint(tmp_path, scene, parent):
 
 def test_cosine_schedule_decays_the_learning_rate(scene, parent):
     f, _ = scene
-    _, flat = tune(parent, f, glacier_polygon(), epochs=4)
-    _, cosine = tune(parent, f, glacier_polygon(), epochs=4, schedule="cosine")
+    _, flat = tune(parent, f, glacier_polygon(), epochs=4, refit=False)
+    _, cosine = tune(parent, f, glacier_polygon(), epochs=4, schedule="cosine", refit=False)
     assert (flat["lr"] == 3e-3).all()
     lrs = cosine["lr"].to_numpy()
     assert (np.diff(lrs) < 0).all() and lrs[0] < 3e-3 and lrs[-1] < 0.05 * 3e-3
@@ -380,12 +380,15 @@ def test_cli_round_trip(tmp_path, scene, capsys):
     glacier_polygon().to_file(tmp_path / "corrected.gpkg")
     args = ["fine-tune", str(tmp_path / "parent"), "--image", *paths, "--polygons",
             str(tmp_path / "corrected.gpkg"), "--out", str(tmp_path / "new"), "--epochs", "2", "--lr", "0.01",
-            "--quiet"]
+            "--statistics", "scene", "--schedule", "cosine", "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "glacier IoU on the held-out" in out and "new.json" in out
     meta = json.loads((tmp_path / "new.json").read_text())
-    assert meta["extra"]["fine_tuning"][0]["corrections"]["file"] == "corrected.gpkg"
+    record = meta["extra"]["fine_tuning"][0]
+    assert record["corrections"]["file"] == "corrected.gpkg"
+    assert record["training"]["statistics"] == "scene" and record["training"]["schedule"] == "cosine"
+    assert record["training"]["epochs"] == 2 and meta["config"]["mean"] != model.config["mean"]
     assert xglacier.load_model(tmp_path / "new", expect=feats).channels == model.channels
     # a clear message, not a traceback: the corrections file is missing
     bad = [*args[:6], str(tmp_path / "missing.gpkg"), *args[7:]]
