@@ -5,8 +5,8 @@ Himalaya*, section 5: an expert corrects the predicted polygons of a scene (``xg
 review``), the model learns from the corrections, the scene (or the next one) is segmented
 again. :func:`fine_tune` rasterizes the corrected polygons on the scene's grid, cuts the
 scene into a training part and a held-out block (a strip along one edge that no training
-tile reaches), trains a few epochs at a small learning rate with the model's own
-normalisation statistics (those of its original training split, never the new scene's),
+tile reaches), trains a few epochs at a small learning rate (normalised with the parent's
+statistics, or with those of the scene's training part: never the held-out block's),
 stops early on the held-out block, and saves a new checkpoint whose JSON records what it
 learned from.
 """
@@ -240,9 +240,10 @@ def fine_tune(
     and the loss on the strip decides when to stop (``patience``) and which epoch is best.
     With ``refit`` (default) the model is then trained again from the parent's weights on
     the whole scene, strip included, for that many epochs, so that it learns every
-    correction; the held-out scores recorded are those of the first run. The model keeps
-    its normalisation statistics (those of its original training split): the new scene is
-    normalised as every scene it will segment. Training is
+    correction; the held-out scores recorded are those of the first run. By default the
+    model keeps its normalisation statistics (those of its original training split);
+    ``statistics="scene"`` replaces them with the statistics of the scene's training part
+    (the held-out strip excluded, for both runs). Training is
     :func:`~xglacier.nn.loop.train_epochs` (Adam, random turns and flips), as in
     :func:`~xglacier.segmentation.train.fit_segmentation`. The input model is not
     changed: a copy is trained. See ``docs/fine-tuning.md``.
@@ -273,6 +274,17 @@ def fine_tune(
     refit
         Train again on the whole scene for the best number of epochs (see above);
         ``False`` returns the weights of the best epoch of the run without the strip.
+    statistics
+        ``"parent"``: normalise with the parent's statistics (the scene is normalised as
+        every scene the model has seen; ``segment``'s out-of-distribution check keeps
+        comparing with the original training data). ``"scene"``: the per-channel mean and
+        standard deviation of the training tiles of this scene (never the held-out strip),
+        stored in the new checkpoint; for a scene far outside the parent's data (another
+        region, elevation, sensor), at the cost of a first layer that must re-adapt.
+    schedule
+        ``"constant"`` learning rate, or ``"cosine"``: decayed from ``lr`` to 0 over the
+        run's ``epochs`` (and over the refit's epochs), so the weights settle at the end
+        instead of jumping between epochs.
     tile_size, stride
         Training tiles (default: the model's ``patch_size``, every half tile).
     holdout, holdout_side
