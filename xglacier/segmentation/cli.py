@@ -14,7 +14,8 @@ Fine-tune a segmentation model on the corrected polygons of one scene (the outpu
      feature channels from them (--dem for elevation and slope);
   2. rasterize the corrected polygons on the scene's grid (reprojected if needed);
   3. train a few epochs at a small learning rate on tiles of the scene, keeping the
-     model's normalisation statistics, stopping early on a held-out strip of the scene,
+     model's normalisation statistics (--statistics scene: those of the scene's training
+     part, for a model trained far from it), stopping early on a held-out strip of the scene,
      then again from the start on the whole scene for the best number of epochs;
   4. write NEW_CKPT (.safetensors + .json); the JSON records the corrections it
      learned from, the scene, the held-out scores and the parent checkpoint.
