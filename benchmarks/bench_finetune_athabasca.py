@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "athabasca"
 SCENES = {"L30 2020-08-16": "athabasca_2020229_B0*_L30.tif", "S30 2020-09-09": "athabasca_2020253_B*_S30.tif"}
 #: The fine-tuning of the measurement (see docs/fine-tuning.md for why these values).
-FINE_TUNING = {"classes": "clean_ice", "lr": 3e-3, "epochs": 45, "patience": 8, "stride": 16,
-               "batch_size": 4, "holdout_side": "north"}
+FINE_TUNING = {"classes": "clean_ice", "lr": 3e-3, "epochs": 60, "patience": None, "schedule": "cosine",
+               "tile_size": 128, "stride": 32, "batch_size": 4, "statistics": "scene", "augment": False,
+               "holdout_side": "north"}
 
 
 def pretrain(out: Path, epochs: int, seed: int) -> Path:
@@ -110,9 +111,16 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=40, help="pre-training epochs (the demo's 40)")
     parser.add_argument("--holdout-side", default=FINE_TUNING["holdout_side"])
     parser.add_argument("--ft-epochs", type=int, default=FINE_TUNING["epochs"], help="fine-tuning epochs")
-    parser.add_argument("--patience", type=int, default=FINE_TUNING["patience"])
+    parser.add_argument("--patience", type=int, default=FINE_TUNING["patience"] or 0,
+                        help="early-stopping patience (0: none, the strip only picks the best epoch)")
     parser.add_argument("--batch-size", type=int, default=FINE_TUNING["batch_size"])
     parser.add_argument("--stride", type=int, default=FINE_TUNING["stride"], help="training tile stride")
+    parser.add_argument("--tile-size", type=int, default=FINE_TUNING["tile_size"], help="training tile size")
+    parser.add_argument("--lr", type=float, default=FINE_TUNING["lr"], help="fine-tuning learning rate")
+    parser.add_argument("--statistics", default=FINE_TUNING["statistics"], choices=("parent", "scene"))
+    parser.add_argument("--schedule", default=FINE_TUNING["schedule"], choices=("constant", "cosine"))
+    parser.add_argument("--no-augment", dest="augment", action="store_false", default=FINE_TUNING["augment"],
+                        help="no random turns and flips while fine-tuning")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", type=Path, default=None, help="write the before/after figure here")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -139,7 +147,9 @@ def main() -> int:
 
     t1 = time.perf_counter()
     opts = {**FINE_TUNING, "holdout_side": args.holdout_side, "seed": args.seed, "epochs": args.ft_epochs,
-            "patience": args.patience, "batch_size": args.batch_size, "stride": args.stride}
+            "patience": None if args.patience <= 0 else args.patience, "batch_size": args.batch_size,
+            "stride": args.stride, "tile_size": args.tile_size, "lr": args.lr, "statistics": args.statistics,
+            "schedule": args.schedule, "augment": args.augment}
     _, history = fine_tune(parent, feats["L30 2020-08-16"], outline, out=out / "unet_athabasca", **opts)
     t_ft = time.perf_counter() - t1
     tuned = history.attrs["checkpoint"]
@@ -152,13 +162,13 @@ def main() -> int:
           f"{record['scores']['holdout_iou_after']['glacier']:.3f}; best epoch "
           f"{record['training']['best_epoch']} of {record['training']['epochs_run']}, then refit on the "
           f"whole scene for {record['scores'].get('refit_epochs')} epochs")
-    print(f"{'glacier IoU':<28}{'U-Net before':>14}{'U-Net after':>14}{'NDSI rule':>12}")
+    print(f"{'glacier IoU':<36}{'U-Net before':>14}{'U-Net after':>14}{'NDSI rule':>12}")
     maps = {}
     for name, f in feats.items():
         before, after = unet_map(f, parent), unet_map(f, tuned)
         rule = xglacier.ndsi_rule(f).label.values
         seen = "corrected scene" if name.startswith("L30") else "unseen date"
-        print(f"{name + ' (' + seen + ')':<28}{glacier_iou(truth, before):>14.3f}"
+        print(f"{name + ' (' + seen + ')':<36}{glacier_iou(truth, before):>14.3f}"
               f"{glacier_iou(truth, after):>14.3f}{glacier_iou(truth, rule):>12.3f}")
         if name.startswith("S30"):
             maps = {"U-Net before (synthetic only)": before, "U-Net after one round": after,

@@ -23,7 +23,7 @@ from shapely import box
 import xglacier
 from xglacier.errors import CheckpointNotFoundError, InputError, ParameterError
 from xglacier.models import UNet
-from xglacier.segmentation import finetune as ft
+from xglacier.segmentation import finetune_data as ftd
 from xglacier.segmentation.finetune import fine_tune
 from xglacier.segmentation.tiles import segmentation_tiles
 from xglacier.segmentation.train import fit_segmentation
@@ -135,7 +135,7 @@ def test_held_out_strip_never_in_a_training_tile(monkeypatch, parent, side, y_as
         made.append(segmentation_tiles(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(ft, "segmentation_tiles", spy)
+    monkeypatch.setattr(ftd, "segmentation_tiles", spy)
     f, _ = make_scene(y_ascending)
     _, history = tune(parent, f, glacier_polygon(), epochs=1, holdout_side=side, stride=4, refit=False)
     x0, y0, x1, y1 = history.attrs["fine_tuning"]["holdout"]["bounds"]
@@ -167,6 +167,68 @@ def test_y_ascending_gives_the_same_model(parent):
     b, hb = tune(parent, g, glacier_polygon(), epochs=2)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert ha.attrs["fine_tuning"]["holdout"] == hb.attrs["fine_tuning"]["holdout"]
+
+
+@pytest.mark.filterwarnings("ignore::xglacier.errors.XGlacierWarning")  # two epochs on 3 tiles
+def test_scene_statistics_come_from_the_training_part_only(scene, parent):
+    f, _ = scene
+    # tiles of 16 every 16 px on the 36 training rows: each training pixel counts once
+    kw = {"statistics": "scene", "stride": 16, "epochs": 2}
+    tuned, history = tune(parent, f, glacier_polygon(), **kw)
+    train = f.values[:, : N - round(0.25 * N)].astype(np.float64)
+    mean, std = tuned.training_statistics()
+    np.testing.assert_allclose(mean, train.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(std, train.std(axis=(1, 2)), rtol=1e-6)
+    assert mean != parent.training_statistics()[0]
+    record = history.attrs["fine_tuning"]["training"]
+    assert record["statistics"] == "scene" and (record["mean"], record["std"]) == (mean, std)
+    # the held-out strip's values never reach the statistics
+    g = f.copy(data=f.values.copy())
+    g.values[:, N - round(0.25 * N):] *= 7.0
+    other, _ = tune(parent, g, glacier_polygon(), **kw)
+    assert other.training_statistics() == (mean, std)
+    # the parent is scored as it is, with its own statistics
+    _, kept = tune(parent, f, glacier_polygon(), stride=16, epochs=2)
+    before = kept.attrs["fine_tuning"]["scores"]["holdout_iou_before"]
+    assert history.attrs["fine_tuning"]["scores"]["holdout_iou_before"] == before
+
+
+@pytest.mark.filterwarnings("ignore::xglacier.errors.XGlacierWarning")
+@pytest.mark.parametrize("variant", ["y_ascending", "chunked"])
+def test_scene_statistics_same_for_every_layout(parent, variant):
+    f, _ = make_scene()
+    g = make_scene(y_ascending=True)[0] if variant == "y_ascending" else f.chunk({"y": 20, "x": 16})
+    a, ha = tune(parent, f, glacier_polygon(), statistics="scene", epochs=2)
+    b, hb = tune(parent, g, glacier_polygon(), statistics="scene", epochs=2)
+    assert a.training_statistics() == b.training_statistics()
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert ha.attrs["fine_tuning"]["training"] == hb.attrs["fine_tuning"]["training"]
+
+
+@pytest.mark.filterwarnings("ignore::xglacier.errors.XGlacierWarning")
+def test_scene_statistics_travel_in_the_checkpoint(tmp_path, scene, parent):
+    f, _ = scene
+    xglacier.save_model(parent, tmp_path / "parent", variable="features")
+    tuned, _ = fine_tune(tmp_path / "parent", f, glacier_polygon(), epochs=2, lr=3e-3, batch_size=4,
+                         stride=8, holdout_side="south", statistics="scene", out=tmp_path / "round1")
+    loaded = xglacier.load_model(tmp_path / "round1")
+    assert loaded.training_statistics() == tuned.training_statistics() != parent.training_statistics()
+    meta = json.loads((tmp_path / "round1.json").read_text())
+    (record,) = meta["extra"]["fine_tuning"]
+    assert (record["training"]["mean"], record["training"]["std"]) == tuned.training_statistics()
+    assert xglacier.load_model(tmp_path / "parent").training_statistics() == parent.training_statistics()
+    np.testing.assert_array_equal(xglacier.segment(f, loaded, tile=N, overlap=0).label.values,
+                                  xglacier.segment(f, tuned, tile=N, overlap=0).label.values)
+
+
+def test_cosine_schedule_decays_the_learning_rate(scene, parent):
+    f, _ = scene
+    _, flat = tune(parent, f, glacier_polygon(), epochs=4, refit=False)
+    _, cosine = tune(parent, f, glacier_polygon(), epochs=4, schedule="cosine", refit=False)
+    assert (flat["lr"] == 3e-3).all()
+    lrs = cosine["lr"].to_numpy()
+    assert (np.diff(lrs) < 0).all() and lrs[0] < 3e-3 and lrs[-1] < 0.05 * 3e-3
+    assert cosine.attrs["fine_tuning"]["training"]["schedule"] == "cosine"
 
 
 @pytest.mark.filterwarnings("ignore::xglacier.errors.XGlacierWarning")  # round 2: one epoch
@@ -245,6 +307,9 @@ def _bad_cases(f, polys):
         ({"lr": -1.0}, f, polys, ParameterError, "lr"),
         ({"holdout": 0.6}, f, polys, ParameterError, "holdout"),
         ({"holdout_side": "up"}, f, polys, ParameterError, "holdout_side"),
+        ({"statistics": "train"}, f, polys, ParameterError, "statistics"),
+        ({"statistics": True}, f, polys, ParameterError, "statistics"),
+        ({"schedule": "linear"}, f, polys, ParameterError, "schedule"),
         ({}, f.to_dataset(dim="channel"), polys, InputError, "Dataset"),
         ({}, f.sel(channel=["elevation", "ndsi"]), polys, InputError, "order"),
         ({}, f.drop_vars("spatial_ref"), polys, InputError, "no CRS"),
@@ -315,12 +380,15 @@ def test_cli_round_trip(tmp_path, scene, capsys):
     glacier_polygon().to_file(tmp_path / "corrected.gpkg")
     args = ["fine-tune", str(tmp_path / "parent"), "--image", *paths, "--polygons",
             str(tmp_path / "corrected.gpkg"), "--out", str(tmp_path / "new"), "--epochs", "2", "--lr", "0.01",
-            "--quiet"]
+            "--statistics", "scene", "--schedule", "cosine", "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "glacier IoU on the held-out" in out and "new.json" in out
     meta = json.loads((tmp_path / "new.json").read_text())
-    assert meta["extra"]["fine_tuning"][0]["corrections"]["file"] == "corrected.gpkg"
+    record = meta["extra"]["fine_tuning"][0]
+    assert record["corrections"]["file"] == "corrected.gpkg"
+    assert record["training"]["statistics"] == "scene" and record["training"]["schedule"] == "cosine"
+    assert record["training"]["epochs"] == 2 and meta["config"]["mean"] != model.config["mean"]
     assert xglacier.load_model(tmp_path / "new", expect=feats).channels == model.channels
     # a clear message, not a traceback: the corrections file is missing
     bad = [*args[:6], str(tmp_path / "missing.gpkg"), *args[7:]]

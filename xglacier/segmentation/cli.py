@@ -14,7 +14,8 @@ Fine-tune a segmentation model on the corrected polygons of one scene (the outpu
      feature channels from them (--dem for elevation and slope);
   2. rasterize the corrected polygons on the scene's grid (reprojected if needed);
   3. train a few epochs at a small learning rate on tiles of the scene, keeping the
-     model's normalisation statistics, stopping early on a held-out strip of the scene,
+     model's normalisation statistics (--statistics scene: those of the scene's training
+     part, for a model trained far from it), stopping early on a held-out strip of the scene,
      then again from the start on the whole scene for the best number of epochs;
   4. write NEW_CKPT (.safetensors + .json); the JSON records the corrections it
      learned from, the scene, the held-out scores and the parent checkpoint.
@@ -39,8 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class", dest="class_name", default=None, metavar="NAME",
                    help="one model class for every polygon (outlines without a class column)")
     p.add_argument("--layer", default=None, help="layer of a multi-layer file")
-    p.add_argument("--epochs", type=int, default=10, help="most epochs (default: 10)")
-    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default: 1e-4)")
+    p.add_argument("--epochs", type=int, default=None, help="most epochs (default: fine_tune's)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: fine_tune's)")
+    p.add_argument("--statistics", default=None, choices=("parent", "scene"),
+                   help="normalisation: the parent's statistics, or the scene's training part "
+                   "(default: fine_tune's)")
+    p.add_argument("--schedule", default=None, choices=("constant", "cosine"),
+                   help="learning rate over a run (default: fine_tune's)")
     p.add_argument("--holdout", type=float, default=0.25,
                    help="fraction of the scene held out for early stopping (default: 0.25)")
     p.add_argument("--holdout-side", default="auto", choices=("auto", "north", "south", "east", "west"))
@@ -83,8 +89,11 @@ def _fine_tune(args: argparse.Namespace) -> Any:
                          "pass --dem DEM_FILE")
     scene = open_scenes(list(args.image))
     feats = _features_for(scene, model.channels, args.dem, args.time).compute()
+    # options not given keep fine_tune's defaults (one place for them)
+    given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule")
+             if getattr(args, k) is not None}
     _, history = fine_tune(args.checkpoint, feats, args.polygons, column=args.column,
-                           classes=args.class_name, layer=args.layer, epochs=args.epochs, lr=args.lr,
-                           holdout=args.holdout, holdout_side=args.holdout_side, tile_size=args.tile_size,
-                           seed=args.seed, out=args.out, progress=not args.quiet)
+                           classes=args.class_name, layer=args.layer, holdout=args.holdout,
+                           holdout_side=args.holdout_side, tile_size=args.tile_size, seed=args.seed,
+                           out=args.out, progress=not args.quiet, **given)
     return history

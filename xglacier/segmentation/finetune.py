@@ -5,8 +5,8 @@ Himalaya*, section 5: an expert corrects the predicted polygons of a scene (``xg
 review``), the model learns from the corrections, the scene (or the next one) is segmented
 again. :func:`fine_tune` rasterizes the corrected polygons on the scene's grid, cuts the
 scene into a training part and a held-out block (a strip along one edge that no training
-tile reaches), trains a few epochs at a small learning rate with the model's own
-normalisation statistics (those of its original training split, never the new scene's),
+tile reaches), trains a few epochs at a small learning rate (normalised with the parent's
+statistics, or with those of the scene's training part: never the held-out block's),
 stops early on the held-out block, and saves a new checkpoint whose JSON records what it
 learned from.
 """
@@ -22,30 +22,30 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyproj
-import shapely
 import torch
 import xarray as xr
 
 from .._validate import check_choice, check_flag, check_int, check_number
 from ..errors import InputError, ParameterError, XGlacierWarning
+from ..forecasting.train import lr_factor
 from ..nn.checkpoint import checkpoint_paths, load_model, save_model
 from ..nn.loop import check_fit_options, model_device, train_epochs
 from .corrections import class_codes, read_polygons, statuses
-from .grid import format_bounds
-from .labels import rasterize
+from .finetune_data import HOLDOUT_SIDES, _holdout_side, _labels, _tiles
 from .losses import LOSSES, l1_penalty, segmentation_loss
 from .metrics import confusion_matrix, scores
 from .models.base import SegmentationModel
 from .models.unet import CombinedBinary
 from .segment import check_features
-from .tiles import IGNORE, segmentation_tiles
+from .tiles import IGNORE
 from .tileset import SegmentationTiles
 
-__all__ = ["HOLDOUT_SIDES", "fine_tune"]
+__all__ = ["HOLDOUT_SIDES", "SCHEDULES", "STATISTICS", "fine_tune"]
 
-#: Where the held-out block lies: a strip along the scene's north, south, east or west edge.
-HOLDOUT_SIDES = ("auto", "north", "south", "east", "west")
+#: Normalisation of the fine-tuned model: the parent's statistics, or the corrected scene's training part.
+STATISTICS = ("parent", "scene")
+#: Learning rate over the steps of a run: constant, or a cosine decay to 0 at the last epoch.
+SCHEDULES = ("constant", "cosine")
 _FUNC = "fine_tune"
 
 
@@ -91,89 +91,6 @@ def _scene(features: Any, model: SegmentationModel) -> xr.DataArray:
         raise InputError(f"{_FUNC}: scene_features has no pixel where every channel is valid (all NaN "
                          "or infinite); expected a scene with data")
     return feats
-
-
-def _labels(gdf: gpd.GeoDataFrame, codes: np.ndarray, burn: np.ndarray, feats: xr.DataArray,
-            names: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
-    """The class map of the corrected polygons on the scene's grid; IGNORE where an input is missing."""
-    crs = pyproj.CRS.from_user_input(feats.rio.crs)
-    if gdf.crs is None:
-        raise InputError(f"{_FUNC}: the corrected polygons have no CRS; expected the CRS they were drawn "
-                         f"in (the scene's is {crs.name})")
-    reprojected = not pyproj.CRS.from_user_input(gdf.crs).equals(crs)
-    in_scene = gdf.to_crs(crs) if reprojected else gdf
-    grid = shapely.box(*feats.rio.bounds(recalc=True))
-    polys = in_scene[burn]
-    if len(polys) and not polys.intersects(grid).any():
-        raise InputError(f"{_FUNC}: the corrected polygons do not overlap the scene: they cover "
-                         f"{format_bounds(polys.total_bounds)} in the scene's CRS, the scene covers "
-                         f"{format_bounds(grid.bounds)}")
-    if len(polys):
-        burned = gpd.GeoDataFrame({"code": codes[burn]}, geometry=polys.geometry.to_numpy(), crs=crs)
-        table = {n: i for i, n in enumerate(names) if i}
-        labels = rasterize(burned, feats.isel(channel=0, drop=True), column="code", classes=table).values
-    else:  # every polygon deleted: the whole scene is background
-        labels = np.zeros((feats.sizes["y"], feats.sizes["x"]), np.uint8)
-    labels = np.where(np.isfinite(feats.values).all(axis=0), labels, IGNORE).astype(np.uint8)
-    return labels, {"crs": str(gdf.crs.to_string()), "reprojected": bool(reprojected)}
-
-
-def _strip(side: str, shape: tuple[int, int], fraction: float) -> tuple[slice, slice]:
-    """Row and column slices of the held-out strip along ``side`` of a north-up grid."""
-    h, w = shape
-    ky, kx = max(1, round(fraction * h)), max(1, round(fraction * w))
-    return {"north": (slice(0, ky), slice(None)), "south": (slice(h - ky, h), slice(None)),
-            "west": (slice(None), slice(0, kx)), "east": (slice(None), slice(w - kx, w))}[side]
-
-
-def _holdout_side(labels: np.ndarray, side: str, fraction: float) -> str:
-    """``side``, or for ``"auto"`` the strip whose labelled pixels are closest to half glacier."""
-    if side != "auto":
-        return side
-    best, best_balance = "north", -1.0
-    for name in HOLDOUT_SIDES[1:]:
-        lab = labels[_strip(name, labels.shape, fraction)]
-        lab = lab[lab != IGNORE]
-        balance = min(float((lab > 0).mean()), float((lab == 0).mean())) if lab.size else -1.0
-        if balance > best_balance:
-            best, best_balance = name, balance
-    return best
-
-
-def _split(feats: xr.DataArray, labels: np.ndarray, side: str, fraction: float
-           ) -> tuple[xr.DataArray, xr.DataArray, xr.DataArray, xr.DataArray]:
-    """(train features, train labels, held-out features, held-out labels): two disjoint rectangles."""
-    rows, cols = _strip(side, labels.shape, fraction)
-    h, w = labels.shape
-    hold = np.zeros((h, w), bool)
-    hold[rows, cols] = True
-    keep_rows = np.flatnonzero(~hold.all(axis=1)) if side in ("north", "south") else np.arange(h)
-    keep_cols = np.flatnonzero(~hold.all(axis=0)) if side in ("east", "west") else np.arange(w)
-    lab = xr.DataArray(labels, dims=("y", "x"), coords={"y": feats.y, "x": feats.x})
-    held = (feats.isel(y=rows, x=cols), lab.isel(y=rows, x=cols))
-    train = (feats.isel(y=keep_rows, x=keep_cols), lab.isel(y=keep_rows, x=keep_cols))
-    for name, (_, part) in (("training part", train), ("held-out block", held)):
-        if not (part.values != IGNORE).any():
-            raise InputError(f"{_FUNC}: the {name} of the scene (held-out strip: {side}, "
-                             f"holdout={fraction}) has no pixel with valid data; choose another "
-                             "holdout_side or holdout fraction")
-    return train[0], train[1], held[0], held[1]
-
-
-def _tiles(feats: xr.DataArray, labels: np.ndarray, side: str, fraction: float, size: int, stride: int,
-           names: tuple[str, ...], refit: bool
-           ) -> tuple[SegmentationTiles, SegmentationTiles, SegmentationTiles | None, xr.DataArray]:
-    """Training tiles, held-out tiles, (``refit``) tiles of the whole scene, held-out features."""
-    train_f, train_l, held_f, held_l = _split(feats, labels, side, fraction)
-    train = segmentation_tiles(train_f, train_l, size=size, stride=stride, classes=names,
-                               min_glacier_fraction=0.0)
-    held = segmentation_tiles(held_f, held_l, size=size, classes=names, min_glacier_fraction=0.0)
-    whole = None
-    if refit:
-        lab = xr.DataArray(labels, dims=("y", "x"), coords={"y": feats.y, "x": feats.x})
-        whole = segmentation_tiles(feats, lab, size=size, stride=stride, classes=names,
-                                   min_glacier_fraction=0.0)
-    return train, held, whole, held_f
 
 
 # -- training -------------------------------------------------------------------------------
@@ -228,7 +145,8 @@ def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTil
                                       augment=opts["augment"])),
         step=step, val_loss=None if held is None else held_loss, epochs=opts["epochs"],
         patience=opts["patience"], clip=None, seed=opts["seed"], progress=progress, loss_label=opts["loss"],
-        hint=f"lower lr={opts['lr']} or check the scene's features for extreme values")
+        hint=f"lower lr={opts['lr']} or check the scene's features for extreme values",
+        lr_factor=lr_factor("cosine", 0.0) if opts["schedule"] == "cosine" else None)
     history["holdout_iou"] = ious[:len(history)] if held is not None else np.nan
     return history
 
@@ -238,11 +156,15 @@ def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationT
            ) -> tuple[SegmentationModel, pd.DataFrame, dict[str, Any]]:
     """Fine-tune, stopping early on ``held``; then (``whole``) again from the start on every tile.
 
-    Returns the model, the history of the run scored on ``held`` and the held-out scores.
+    With ``opts["statistics"] == "scene"`` the model is normalised with the statistics of
+    ``train`` (never ``held``) after the parent is scored. Returns the model, the history of
+    the run scored on ``held`` and the held-out scores.
     """
     loss_fn = segmentation_loss(net, loss=opts["loss"], class_weights=opts["class_weights"], ignore=IGNORE)
-    start = copy.deepcopy(net) if whole is not None else None
     loss_before, iou_before = _evaluate(net, held, loss_fn, opts["batch_size"])
+    if opts["statistics"] == "scene":
+        net.set_statistics(*(np.asarray(v, np.float64).tolist() for v in train.statistics()))
+    start = copy.deepcopy(net) if whole is not None else None
     history = _fit(net, train, held, loss_fn, opts, progress)
     loss_after, iou_after = _evaluate(net, held, loss_fn, opts["batch_size"])
     if not loss_after < loss_before:
@@ -262,8 +184,9 @@ def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationT
 
 def _record(feats: xr.DataArray, held: xr.DataArray, side: str, corrections: dict[str, Any],
             parent: dict[str, Any], training: dict[str, Any], result: dict[str, Any],
-            history: pd.DataFrame) -> dict[str, Any]:
+            history: pd.DataFrame, normalisation: tuple[list[float], list[float]]) -> dict[str, Any]:
     """What the new checkpoint's JSON says about this round of fine-tuning."""
+    mean, std = normalisation
     time = feats.coords["time"].values if "time" in feats.coords and feats["time"].ndim == 0 else None
     return {
         "corrections": corrections,
@@ -275,7 +198,7 @@ def _record(feats: xr.DataArray, held: xr.DataArray, side: str, corrections: dic
                     "shape": [held.sizes["y"], held.sizes["x"]]},
         "training": {**training, "epochs_run": len(history), "best_epoch": int(history.attrs["best_epoch"]),
                      "stopped_early": bool(history.attrs["stopped_early"]),
-                     "statistics": "the parent's (its training split), not recomputed"},
+                     "statistics": training["statistics"], "mean": mean, "std": std},
         "scores": result,
         "parent": {k: parent.get(k) for k in ("checkpoint", "sha256", "created")},
     }
@@ -302,6 +225,8 @@ def fine_tune(
     l1: float = 0.0,
     augment: bool = True,
     refit: bool = True,
+    statistics: str = "parent",
+    schedule: str = "constant",
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -315,9 +240,10 @@ def fine_tune(
     and the loss on the strip decides when to stop (``patience``) and which epoch is best.
     With ``refit`` (default) the model is then trained again from the parent's weights on
     the whole scene, strip included, for that many epochs, so that it learns every
-    correction; the held-out scores recorded are those of the first run. The model keeps
-    its normalisation statistics (those of its original training split): the new scene is
-    normalised as every scene it will segment. Training is
+    correction; the held-out scores recorded are those of the first run. By default the
+    model keeps its normalisation statistics (those of its original training split);
+    ``statistics="scene"`` replaces them with the statistics of the scene's training part
+    (the held-out strip excluded, for both runs). Training is
     :func:`~xglacier.nn.loop.train_epochs` (Adam, random turns and flips), as in
     :func:`~xglacier.segmentation.train.fit_segmentation`. The input model is not
     changed: a copy is trained. See ``docs/fine-tuning.md``.
@@ -348,6 +274,17 @@ def fine_tune(
     refit
         Train again on the whole scene for the best number of epochs (see above);
         ``False`` returns the weights of the best epoch of the run without the strip.
+    statistics
+        ``"parent"``: normalise with the parent's statistics (the scene is normalised as
+        every scene the model has seen; ``segment``'s out-of-distribution check keeps
+        comparing with the original training data). ``"scene"``: the per-channel mean and
+        standard deviation of the training tiles of this scene (never the held-out strip),
+        stored in the new checkpoint; for a scene far outside the parent's data (another
+        region, elevation, sensor), at the cost of a first layer that must re-adapt.
+    schedule
+        ``"constant"`` learning rate, or ``"cosine"``: decayed from ``lr`` to 0 over the
+        run's ``epochs`` (and over the refit's epochs), so the weights settle at the end
+        instead of jumping between epochs.
     tile_size, stride
         Training tiles (default: the model's ``patch_size``, every half tile).
     holdout, holdout_side
@@ -400,6 +337,8 @@ def fine_tune(
     check_choice(_FUNC, "loss", loss, LOSSES)
     check_flag(_FUNC, "augment", augment)
     check_flag(_FUNC, "refit", refit)
+    check_choice(_FUNC, "statistics", statistics, STATISTICS)
+    check_choice(_FUNC, "schedule", schedule, SCHEDULES)
     net, parent = _model(model)
     size = check_int(_FUNC, "tile_size", net.patch_size if tile_size is None else tile_size, low=8)
     stride = check_int(_FUNC, "stride", max(1, size // 4) if stride is None else stride, low=1)
@@ -419,14 +358,15 @@ def fine_tune(
     train, held, whole, held_f = _tiles(feats, labels, side, float(holdout), size, stride, names, refit)
     opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
             "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
-            "refit": refit}
+            "refit": refit, "statistics": statistics, "schedule": schedule}
     net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
     corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,
                    "by_class": {n: int((codes[burn] == i).sum()) for i, n in enumerate(names) if i},
                    **crs_info}
     training = {**opts, "holdout": float(holdout), "tile_size": size, "stride": stride,
                 "train_tiles": len(train), "holdout_tiles": len(held)}
-    record = _record(feats, held_f, side, corrections, parent, training, result, history)
+    record = _record(feats, held_f, side, corrections, parent, training, result, history,
+                     (list(net.config["mean"]), list(net.config["std"])))
     rounds = [*parent["extra"].get("fine_tuning", []), record]
     extra = {**parent["extra"], "fine_tuning": rounds}
     history.attrs.update(fine_tuning=record, checkpoint=None)
