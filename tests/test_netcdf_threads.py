@@ -23,9 +23,7 @@ def test_threads_writing_netcdf_at_once_do_not_crash_and_write_the_right_values(
                                 coords={"y": 100.0 - np.arange(64), "x": np.arange(64.0)})
                 if i % 2:  # Dask-backed half the time: chunks written by the threaded scheduler
                     ds = ds.chunk({"time": 1})
-                path = xglacier.to_netcdf(ds, tmp_path / f"t{k}_{i}.nc")
-                with xr.open_dataset(path) as back:
-                    np.testing.assert_array_equal(back["a"].values, data[k] + i)
+                xglacier.to_netcdf(ds, tmp_path / f"t{k}_{i}.nc")
         except BaseException as err:  # re-raised in the main thread below
             failures.append(err)
 
@@ -36,4 +34,10 @@ def test_threads_writing_netcdf_at_once_do_not_crash_and_write_the_right_values(
         t.join()
     if failures:
         raise failures[0]
+    # read back once every writer is done: reading while another thread writes is not
+    # serialised by to_netcdf (xarray closes files outside its own lock)
     assert len(list(tmp_path.glob("*.nc"))) == 48
+    for k in range(4):
+        for i in range(12):
+            with xr.open_dataset(tmp_path / f"t{k}_{i}.nc") as back:
+                np.testing.assert_array_equal(back["a"].values, data[k] + i)

@@ -222,7 +222,9 @@ def to_netcdf(obj: xr.Dataset | xr.DataArray, path: str | os.PathLike) -> Path:
     bytes, CF attributes and the ``grid_mapping`` are written (GDAL reads the
     geotransform back), variables are chunked like their Dask data (else one scene by
     up to 512x512 pixels) and compressed (zlib 4), and times are exact integers. An
-    existing file is replaced atomically.
+    existing file is replaced atomically. Writes are serialised within a process (the HDF5
+    library under netCDF4 is not thread-safe); reading NetCDF files in another thread while
+    one is written is not.
 
     Examples
     --------
