@@ -343,14 +343,24 @@ def test_command_line_serves_until_interrupted(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "xglacier.cli", "review", str(src), "--image",
                              str(tmp_path / "test_2020229_*_L30.tif")], stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stderr.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert url and "pred.corrected.gpkg" in line, line
-        with urllib.request.urlopen(url.group(0), timeout=30) as answer:
+        # the URL line may follow other lines (warnings of a loaded machine, say)
+        lines: list[str] = []
+        while not lines or not re.search(r"http://127\.0\.0\.1:\d+/", lines[-1]):
+            line = proc.stderr.readline()
+            assert line, "the command ended before serving:\n" + "".join(lines)
+            lines.append(line)
+        url = re.search(r"http://127\.0\.0\.1:\d+/", lines[-1])
+        assert "pred.corrected.gpkg" in lines[-1], lines[-1]
+        with urllib.request.urlopen(url.group(0), timeout=60) as answer:
             assert answer.status == 200 and "static/js/bokeh" in answer.read().decode()
     finally:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=30)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("xglacier review did not stop within 60 s of Ctrl-C") from None
     assert code == 0
 
 
