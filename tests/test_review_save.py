@@ -340,7 +340,11 @@ def test_command_line_serves_until_interrupted(tmp_path):
     src = tmp_path / "pred.gpkg"
     gpd.GeoDataFrame({"class_name": ["clean_ice"]}, geometry=[shapely.box(0, 1000, 300, 1300)],
                      crs=CRS).to_file(src)
-    proc = subprocess.Popen([sys.executable, "-m", "xglacier.cli", "review", str(src), "--image",
+    # Ctrl-C as in a terminal: a job started in the background of a script (as CI may run
+    # the suite) inherits an ignored SIGINT, and Python then installs no handler for it
+    start = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from xglacier.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", start, "review", str(src), "--image",
                              str(tmp_path / "test_2020229_*_L30.tif")], stderr=subprocess.PIPE, text=True)
     try:
         # the URL line may follow other lines (warnings of a loaded machine, say)
