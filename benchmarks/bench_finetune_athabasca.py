@@ -38,7 +38,7 @@ SCENES = {"L30 2020-08-16": "athabasca_2020229_B0*_L30.tif", "S30 2020-09-09": "
 #: The fine-tuning of the measurement (see docs/fine-tuning.md for why these values).
 FINE_TUNING = {"classes": "clean_ice", "lr": 3e-3, "epochs": 60, "patience": None, "schedule": "cosine",
                "tile_size": 128, "stride": 32, "batch_size": 4, "statistics": "scene", "augment": False,
-               "holdout_side": "north"}
+               "holdout_side": "north", "refit_epochs": "all"}
 
 
 def pretrain(out: Path, epochs: int, seed: int) -> Path:
@@ -119,6 +119,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=FINE_TUNING["lr"], help="fine-tuning learning rate")
     parser.add_argument("--statistics", default=FINE_TUNING["statistics"], choices=("parent", "scene"))
     parser.add_argument("--schedule", default=FINE_TUNING["schedule"], choices=("constant", "cosine"))
+    parser.add_argument("--refit-epochs", default=FINE_TUNING["refit_epochs"], choices=("best", "all"))
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=FINE_TUNING["augment"],
                         help="no random turns and flips while fine-tuning")
     parser.add_argument("--seed", type=int, default=0)
@@ -149,7 +150,7 @@ def main() -> int:
     opts = {**FINE_TUNING, "holdout_side": args.holdout_side, "seed": args.seed, "epochs": args.ft_epochs,
             "patience": None if args.patience <= 0 else args.patience, "batch_size": args.batch_size,
             "stride": args.stride, "tile_size": args.tile_size, "lr": args.lr, "statistics": args.statistics,
-            "schedule": args.schedule, "augment": args.augment}
+            "schedule": args.schedule, "augment": args.augment, "refit_epochs": args.refit_epochs}
     _, history = fine_tune(parent, feats["L30 2020-08-16"], outline, out=out / "unet_athabasca", **opts)
     t_ft = time.perf_counter() - t1
     tuned = history.attrs["checkpoint"]

@@ -124,6 +124,19 @@ def test_refit_learns_the_whole_scene_for_the_chosen_epochs(scene, parent):
     assert h2.attrs["fine_tuning"]["training"]["refit"] and not h1.attrs["fine_tuning"]["training"]["refit"]
 
 
+def test_refit_for_every_epoch_instead_of_the_best(scene, parent):
+    f, _ = scene
+    best, h1 = tune(parent, f, glacier_polygon(), epochs=4)
+    every, h2 = tune(parent, f, glacier_polygon(), epochs=4, refit_epochs="all")
+    # the run on the strip is the same; only the refit's length differs
+    assert h2["val_loss"].tolist() == h1["val_loss"].tolist()
+    assert h2.attrs["fine_tuning"]["scores"]["refit_epochs"] == 4
+    assert h1.attrs["fine_tuning"]["scores"]["refit_epochs"] == h1.attrs["best_epoch"]
+    assert h2.attrs["fine_tuning"]["training"]["refit_epochs"] == "all"
+    same = all(torch.equal(v, every.state_dict()[k]) for k, v in best.state_dict().items())
+    assert same == (h1.attrs["best_epoch"] == 4)
+
+
 # a one-epoch run may well not lower the held-out loss: fine_tune says so, and that is not tested here
 @pytest.mark.filterwarnings("ignore::xglacier.errors.XGlacierWarning")
 @pytest.mark.parametrize("side", ["north", "south", "east", "west"])
@@ -310,6 +323,7 @@ def _bad_cases(f, polys):
         ({"statistics": "train"}, f, polys, ParameterError, "statistics"),
         ({"statistics": True}, f, polys, ParameterError, "statistics"),
         ({"schedule": "linear"}, f, polys, ParameterError, "schedule"),
+        ({"refit_epochs": "most"}, f, polys, ParameterError, "refit_epochs"),
         ({}, f.to_dataset(dim="channel"), polys, InputError, "Dataset"),
         ({}, f.sel(channel=["elevation", "ndsi"]), polys, InputError, "order"),
         ({}, f.drop_vars("spatial_ref"), polys, InputError, "no CRS"),

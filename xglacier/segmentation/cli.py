@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: fine_tune's)")
     p.add_argument("--schedule", default=None, choices=("constant", "cosine"),
                    help="learning rate over a run (default: fine_tune's)")
+    p.add_argument("--refit-epochs", default=None, choices=("best", "all"),
+                   help="refit on the whole scene for the strip's best epoch or every epoch "
+                   "(default: fine_tune's)")
     p.add_argument("--holdout", type=float, default=0.25,
                    help="fraction of the scene held out for early stopping (default: 0.25)")
     p.add_argument("--holdout-side", default="auto", choices=("auto", "north", "south", "east", "west"))
@@ -90,7 +93,7 @@ def _fine_tune(args: argparse.Namespace) -> Any:
     scene = open_scenes(list(args.image))
     feats = _features_for(scene, model.channels, args.dem, args.time).compute()
     # options not given keep fine_tune's defaults (one place for them)
-    given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule")
+    given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule", "refit_epochs")
              if getattr(args, k) is not None}
     _, history = fine_tune(args.checkpoint, feats, args.polygons, column=args.column,
                            classes=args.class_name, layer=args.layer, holdout=args.holdout,

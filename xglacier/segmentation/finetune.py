@@ -40,12 +40,14 @@ from .segment import check_features
 from .tiles import IGNORE
 from .tileset import SegmentationTiles
 
-__all__ = ["HOLDOUT_SIDES", "SCHEDULES", "STATISTICS", "fine_tune"]
+__all__ = ["HOLDOUT_SIDES", "REFIT_EPOCHS", "SCHEDULES", "STATISTICS", "fine_tune"]
 
 #: Normalisation of the fine-tuned model: the parent's statistics, or the corrected scene's training part.
 STATISTICS = ("parent", "scene")
 #: Learning rate over the steps of a run: constant, or a cosine decay to 0 at the last epoch.
 SCHEDULES = ("constant", "cosine")
+#: How long the refit on the whole scene trains: the best epoch on the strip, or every epoch.
+REFIT_EPOCHS = ("best", "all")
 _FUNC = "fine_tune"
 
 
@@ -174,8 +176,9 @@ def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationT
     result = {"holdout_loss_before": loss_before, "holdout_loss_after": loss_after,
               "holdout_iou_before": iou_before, "holdout_iou_after": iou_after}
     if start is not None:
-        # the held-out strip chose the number of epochs; now every correction is learned
-        epochs = int(history.attrs["best_epoch"])
+        # the held-out strip chose the number of epochs (or the budget does); now every
+        # correction is learned
+        epochs = int(opts["epochs"] if opts["refit_epochs"] == "all" else history.attrs["best_epoch"])
         _fit(start, whole, None, loss_fn, {**opts, "epochs": epochs, "patience": None}, progress)
         net = start.eval()
         result["refit_epochs"] = epochs
@@ -225,6 +228,7 @@ def fine_tune(
     l1: float = 0.0,
     augment: bool = True,
     refit: bool = True,
+    refit_epochs: str = "best",
     statistics: str = "parent",
     schedule: str = "constant",
     seed: int = 0,
@@ -274,6 +278,12 @@ def fine_tune(
     refit
         Train again on the whole scene for the best number of epochs (see above);
         ``False`` returns the weights of the best epoch of the run without the strip.
+    refit_epochs
+        How long the refit trains: ``"best"`` the best epoch of the run on the strip, or
+        ``"all"`` every one of ``epochs`` (with ``schedule="cosine"`` the whole schedule,
+        down to a rate of 0). On a small strip the best epoch is noisy: an early one leaves
+        the refit short of fitting the corrected scene itself (docs/fine-tuning.md); the
+        strip then only measures, and the epochs decide.
     statistics
         ``"parent"``: normalise with the parent's statistics (the scene is normalised as
         every scene the model has seen; ``segment``'s out-of-distribution check keeps
@@ -337,6 +347,7 @@ def fine_tune(
     check_choice(_FUNC, "loss", loss, LOSSES)
     check_flag(_FUNC, "augment", augment)
     check_flag(_FUNC, "refit", refit)
+    check_choice(_FUNC, "refit_epochs", refit_epochs, REFIT_EPOCHS)
     check_choice(_FUNC, "statistics", statistics, STATISTICS)
     check_choice(_FUNC, "schedule", schedule, SCHEDULES)
     net, parent = _model(model)
@@ -358,7 +369,7 @@ def fine_tune(
     train, held, whole, held_f = _tiles(feats, labels, side, float(holdout), size, stride, names, refit)
     opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
             "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
-            "refit": refit, "statistics": statistics, "schedule": schedule}
+            "refit": refit, "refit_epochs": refit_epochs, "statistics": statistics, "schedule": schedule}
     net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
     corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,
                    "by_class": {n: int((codes[burn] == i).sum()) for i, n in enumerate(names) if i},
