@@ -17,7 +17,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import xarray as xr
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from shapely import Point, box
@@ -45,8 +44,7 @@ from xglacier.errors import (
 )
 from xglacier.models import Persistence
 from xglacier.nn.checkpoint import save_model
-from xglacier.nn.registry import register_model
-from xglacier.segmentation.models import SegmentationModel
+from xglacier.segmentation.models import NDSIRule
 
 from ._stac_server import Proxy, RustacServer, build_catalog, to_dn, write_catalog_json, write_cog
 
@@ -56,21 +54,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 CODES = {"green": "SR_B3", "swir16": "SR_B6", "nir08": "SR_B5", "qa_pixel": "QA_PIXEL"}
 REFL = ["green", "swir16", "nir08"]
-
-
-@register_model
-class NdsiThreshold(SegmentationModel):
-    """Glacier where NDSI > 0.4 (a steep logistic): the NDSI rule as a segmentation model."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.conv = torch.nn.Conv2d(1, 2, 1)
-        with torch.no_grad():
-            self.conv.weight[:] = torch.tensor([0.0, 50.0]).reshape(2, 1, 1, 1)
-            self.conv.bias[:] = torch.tensor([0.0, -20.0])
-
-    def forward(self, x):
-        return self.conv(x)
 
 
 def write_scenes(folder: Path, cube: xr.Dataset, *, variant: str = "north_up") -> Path:
@@ -132,7 +115,7 @@ def site(tmp_path_factory):
     glacier = read_outlines(outline(truth))[0]
     persistence = save_model(Persistence(patch_size=16, n_in=2, n_out=2), root / "persistence",
                              variable="ndsi")
-    rule = save_model(NdsiThreshold(channels=["ndsi"], classes=["background", "glacier"]), root / "rule")
+    rule = save_model(NDSIRule(channels=["ndsi"], classes=["background", "glacier"]), root / "rule")
     config = BatchConfig(local_scenes=str(root / "scenes" / "{id}"), buffer_m=300,
                          products=("flow", "segment", "forecast"), segment_model=str(rule),
                          forecast_model=str(persistence), forecast_steps=2, segment_tile=32,

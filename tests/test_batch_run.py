@@ -201,3 +201,38 @@ def test_local_cluster_without_workers_stops_the_run(tmp_path, monkeypatch):
             Client(cluster) as c, pytest.raises(BatchError, match="no worker"):
         run_glaciers(outlines(2), out, client=c, function=faulty(), progress=False)
     assert not list(out.glob("glaciers/*/*/status.json"))  # nothing ran: a rerun does it all
+
+
+def test_status_json_is_strict_json_and_nan_round_trips(tmp_path):
+    # a glacier without motion has NaN speeds: status.json must stay valid for strict readers
+    import numpy as np
+
+    from xglacier.batch.status import write_status
+    from xglacier.errors import StoreError
+
+    folder = tmp_path / "g"
+    folder.mkdir()
+    summary = {"speed_glacier_m_a": np.float32(np.nan), "scenes": np.int64(3), "skill": float("inf")}
+    write_status(folder, {"id": "g", "status": "done", "attempts": 1, "summary": summary})
+    text = (folder / "status.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    rec = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert rec["summary"] == {"speed_glacier_m_a": None, "scenes": 3, "skill": None}
+    back = read_status(folder)["summary"]
+    assert np.isnan(back["speed_glacier_m_a"]) and np.isnan(back["skill"]) and back["scenes"] == 3
+    with pytest.raises(StoreError, match="write_status"):
+        write_status(folder, {"id": "g", "status": "done", "summary": {"x": object()}})
+
+
+def test_summary_table_reads_missing_figures_as_nan(tmp_path):
+    import numpy as np
+
+    from xglacier.batch.layout import write_run
+    from xglacier.batch.status import write_status
+
+    write_run(tmp_path, {"glaciers": [["g1", 1.0]], "config_hash": "h"})
+    folder = glacier_dir(tmp_path, "g1")
+    folder.mkdir(parents=True)
+    write_status(folder, {"status": "done", "config_hash": "h", "summary": {"speed": np.nan, "n": 2}})
+    table = glacier_table(tmp_path)
+    assert np.isnan(table.loc[0, "speed"]) and table.loc[0, "n"] == 2 and table.loc[0, "status"] == "done"

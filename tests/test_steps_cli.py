@@ -21,8 +21,9 @@ from xglacier.batch.glacier import process_glacier, read_outlines
 from xglacier.cli import main
 from xglacier.models import Persistence
 from xglacier.nn.checkpoint import save_model
+from xglacier.segmentation.models import NDSIRule
 
-from .test_batch_glacier import NdsiThreshold, outline, write_scenes
+from .test_batch_glacier import outline, write_scenes
 
 pytestmark = pytest.mark.filterwarnings("ignore::xglacier.errors.FlowNoiseWarning")
 
@@ -44,7 +45,7 @@ def files(tmp_path_factory):
     outlines = root / "outlines.gpkg"
     outline(truth.compute()).to_file(outlines)
     save_model(Persistence(patch_size=16, n_in=2, n_out=2), root / "persistence", variable="ndsi")
-    save_model(NdsiThreshold(channels=["ndsi"], classes=["background", "glacier"]), root / "rule")
+    save_model(NDSIRule(channels=["ndsi"], classes=["background", "glacier"]), root / "rule")
     config = root / "run.toml"
     config.write_text('buffer_m = 300\nalign = false\nsegment_model = "rule"\n'
                       'forecast_model = "persistence"\nforecast_steps = 2\nsegment_tile = 32\n'

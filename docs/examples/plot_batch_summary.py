@@ -20,13 +20,11 @@ import geopandas as gpd
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from distributed import Client, LocalCluster
 
 import xglacier
 from xglacier.batch import BatchConfig
-from xglacier.nn import register_model
-from xglacier.segmentation.models import SegmentationModel
+from xglacier.models import NDSIRule
 
 root = Path(tempfile.mkdtemp(prefix="xglacier-batch-"))
 CODES = {"green": "SR_B3", "swir16": "SR_B6", "nir08": "SR_B5", "qa_pixel": "QA_PIXEL"}
@@ -56,23 +54,9 @@ outlines = gpd.GeoDataFrame({"RGIId": ids}, geometry=outlines, crs=cube.rio.crs)
 
 # %%
 # The glacier maps come from a segmentation checkpoint. A trained U-Net would go here
-# (see *Segmentation models*); to stay cheap this one is the NDSI > 0.4 rule written as a
-# one-layer model (two logits: 0 for background, 50 * (NDSI - 0.4) for glacier), registered
-# so that the checkpoint can name its class.
-@register_model
-class NdsiRule(SegmentationModel):
-    def __init__(self, **config):
-        super().__init__(**config)
-        self.conv = torch.nn.Conv2d(1, 2, 1)
-        with torch.no_grad():
-            self.conv.weight[:] = torch.tensor([0.0, 50.0]).reshape(2, 1, 1, 1)
-            self.conv.bias[:] = torch.tensor([0.0, -20.0])
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-rule = xglacier.save_model(NdsiRule(channels=["ndsi"], classes=["background", "glacier"]), root / "rule")
+# (see *Segmentation models*); to stay cheap this one is the NDSI > 0.4 rule as a model
+# (``xglacier.models.NDSIRule``: no training, a checkpoint like any other).
+rule = xglacier.save_model(NDSIRule(channels=["ndsi"]), root / "rule")
 config = BatchConfig(local_scenes=str(root / "scenes" / "{id}"), products=("flow", "segment"),
                      composite_freq="YS", composite_how="median", segment_months=(8, 9),
                      segment_model=str(rule), segment_tile=64, segment_overlap=8)

@@ -15,6 +15,7 @@ is then installed whole: its presence at the final path means the folder is comp
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -37,26 +38,42 @@ def write_status(folder: str | os.PathLike[str], record: dict[str, Any]) -> None
     """Write ``folder/status.json`` atomically (call it after every product is in place)."""
     if record.get("status") not in STATES:
         raise StoreError(f"write_status: status {record.get('status')!r} is not one of {STATES}")
+    text = json.dumps(_plain(record), indent=1, sort_keys=True, allow_nan=False)
     with atomic_path(Path(folder) / STATUS_FILE) as tmp:
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=_scalar))
+        tmp.write_text(text)
 
 
-def _scalar(value: Any) -> Any:
-    # numpy scalars in a summary row: JSON has no float32/int64
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"write_status: {value!r} ({type(value).__name__}) is not a JSON scalar")
+def _plain(value: Any) -> Any:
+    # JSON has no NaN/inf (other readers refuse them) and no numpy scalars: missing
+    # figures become null, which read_status turns back into NaN
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise StoreError(f"write_status: {value!r} ({type(value).__name__}) is not a JSON scalar")
 
 
 def read_status(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The status record of a glacier folder, or None when the folder is not finished."""
+    """The status record of a glacier folder, or None when the folder is not finished.
+
+    Missing figures of the summary row (``null`` in the file) come back as NaN.
+    """
     path = Path(folder) / STATUS_FILE
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except json.JSONDecodeError as err:  # written atomically, so only a foreign edit gets here
         raise StoreError(f"read_status: {path} is not valid JSON ({err})") from err
+    if isinstance(record.get("summary"), dict):  # write_status stores NaN figures as null
+        record["summary"] = {k: float("nan") if v is None else v for k, v in record["summary"].items()}
+    return record
 
 
 def last_log_line(out: str | os.PathLike[str], glacier_id: str) -> str | None:

@@ -30,6 +30,7 @@ from .._validate import check_choice, check_int, check_number
 from ..errors import DimensionError, InputError
 from ..nn.shift import after, check_inputs
 from .classes import NODATA, class_names
+from .models.ndsi_rule import NDSI_THRESHOLD
 from .segment import argmax_label, check_features, segmentation_dataset
 
 
@@ -51,7 +52,8 @@ def _ndsi_of(features: xr.DataArray, channel: str) -> xr.DataArray:
                      "'green' and 'swir16' to compute it")
 
 
-def ndsi_rule(features: xr.DataArray, *, threshold: float = 0.4, channel: str = "ndsi") -> xr.Dataset:
+def ndsi_rule(features: xr.DataArray, *, threshold: float = NDSI_THRESHOLD,
+              channel: str = "ndsi") -> xr.Dataset:
     """Glacier where NDSI > ``threshold``: the classic band-ratio rule (binary).
 
     Parameters
