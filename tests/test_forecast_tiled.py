@@ -158,3 +158,28 @@ def test_bad_options_and_models():
 
     with pytest.raises(InputError, match=r"forecast: model Wrong returned shape \(\d+, 1, 8, 8\)"):
         xglacier.forecast(da, Wrong())
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_interpolated_input_frames_warn_with_their_dates(chunked):
+    import warnings
+
+    from xglacier.errors import InterpolatedInputWarning
+    from xglacier.models import SeasonalPersistence
+
+    rng = np.random.default_rng(1)
+    cube = xr.DataArray(rng.random((8, 12, 12), dtype="f4"), dims=("time", "y", "x"), name="ndsi",
+                        coords={"time": pd.date_range("2019-01-01", periods=8, freq="3MS"),
+                                "interpolated": ("time", np.arange(8) == 2)})
+    cube = cube.chunk({"y": 5}) if chunked else cube
+    model = SeasonalPersistence(patch_size=6)
+    # frame 2 (2019-07-01) is among the last four of the first six frames: warned, with its date
+    warned = r"forecast: input frame\(s\) \['2019-07-01'\] of variable 'ndsi'"
+    with pytest.warns(InterpolatedInputWarning, match=warned):
+        fc = xglacier.forecast(cube.isel(time=slice(0, 6)), model, steps=4)
+    # and the value is what seasonal persistence gives: the interpolated frame carried forward
+    np.testing.assert_array_equal(np.asarray(fc.isel(lead_time=0)), cube.values[2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InterpolatedInputWarning)
+        xglacier.forecast(cube, model, steps=2)  # the last four frames are all observed: no warning
+        xglacier.forecast(cube.drop_vars("interpolated"), model, steps=2)

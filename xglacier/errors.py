@@ -134,3 +134,11 @@ class BatchError(XGlacierError):
 
 class RunConfigError(BatchError):
     """A batch output folder was written with another configuration (its run.json hash differs)."""
+
+
+class InterpolatedInputWarning(XGlacierWarning):
+    """Input frames of a forecast were interpolated by ``composite`` (no scene in their period).
+
+    The forecast reads them as observations; a seasonal-residual model or seasonal persistence
+    carries such a frame forward into the same quarter of the next year.
+    """

@@ -49,7 +49,7 @@ import xarray as xr
 from .._attrs import georeference, with_history
 from .._validate import check_choice, check_int, check_number, check_time
 from .._windows import window_starts
-from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
+from ..errors import DimensionError, InputError, InterpolatedInputWarning, NaNInPatchError, ParameterError
 from .kernels import gather_patches, scatter_patches
 from .patches import patch_weight
 
@@ -257,6 +257,20 @@ def _output(data: Any, da: xr.DataArray, model: Any, steps: int, attrs: dict[str
     return georeference(out, da)
 
 
+def _warn_interpolated(last: xr.DataArray) -> None:
+    # composite's filled periods look like data: say so, the forecast builds on them
+    flag = last.coords.get("interpolated")
+    if flag is None or flag.dims != ("time",):
+        return
+    invented = np.asarray(flag.values, bool)
+    if invented.any():
+        dates = [str(t)[:10] for t in last["time"].values[invented]]
+        warnings.warn(f"forecast: input frame(s) {dates} of variable {last.name!r} were interpolated "
+                      "(coordinate 'interpolated': no scene in their period); the forecast builds on "
+                      "them as if observed, and a seasonal model carries them into the same quarter "
+                      "of the next year", InterpolatedInputWarning, stacklevel=3)
+
+
 def forecast(
     da: xr.DataArray,
     model: Any,
@@ -299,7 +313,9 @@ def forecast(
         Blending of overlapping patches: ``"hann"`` or ``"uniform"``.
     nan, fill_value
         NaN in the input frames: ``"raise"`` a clear error (at once for a NumPy-backed
-        input, when computed for a Dask one), or ``"fill"`` with ``fill_value``.
+        input, when computed for a Dask one), or ``"fill"`` with ``fill_value``. Input
+        frames that ``composite`` interpolated (its ``interpolated`` coordinate) are used,
+        with an :class:`~xglacier.errors.InterpolatedInputWarning` naming their dates.
     block
         Side of the square blocks in pixels, at least the patch size; memory per task grows
         with it. Default: per axis, blocks of at most ``round(sqrt(batch_size))`` windows
@@ -355,6 +371,7 @@ def forecast(
     ay, ax = _Axis.plan(ny, p, stride, block, per_block), _Axis.plan(nx, p, stride, block, per_block)
     m = min(batch_size, max(ay.counts) * max(ax.counts))
     last = da.isel(time=slice(nt - n_in, nt))
+    _warn_interpolated(last)
     where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values]}
     eager = not isinstance(last.data, dsa.Array)
     if eager:
