@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import dask.array
 import numpy as np
 import pytest
@@ -38,6 +40,10 @@ def test_demo_command(tmp_path, capsys):
     assert "scenes:" in text and "RMSE green" in text and "interpolated" in text
     assert "ECC alignment" in text and "surface velocity" in text
     assert "forecasting" in text and "seasonal_persistence" in text
+    # the paired skill against the best baseline, with its interval, low <= point <= high
+    line = next(x for x in text.splitlines() if "skill against" in x)
+    point, low, high = (float(v) for v in re.findall(r"[-+]\d+\.\d+", line.split("blocks):")[1]))
+    assert low <= point <= high
     assert "segmentation" in text and "random_forest" in text and "NDSI > 0.4" in text
     for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png",
                  "forecast.png", "forecast_flow.png", "skill_map.png", "salstm_small.json",

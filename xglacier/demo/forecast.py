@@ -106,6 +106,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
         "epochs_run": int(history["epoch"].max()), "best_epoch": int(history.attrs["best_epoch"]),
         "table": overall[["mse", "mse_low", "mse_high", "mae"]],
         "verdict": verdict(table, "SA-LSTM-H"),
+        "skill": overall.loc["SA-LSTM-H", ["skill", "skill_low", "skill_high", "skill_reference"]].to_dict(),
         "interval": interval_label(table),
         "forecast_mse": float(np.mean((fc.values - future.values) ** 2)),
         "seasonal_mse": float(np.mean((seasonal.values - future.values) ** 2)),
@@ -210,6 +211,10 @@ def format_forecast(s: dict[str, Any]) -> list[str]:
             how = (f"MSE {v['delta']:+.4f} ({v['ratio'] - 1:+.0%}), intervals overlap" if v["delta"] < 0
                    else f"MSE {v['delta']:+.4f} ({v['ratio'] - 1:+.0%}): worse")
             lines.append(f"    SA-LSTM-H does NOT beat {name}: {how}")
+    sk = s["skill"]
+    if sk["skill"] == sk["skill"]:  # NaN without a reference
+        lines.append(f"    skill against {sk['skill_reference']} (1 - MSE ratio, paired over the same "
+                     f"blocks): {sk['skill']:+.3f} ({sk['skill_low']:+.3f} to {sk['skill_high']:+.3f})")
     lines += [
         f"    forecast of the held-out year: MSE {s['forecast_mse']:.4f}, MAE {s['forecast_mae']:.3f} "
         f"(same quarter one year earlier: MSE {s['seasonal_mse']:.4f}, MAE {s['seasonal_mae']:.3f});",
