@@ -551,3 +551,30 @@ def test_models_are_loaded_once_per_process(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError):
         models.cached_model(tmp_path / "missing")
     models.clear_cache()
+
+
+@pytest.mark.parametrize("ascending", [False, True])
+def test_narrow_glacier_warns_that_flow_underestimates(ascending):
+    from shapely.geometry import box as rect
+
+    from xglacier.batch.steps import warn_if_narrow
+    from xglacier.errors import NarrowGlacierWarning
+
+    y = 3568110.0 - 30.0 * np.arange(200) - 15.0
+    y = y[::-1] if ascending else y
+    like = xr.DataArray(np.zeros((200, 200), "f4"), dims=("y", "x"),
+                        coords={"y": y, "x": 734460.0 + 30.0 * np.arange(200) + 15.0}).rio.write_crs(32643)
+    def outline_lonlat(width_px):  # a 150 px long glacier of the given width, in lon/lat as RGI
+        x0, y1 = 734460.0 + 3000, 3568110.0 - 300
+        poly = rect(x0, y1 - 150 * 30, x0 + width_px * 30, y1)
+        return gpd.GeoSeries([poly], crs=32643).to_crs(4326).iloc[0]
+
+    msg = r"flow: the glacier is 9\.\d px wide .* flow window of 13 px"
+    with pytest.warns(NarrowGlacierWarning, match=msg):
+        width = warn_if_narrow(outline_lonlat(10), like)
+    assert 2 * 10 * 150 / (2 * 160) - 0.1 < width < 2 * 10 * 150 / (2 * 160) + 0.1  # 2A/P of a 10x150 box
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NarrowGlacierWarning)
+        assert warn_if_narrow(outline_lonlat(30), like) > 13

@@ -142,3 +142,7 @@ class InterpolatedInputWarning(XGlacierWarning):
     The forecast reads them as observations; a seasonal-residual model or seasonal persistence
     carries such a frame forward into the same quarter of the next year.
     """
+
+
+class NarrowGlacierWarning(XGlacierWarning):
+    """A glacier is narrower than the optical-flow window: its speeds are underestimated."""

@@ -62,8 +62,8 @@ config = BatchConfig(local_scenes=str(root / "scenes" / "{id}"), products=("flow
                      segment_model=str(rule), segment_tile=64, segment_overlap=8)
 
 # %%
-# Run them on a Dask cluster: here one worker thread in this process, so that the model
-# class defined above is known to it (one thread: writing NetCDF files is not thread-safe).
+# Run them on a Dask cluster: here one worker thread in this process, which starts faster
+# than worker processes (one thread: NetCDF writes in one process are serialised anyway).
 # On a laptop ``workers=4`` starts worker processes instead; on a cluster pass its
 # ``client=``.
 with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
@@ -72,15 +72,17 @@ with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_
 areas = sorted(c for c in table.columns if c.startswith("area_km2_"))
 print(table[["id", "status", "task_seconds", "outline_area_km2", *areas, "speed_glacier_m_a",
              "speed_stable_m_a"]].round(2).to_string())
+for gid, text in zip(table["id"], table["warnings"].fillna(""), strict=True):
+    print(gid, "warnings:", text[:100] or "none")
 
 # %%
 # The summary: one row per glacier. The areas are those the rule maps in each glacier's box
 # (the outline plus ``buffer_m``: seasonal snow beside the glacier counts too); the speeds
 # are medians over the outline and over the stable ground around it, beside the
-# generator's true median speed on the glacier. Glaciers this small (2 km across, three
-# summers) are hard for optical flow: it finds motion above the stable ground's noise but
-# well under the true speed. The summary says where to look, not how fast the ice is; the
-# flow example checks the velocity itself.
+# generator's true median speed on the glacier. Glaciers this small (2 km long, a few
+# pixels wide) are narrower than the optical-flow window: it finds motion above the stable
+# ground's noise but well under the true speed, and the summary's ``warnings`` column says
+# so (``NarrowGlacierWarning``). The flow example checks the velocity itself.
 years = areas
 fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
 x = np.arange(len(table))

@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import EmptySceneError, InputError, MissingBandError
+from ..errors import EmptySceneError, InputError, MissingBandError, NarrowGlacierWarning
 from ..forecasting.forecast import forecast
 from ..io.store import to_netcdf, to_zarr
 from ..landsat import QA_BAND, REFLECTANCE_BANDS
 from ..motion import flow
+from ..motion.flow import WINSIZE
 from ..preprocess.align import align_ecc
 from ..preprocess.composite import composite
 from ..preprocess.gapfill import fill_gaps
@@ -129,6 +130,24 @@ def outline_masks(geometry: Any, like: xr.DataArray) -> tuple[np.ndarray, np.nda
     return glacier, stable
 
 
+def warn_if_narrow(geometry: Any, like: xr.DataArray, *, window: int = WINSIZE) -> float:
+    """Warn (:class:`NarrowGlacierWarning`) when the outline is narrower than the flow window.
+
+    The width is ``2 * area / perimeter`` in pixels of ``like`` (a long glacier's width).
+    Measured on synthetic glaciers (true median speed 53-54 m/yr, default flow): widths of
+    7.3, 9.2, 11.1 and 14.8 px gave 19, 39, 43 and 55 m/yr. Returns the width.
+    """
+    shape = gpd.GeoSeries([geometry], crs="EPSG:4326").to_crs(like.rio.crs).iloc[0]
+    res = float(np.abs(np.diff(like["x"].values[:2])).max()) if like.sizes["x"] > 1 else 30.0
+    width = 2 * shape.area / shape.length / res if shape.length > 0 else 0.0
+    if width < window:
+        warnings.warn(f"flow: the glacier is {width:.1f} px wide (2 x area / perimeter), narrower than the "
+                      f"flow window of {window} px; its speeds are averaged with the ground beside it and "
+                      "underestimated (on synthetic glaciers 7-11 px wide: 36-81 % of the true speed)",
+                      NarrowGlacierWarning, stacklevel=3)
+    return width
+
+
 def velocity(frames: xr.DataArray, geometry: Any | None) -> tuple[xr.Dataset, dict[str, float]]:
     """Surface velocity between consecutive composites, and the median speeds (m/yr) of the
     per-pixel median motion over the glacier and over stable ground (NaN without an outline)."""
@@ -138,6 +157,7 @@ def velocity(frames: xr.DataArray, geometry: Any | None) -> tuple[xr.Dataset, di
     stable = glacier = None
     if geometry is not None:
         glacier, stable = outline_masks(geometry, frames.isel(time=0, drop=True))
+        warn_if_narrow(geometry, frames)
     # a box without stable ground (no buffer): the noise floor over every valid pixel instead
     on_grid = None if stable is None or not stable.any() else \
         xr.DataArray(stable, dims=("y", "x"), coords={"y": frames.y, "x": frames.x})

@@ -271,9 +271,14 @@ def _add_noise(ds: xr.Dataset, stable: np.ndarray | dsa.Array | None) -> xr.Data
     return ds
 
 
+#: Farneback's averaging window (pixels), the paper's: motion of ice narrower than this is
+#: averaged with the ground beside it.
+WINSIZE = 13
+
+
 def flow(
     obj: xr.DataArray, *, method: str = "farneback", pyr_scale: float = 0.5, levels: int = 6,
-    winsize: int = 13, iterations: int = 10, poly_n: int = 5, poly_sigma: float = 1.1, flags: int = 0,
+    winsize: int = WINSIZE, iterations: int = 10, poly_n: int = 5, poly_sigma: float = 1.1, flags: int = 0,
     normalize: bool = True, value_range: tuple[float, float] | None = None,
     stable: xr.DataArray | None = None, skip_interpolated: bool = True,
 ) -> xr.Dataset:
