@@ -6,6 +6,7 @@ same input; bad input ends with status 1 and one line naming the file.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,9 +106,12 @@ def test_segment_forecast_flow(files, tmp_path):
         assert fc.sizes["lead_time"] == 2
         np.testing.assert_allclose(fc.ndsi_forecast.values, comps.ndsi.values[[-1, -1]], atol=1e-6)
 
-    with pytest.warns(NarrowGlacierWarning, match="px wide"):  # the test glacier is a few px wide
+    with warnings.catch_warnings(record=True) as caught:  # the test glacier is a few px wide
+        warnings.simplefilter("always", NarrowGlacierWarning)
         assert main(["flow", str(files.composites), "--config", str(files.config), "--outline",
                      str(files.outlines), "--out", str(vel)]) == 0
+    assert [str(w.message)[:25] for w in caught if w.category is NarrowGlacierWarning] == \
+        ["flow: the glacier is 5.6 "]
     with xr.open_dataset(vel) as got:
         direct = xglacier.flow(comps.nir08)
         np.testing.assert_allclose(got.u.values, direct.u.values, atol=1e-3)
