@@ -50,6 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refit-epochs", default=None, choices=("best", "all"),
                    help="refit on the whole scene for the strip's best epoch or every epoch "
                    "(default: fine_tune's)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="epochs without a lower held-out loss before stopping; 0: never stop early "
+                   "(default: fine_tune's)")
+    p.add_argument("--average-last", type=int, default=None, metavar="K",
+                   help="return the mean of the weights of each run's last K epochs (needs --patience 0)")
     p.add_argument("--holdout", type=float, default=0.25,
                    help="fraction of the scene held out for early stopping (default: 0.25)")
     p.add_argument("--holdout-side", default="auto", choices=("auto", "north", "south", "east", "west"))
@@ -93,8 +98,10 @@ def _fine_tune(args: argparse.Namespace) -> Any:
     scene = open_scenes(list(args.image))
     feats = _features_for(scene, model.channels, args.dem, args.time).compute()
     # options not given keep fine_tune's defaults (one place for them)
-    given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule", "refit_epochs")
-             if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule", "refit_epochs",
+                                           "average_last", "patience") if getattr(args, k) is not None}
+    if given.get("patience") == 0:
+        given["patience"] = None
     _, history = fine_tune(args.checkpoint, feats, args.polygons, column=args.column,
                            classes=args.class_name, layer=args.layer, holdout=args.holdout,
                            holdout_side=args.holdout_side, tile_size=args.tile_size, seed=args.seed,

@@ -31,6 +31,7 @@ from ..forecasting.train import lr_factor
 from ..nn.checkpoint import checkpoint_paths, load_model, save_model
 from ..nn.loop import check_fit_options, model_device, train_epochs
 from .corrections import class_codes, read_polygons, statuses
+from .finetune_average import WeightAverage
 from .finetune_data import HOLDOUT_SIDES, _holdout_side, _labels, _tiles
 from .losses import LOSSES, l1_penalty, segmentation_loss
 from .metrics import confusion_matrix, scores
@@ -123,7 +124,11 @@ def _evaluate(net: SegmentationModel, tiles: SegmentationTiles, loss_fn: Any, ba
 
 def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles | None, loss_fn: Any,
          opts: dict[str, Any], progress: bool) -> pd.DataFrame:
-    """Train on ``train`` with :func:`train_epochs`; with ``held``, stop early on its loss."""
+    """Train on ``train`` with :func:`train_epochs`; with ``held``, stop early on its loss.
+
+    With ``opts["average_last"]`` the weights returned are the mean of those at the end of
+    the run's last epochs (``history.attrs["averaged_epochs"]`` of them), not the best epoch's.
+    """
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ParameterError(f"{_FUNC}: model {type(net).__name__!r} has no trainable parameters")
@@ -140,16 +145,22 @@ def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTil
         ious.append(iou["glacier"])
         return value
 
+    average = WeightAverage(net, opts["epochs"], opts["average_last"]) if opts["average_last"] else None
+
+    def setup() -> tuple[torch.optim.Optimizer, Any]:
+        loader = train.to_torch(batch_size=batch_size, shuffle=True, seed=opts["seed"],
+                                augment=opts["augment"])
+        return torch.optim.Adam(params, lr=opts["lr"]), loader if average is None else average.wrap(loader)
+
     history = train_epochs(
-        _FUNC, net, params,
-        setup=lambda: (torch.optim.Adam(params, lr=opts["lr"]),
-                       train.to_torch(batch_size=batch_size, shuffle=True, seed=opts["seed"],
-                                      augment=opts["augment"])),
+        _FUNC, net, params, setup=setup,
         step=step, val_loss=None if held is None else held_loss, epochs=opts["epochs"],
         patience=opts["patience"], clip=None, seed=opts["seed"], progress=progress, loss_label=opts["loss"],
         hint=f"lower lr={opts['lr']} or check the scene's features for extreme values",
         lr_factor=lr_factor("cosine", 0.0) if opts["schedule"] == "cosine" else None)
     history["holdout_iou"] = ious[:len(history)] if held is not None else np.nan
+    if average is not None:
+        history.attrs["averaged_epochs"] = average.apply(train, batch_size)
     return history
 
 
@@ -231,6 +242,7 @@ def fine_tune(
     refit_epochs: str = "best",
     statistics: str = "parent",
     schedule: str = "constant",
+    average_last: int | None = None,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -295,6 +307,13 @@ def fine_tune(
         ``"constant"`` learning rate, or ``"cosine"``: decayed from ``lr`` to 0 over the
         run's ``epochs`` (and over the refit's epochs), so the weights settle at the end
         instead of jumping between epochs.
+    average_last
+        Return the mean of the weights at the end of each of the last ``average_last``
+        epochs of a run (the run on the strip, scored there, and the refit) instead of
+        one epoch's weights (Izmailov et al. 2018, stochastic weight averaging), with the
+        batch-norm statistics measured again on the run's tiles: less dependent on where
+        the last steps happened to land. Needs ``patience=None`` (the mean replaces the
+        pick of the best epoch); best with ``schedule="cosine"``. ``None``: no averaging.
     tile_size, stride
         Training tiles (default: the model's ``patch_size``, every half tile).
     holdout, holdout_side
@@ -350,6 +369,10 @@ def fine_tune(
     check_choice(_FUNC, "refit_epochs", refit_epochs, REFIT_EPOCHS)
     check_choice(_FUNC, "statistics", statistics, STATISTICS)
     check_choice(_FUNC, "schedule", schedule, SCHEDULES)
+    check_int(_FUNC, "average_last", average_last, low=1, high=epochs, allow_none=True)
+    if average_last is not None and patience is not None:
+        raise ParameterError(f"{_FUNC}: average_last={average_last} with patience={patience}; the average "
+                             "of the last epochs replaces early stopping: pass patience=None")
     net, parent = _model(model)
     size = check_int(_FUNC, "tile_size", net.patch_size if tile_size is None else tile_size, low=8)
     stride = check_int(_FUNC, "stride", max(1, size // 4) if stride is None else stride, low=1)
@@ -369,7 +392,8 @@ def fine_tune(
     train, held, whole, held_f = _tiles(feats, labels, side, float(holdout), size, stride, names, refit)
     opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
             "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
-            "refit": refit, "refit_epochs": refit_epochs, "statistics": statistics, "schedule": schedule}
+            "refit": refit, "refit_epochs": refit_epochs, "statistics": statistics, "schedule": schedule,
+            "average_last": average_last}
     net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
     corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,
                    "by_class": {n: int((codes[burn] == i).sum()) for i, n in enumerate(names) if i},
