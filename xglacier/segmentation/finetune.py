@@ -31,13 +31,12 @@ from ..forecasting.train import lr_factor
 from ..nn.checkpoint import checkpoint_paths, load_model, save_model
 from ..nn.loop import check_fit_options, model_device, train_epochs
 from .corrections import class_codes, read_polygons, statuses
-from .finetune_average import WeightAverage
-from .finetune_data import HOLDOUT_SIDES, _holdout_side, _labels, _tiles
+from .finetune_average import WeightAverage, average_weights
+from .finetune_data import HOLDOUT_SIDES, _holdout_side, _labels, _model, _scene, _tiles
+from .finetune_radiometry import RadiometricGain
 from .losses import LOSSES, l1_penalty, segmentation_loss
 from .metrics import confusion_matrix, scores
 from .models.base import SegmentationModel
-from .models.unet import CombinedBinary
-from .segment import check_features
 from .tiles import IGNORE
 from .tileset import SegmentationTiles
 
@@ -50,50 +49,6 @@ SCHEDULES = ("constant", "cosine")
 #: How long the refit on the whole scene trains: the best epoch on the strip, or every epoch.
 REFIT_EPOCHS = ("best", "all")
 _FUNC = "fine_tune"
-
-
-# -- inputs ---------------------------------------------------------------------------------
-
-
-def _model(model: Any) -> tuple[SegmentationModel, dict[str, Any]]:
-    """A trainable copy of ``model`` (a model or a checkpoint path) and what it came from."""
-    if isinstance(model, (str, os.PathLike)):
-        json_path, _ = checkpoint_paths(model)
-        loaded = load_model(model)
-        parent = {"checkpoint": json_path.name}
-    elif isinstance(model, torch.nn.Module):
-        # a copy: the caller keeps the model it passed, to compare or to fine-tune again
-        loaded, parent = copy.deepcopy(model), {"checkpoint": None}
-    else:
-        raise ParameterError(f"{_FUNC}: model is a {type(model).__name__}; expected a SegmentationModel "
-                             "(e.g. xglacier.models.UNet) or the path of its checkpoint")
-    if isinstance(loaded, CombinedBinary):
-        raise ParameterError(f"{_FUNC}: model is a CombinedBinary; fine-tune its clean and debris models "
-                             "one by one (each is a SegmentationModel)")
-    if not isinstance(loaded, SegmentationModel):
-        raise ParameterError(f"{_FUNC}: model is a {type(loaded).__name__}; expected a SegmentationModel")
-    meta = getattr(loaded, "checkpoint_meta", None) or {}
-    parent.update(sha256=meta.get("weights", {}).get("sha256"), created=meta.get("created"),
-                  variable=meta.get("variable"), extra=meta.get("extra") or {})
-    return loaded, parent
-
-
-def _scene(features: Any, model: SegmentationModel) -> xr.DataArray:
-    """The features, checked, north-up (y descending, x ascending) and in memory."""
-    feats = check_features(_FUNC, features, model.channels)
-    for dim in ("y", "x"):
-        if dim not in feats.coords or feats.sizes[dim] < 2:
-            raise InputError(f"{_FUNC}: scene_features needs a {dim!r} coordinate of at least 2 pixels; "
-                             f"it has {feats.sizes[dim]}")
-    if feats.rio.crs is None:
-        raise InputError(f"{_FUNC}: scene_features has no CRS (features.rio.crs is None); the corrected "
-                         "polygons cannot be placed on its grid")
-    # one orientation inside: a scene stored y-ascending trains exactly like its north-up copy
-    feats = feats.sortby("y", ascending=False).sortby("x").load()
-    if not np.isfinite(feats.values).all(axis=0).any():
-        raise InputError(f"{_FUNC}: scene_features has no pixel where every channel is valid (all NaN "
-                         "or infinite); expected a scene with data")
-    return feats
 
 
 # -- training -------------------------------------------------------------------------------
@@ -135,8 +90,11 @@ def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTil
     device, batch_size = model_device(net), opts["batch_size"]
     ious: list[float] = []
 
+    gain = RadiometricGain(net.channels, opts["radiometric"])
+
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
         xb, yb = (t.to(device) for t in batch)
+        xb = gain(xb)
         data = loss_fn(net(net.normalise(xb)), yb)
         return data + l1_penalty(net, lam=opts["l1"]), data, len(xb)
 
@@ -164,6 +122,23 @@ def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTil
     return history
 
 
+def _copies(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles | None, loss_fn: Any,
+            opts: dict[str, Any], progress: bool) -> pd.DataFrame:
+    """:func:`_fit` ``opts["copies"]`` copies of ``net`` (seeds ``seed``, ``seed + 1``, ...) into their mean.
+
+    Returns the history of the first copy; ``attrs["copies"]`` says how many were averaged.
+    """
+    if opts["copies"] == 1:
+        return _fit(net, train, held, loss_fn, opts, progress)
+    nets, first = [copy.deepcopy(net) for _ in range(opts["copies"])], None
+    for k, copied in enumerate(nets):
+        history = _fit(copied, train, held, loss_fn, {**opts, "seed": opts["seed"] + k}, progress)
+        first = history if first is None else first
+    average_weights(nets, net, train, opts["batch_size"])
+    first.attrs["copies"] = len(nets)
+    return first
+
+
 def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles,
            whole: SegmentationTiles | None, *, opts: dict[str, Any], progress: bool
            ) -> tuple[SegmentationModel, pd.DataFrame, dict[str, Any]]:
@@ -178,7 +153,7 @@ def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationT
     if opts["statistics"] == "scene":
         net.set_statistics(*(np.asarray(v, np.float64).tolist() for v in train.statistics()))
     start = copy.deepcopy(net) if whole is not None else None
-    history = _fit(net, train, held, loss_fn, opts, progress)
+    history = _copies(net, train, held, loss_fn, opts, progress)
     loss_after, iou_after = _evaluate(net, held, loss_fn, opts["batch_size"])
     if not loss_after < loss_before:
         warnings.warn(f"{_FUNC}: no epoch lowered the loss on the held-out block ({loss_before:.4g} "
@@ -190,7 +165,7 @@ def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationT
         # the held-out strip chose the number of epochs (or the budget does); now every
         # correction is learned
         epochs = int(opts["epochs"] if opts["refit_epochs"] == "all" else history.attrs["best_epoch"])
-        _fit(start, whole, None, loss_fn, {**opts, "epochs": epochs, "patience": None}, progress)
+        _copies(start, whole, None, loss_fn, {**opts, "epochs": epochs, "patience": None}, progress)
         net = start.eval()
         result["refit_epochs"] = epochs
     return net, history, result
@@ -238,11 +213,13 @@ def fine_tune(
     class_weights: Any = None,
     l1: float = 0.0,
     augment: bool = True,
+    radiometric: float = 0.0,
     refit: bool = True,
     refit_epochs: str = "best",
     statistics: str = "parent",
     schedule: str = "constant",
     average_last: int | None = None,
+    copies: int = 1,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -287,6 +264,12 @@ def fine_tune(
     epochs, lr, batch_size, patience, loss, class_weights, l1, augment, seed
         As :func:`~xglacier.segmentation.train.fit_segmentation`, with defaults for
         fine-tuning: fewer epochs, no L1 penalty (the weights start trained, not random).
+    radiometric
+        Radiometric augmentation: each training tile's reflectance bands are multiplied by
+        random gains, one per band, log-uniform in ``[exp(-radiometric), exp(radiometric)]``,
+        and its normalised-difference indices changed to match
+        (:mod:`~xglacier.segmentation.finetune_radiometry`); for a next scene from another
+        sensor or date. ``0``: none.
     refit
         Train again on the whole scene for the best number of epochs (see above);
         ``False`` returns the weights of the best epoch of the run without the strip.
@@ -314,6 +297,13 @@ def fine_tune(
         batch-norm statistics measured again on the run's tiles: less dependent on where
         the last steps happened to land. Needs ``patience=None`` (the mean replaces the
         pick of the best epoch); best with ``schedule="cosine"``. ``None``: no averaging.
+    copies
+        Fine-tune this many copies of the model, with seeds ``seed, seed + 1, ...`` (tile
+        order, dropout), in each run (on the strip, scored there, and the refit) and return
+        the mean of their weights, batch norm measured again (a uniform "model soup",
+        Wortsman et al. 2022): copies of one parent stay in one basin of the loss, and their
+        mean depends less on one run's luck. ``copies`` times the training time; the
+        history is the first copy's.
     tile_size, stride
         Training tiles (default: the model's ``patch_size``, every half tile).
     holdout, holdout_side
@@ -365,11 +355,13 @@ def fine_tune(
     check_choice(_FUNC, "holdout_side", holdout_side, HOLDOUT_SIDES)
     check_choice(_FUNC, "loss", loss, LOSSES)
     check_flag(_FUNC, "augment", augment)
+    check_number(_FUNC, "radiometric", radiometric, low=0, high=1)
     check_flag(_FUNC, "refit", refit)
     check_choice(_FUNC, "refit_epochs", refit_epochs, REFIT_EPOCHS)
     check_choice(_FUNC, "statistics", statistics, STATISTICS)
     check_choice(_FUNC, "schedule", schedule, SCHEDULES)
     check_int(_FUNC, "average_last", average_last, low=1, high=epochs, allow_none=True)
+    check_int(_FUNC, "copies", copies, low=1)
     if average_last is not None and patience is not None:
         raise ParameterError(f"{_FUNC}: average_last={average_last} with patience={patience}; the average "
                              "of the last epochs replaces early stopping: pass patience=None")
@@ -393,7 +385,8 @@ def fine_tune(
     opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
             "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
             "refit": refit, "refit_epochs": refit_epochs, "statistics": statistics, "schedule": schedule,
-            "average_last": average_last}
+            "average_last": average_last, "copies": copies,
+            "radiometric": float(radiometric)}
     net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
     corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,
                    "by_class": {n: int((codes[burn] == i).sum()) for i, n in enumerate(names) if i},
