@@ -41,7 +41,7 @@ SCENES = {"L30 2020-08-16": "athabasca_2020229_B0*_L30.tif", "S30 2020-09-09": "
 FINE_TUNING = {"classes": "clean_ice", "lr": 3e-3, "epochs": 60, "patience": None, "schedule": "cosine",
                "tile_size": 128, "stride": 32, "batch_size": 4, "statistics": "scene", "augment": False,
                "holdout_side": "north", "refit_epochs": "all", "average_last": None,
-               "copies": 1, "radiometric": 0.0}
+               "radiometric": 0.0}
 #: Segment with the mean over the 8 turns and flips of every window (``segment(tta=...)``).
 TTA = False
 
@@ -146,8 +146,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--refit-epochs", default=FINE_TUNING["refit_epochs"], choices=("best", "all"))
     parser.add_argument("--average-last", type=int, default=FINE_TUNING["average_last"] or 0,
                         help="average the weights of the last K epochs of each run (0: none)")
-    parser.add_argument("--copies", type=int, default=FINE_TUNING["copies"],
-                        help="fine-tuned copies averaged into one model")
     parser.add_argument("--radiometric", type=float, default=FINE_TUNING["radiometric"],
                         help="random band gains in [exp(-R), exp(R)] per training tile")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=FINE_TUNING["augment"],
@@ -191,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
             "patience": None if args.patience <= 0 else args.patience, "batch_size": args.batch_size,
             "stride": args.stride, "tile_size": args.tile_size, "lr": args.lr, "statistics": args.statistics,
             "schedule": args.schedule, "augment": args.augment, "refit_epochs": args.refit_epochs,
-            "average_last": args.average_last or None, "copies": args.copies, "radiometric": args.radiometric}
+            "average_last": args.average_last or None, "radiometric": args.radiometric}
     _, history = fine_tune(parent, feats["L30 2020-08-16"], outline, out=out / "unet_athabasca", **opts)
     t_ft = time.perf_counter() - t1
     tuned = history.attrs["checkpoint"]

@@ -124,7 +124,7 @@ def test_average_last_checked(scene):
 
 
 @pytest.mark.filterwarnings("ignore::xglacier.errors.XGlacierWarning")  # an untrained parent, 2 epochs
-def test_cli_average_last(tmp_path, scene, capsys):
+def test_cli_average_last_and_radiometric(tmp_path, scene, capsys):
     from xglacier.cli import main
 
     f, _ = scene
@@ -139,23 +139,8 @@ def test_cli_average_last(tmp_path, scene, capsys):
             "--schedule", "cosine", "--average-last", "2"]
     assert main(args) == 1  # fine_tune's default patience: refused with its message
     assert "pass patience=None" in capsys.readouterr().err
-    assert main([*args, "--patience", "0"]) == 0
-    record = json.loads((tmp_path / "new.json").read_text())["extra"]["fine_tuning"][0]
-    assert record["training"]["average_last"] == 2 and record["training"]["patience"] is None
+    assert main([*args, "--patience", "0", "--radiometric", "0.1", "--no-augment"]) == 0
+    training = json.loads((tmp_path / "new.json").read_text())["extra"]["fine_tuning"][0]["training"]
+    assert training["average_last"] == 2 and training["patience"] is None
+    assert training["radiometric"] == 0.1 and training["augment"] is False
 
-
-def test_copies_are_averaged(scene):
-    """copies=2 returns the mean of the copies fine-tuned with seeds 0 and 1 (here without refit)."""
-    f, _ = scene
-    a, _ = tune(_net(), f, glacier_polygon(), epochs=3, refit=False, seed=0, augment=False)
-    b, _ = tune(_net(), f, glacier_polygon(), epochs=3, refit=False, seed=1, augment=False)
-    both, history = tune(_net(), f, glacier_polygon(), epochs=3, refit=False, copies=2, augment=False)
-    assert history.attrs["copies"] == 2 and history.attrs["fine_tuning"]["training"]["copies"] == 2
-    pa, pb = _params(a), _params(b)
-    for name, value in _params(both).items():
-        mean = (pa[name].astype(np.float64) + pb[name]) / 2
-        np.testing.assert_allclose(value, mean.astype(np.float32), rtol=1e-6, atol=1e-8)
-    one, _ = tune(_net(), f, glacier_polygon(), epochs=3, refit=False, copies=1, augment=False)
-    assert all(np.array_equal(v, pa[k]) for k, v in _params(one).items())
-    with pytest.raises(ParameterError, match="copies=0"):
-        tune(_net(), f, glacier_polygon(), copies=0)

@@ -55,8 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: fine_tune's)")
     p.add_argument("--average-last", type=int, default=None, metavar="K",
                    help="return the mean of the weights of each run's last K epochs (needs --patience 0)")
-    p.add_argument("--copies", type=int, default=None, metavar="N",
-                   help="fine-tune N copies (seeds SEED, SEED+1, ...) and average their weights")
     p.add_argument("--radiometric", type=float, default=None, metavar="R",
                    help="random band gains in [exp(-R), exp(R)] per training tile (default: none)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
@@ -105,7 +103,7 @@ def _fine_tune(args: argparse.Namespace) -> Any:
     feats = _features_for(scene, model.channels, args.dem, args.time).compute()
     # options not given keep fine_tune's defaults (one place for them)
     given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule", "refit_epochs",
-                                           "average_last", "patience", "copies", "radiometric", "augment")
+                                           "average_last", "patience", "radiometric", "augment")
              if getattr(args, k) is not None}
     if given.get("patience") == 0:
         given["patience"] = None

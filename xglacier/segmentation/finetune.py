@@ -31,7 +31,7 @@ from ..forecasting.train import lr_factor
 from ..nn.checkpoint import checkpoint_paths, load_model, save_model
 from ..nn.loop import check_fit_options, model_device, train_epochs
 from .corrections import class_codes, read_polygons, statuses
-from .finetune_average import WeightAverage, average_weights
+from .finetune_average import WeightAverage
 from .finetune_data import HOLDOUT_SIDES, _holdout_side, _labels, _model, _scene, _tiles
 from .finetune_radiometry import RadiometricGain
 from .losses import LOSSES, l1_penalty, segmentation_loss
@@ -122,23 +122,6 @@ def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTil
     return history
 
 
-def _copies(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles | None, loss_fn: Any,
-            opts: dict[str, Any], progress: bool) -> pd.DataFrame:
-    """:func:`_fit` ``opts["copies"]`` copies of ``net`` (seeds ``seed``, ``seed + 1``, ...) into their mean.
-
-    Returns the history of the first copy; ``attrs["copies"]`` says how many were averaged.
-    """
-    if opts["copies"] == 1:
-        return _fit(net, train, held, loss_fn, opts, progress)
-    nets, first = [copy.deepcopy(net) for _ in range(opts["copies"])], None
-    for k, copied in enumerate(nets):
-        history = _fit(copied, train, held, loss_fn, {**opts, "seed": opts["seed"] + k}, progress)
-        first = history if first is None else first
-    average_weights(nets, net, train, opts["batch_size"])
-    first.attrs["copies"] = len(nets)
-    return first
-
-
 def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles,
            whole: SegmentationTiles | None, *, opts: dict[str, Any], progress: bool
            ) -> tuple[SegmentationModel, pd.DataFrame, dict[str, Any]]:
@@ -153,7 +136,7 @@ def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationT
     if opts["statistics"] == "scene":
         net.set_statistics(*(np.asarray(v, np.float64).tolist() for v in train.statistics()))
     start = copy.deepcopy(net) if whole is not None else None
-    history = _copies(net, train, held, loss_fn, opts, progress)
+    history = _fit(net, train, held, loss_fn, opts, progress)
     loss_after, iou_after = _evaluate(net, held, loss_fn, opts["batch_size"])
     if not loss_after < loss_before:
         warnings.warn(f"{_FUNC}: no epoch lowered the loss on the held-out block ({loss_before:.4g} "
@@ -165,7 +148,7 @@ def _train(net: SegmentationModel, train: SegmentationTiles, held: SegmentationT
         # the held-out strip chose the number of epochs (or the budget does); now every
         # correction is learned
         epochs = int(opts["epochs"] if opts["refit_epochs"] == "all" else history.attrs["best_epoch"])
-        _copies(start, whole, None, loss_fn, {**opts, "epochs": epochs, "patience": None}, progress)
+        _fit(start, whole, None, loss_fn, {**opts, "epochs": epochs, "patience": None}, progress)
         net = start.eval()
         result["refit_epochs"] = epochs
     return net, history, result
@@ -219,7 +202,6 @@ def fine_tune(
     statistics: str = "parent",
     schedule: str = "constant",
     average_last: int | None = None,
-    copies: int = 1,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -297,13 +279,6 @@ def fine_tune(
         batch-norm statistics measured again on the run's tiles: less dependent on where
         the last steps happened to land. Needs ``patience=None`` (the mean replaces the
         pick of the best epoch); best with ``schedule="cosine"``. ``None``: no averaging.
-    copies
-        Fine-tune this many copies of the model, with seeds ``seed, seed + 1, ...`` (tile
-        order, dropout), in each run (on the strip, scored there, and the refit) and return
-        the mean of their weights, batch norm measured again (a uniform "model soup",
-        Wortsman et al. 2022): copies of one parent stay in one basin of the loss, and their
-        mean depends less on one run's luck. ``copies`` times the training time; the
-        history is the first copy's.
     tile_size, stride
         Training tiles (default: the model's ``patch_size``, every half tile).
     holdout, holdout_side
@@ -361,7 +336,6 @@ def fine_tune(
     check_choice(_FUNC, "statistics", statistics, STATISTICS)
     check_choice(_FUNC, "schedule", schedule, SCHEDULES)
     check_int(_FUNC, "average_last", average_last, low=1, high=epochs, allow_none=True)
-    check_int(_FUNC, "copies", copies, low=1)
     if average_last is not None and patience is not None:
         raise ParameterError(f"{_FUNC}: average_last={average_last} with patience={patience}; the average "
                              "of the last epochs replaces early stopping: pass patience=None")
@@ -385,7 +359,7 @@ def fine_tune(
     opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
             "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
             "refit": refit, "refit_epochs": refit_epochs, "statistics": statistics, "schedule": schedule,
-            "average_last": average_last, "copies": copies,
+            "average_last": average_last,
             "radiometric": float(radiometric)}
     net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
     corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,

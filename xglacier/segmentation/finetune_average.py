@@ -125,33 +125,3 @@ def recompute_batch_norm(net: nn.Module, tiles: SegmentationTiles, batch_size: i
             m.momentum = momentum
         net.eval()
 
-
-def average_weights(nets: list[nn.Module], into: nn.Module, tiles: SegmentationTiles,
-                    batch_size: int) -> None:
-    """Put the mean of the parameters of ``nets`` (one architecture) into ``into``; batch norm measured again.
-
-    Wortsman et al. (2022), *Model soups: averaging weights of multiple fine-tuned models
-    improves accuracy without increasing inference time*: copies fine-tuned from the same
-    parent stay in one basin of the loss, where their mean is a better model than each.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr, xglacier
-    >>> a, b = (xglacier.models.UNet(["ndsi"], ["background", "glacier"], depth=1, base_channels=2)
-    ...         for _ in range(2))
-    >>> f = xr.DataArray(np.zeros((1, 8, 8), "f4"), dims=("channel", "y", "x"))
-    >>> tiles = xglacier.segmentation_tiles(f, xr.zeros_like(f[0], dtype="u1"), size=8)
-    >>> wa, wb = (next(m.parameters()).detach().clone() for m in (a, b))
-    >>> average_weights([a, b], a, tiles, 4)
-    >>> bool(torch.allclose(next(a.parameters()), (wa + wb) / 2))
-    True
-    """
-    sums: dict[str, torch.Tensor] = {}
-    with torch.no_grad():
-        for net in nets:
-            for name, p in net.named_parameters():
-                value = p.detach().to("cpu", torch.float64)
-                sums[name] = sums[name] + value if name in sums else value.clone()
-        for name, p in into.named_parameters():
-            p.copy_((sums[name] / len(nets)).to(p.device, p.dtype))
-    recompute_batch_norm(into, tiles, batch_size)
