@@ -101,7 +101,7 @@ def recompute_batch_norm(net: nn.Module, tiles: SegmentationTiles, batch_size: i
     >>> net = xglacier.models.UNet(["ndsi"], ["background", "glacier"], depth=1, base_channels=2)
     >>> f = xr.DataArray(np.full((1, 8, 8), 3.0, "f4"), dims=("channel", "y", "x"),
     ...                  coords={"channel": ["ndsi"], "y": np.arange(8.0), "x": np.arange(8.0)})
-    >>> tiles = xglacier.segmentation_tiles(f, xr.zeros_like(f[0], dtype="u1"), size=8)
+    >>> tiles = xglacier.segmentation_tiles(f, xr.ones_like(f[0], dtype="u1"), size=8)
     >>> recompute_batch_norm(net, tiles, 4)
     >>> bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
     >>> int(bn.num_batches_tracked), net.training
