@@ -98,7 +98,8 @@ def recompute_batch_norm(net: nn.Module, tiles: SegmentationTiles, batch_size: i
     Examples
     --------
     >>> import numpy as np, xarray as xr, xglacier
-    >>> net = xglacier.models.UNet(["ndsi"], ["background", "glacier"], depth=1, base_channels=2)
+    >>> net = xglacier.models.UNet(["ndsi"], ["background", "glacier"], depth=1, base_channels=2,
+    ...                            batch_norm=True)
     >>> f = xr.DataArray(np.full((1, 8, 8), 3.0, "f4"), dims=("channel", "y", "x"),
     ...                  coords={"channel": ["ndsi"], "y": np.arange(8.0), "x": np.arange(8.0)})
     >>> tiles = xglacier.segmentation_tiles(f, xr.ones_like(f[0], dtype="u1"), size=8)
