@@ -41,7 +41,7 @@ SCENES = {"L30 2020-08-16": "athabasca_2020229_B0*_L30.tif", "S30 2020-09-09": "
 FINE_TUNING = {"classes": "clean_ice", "lr": 3e-3, "epochs": 60, "patience": None, "schedule": "cosine",
                "tile_size": 128, "stride": 32, "batch_size": 4, "statistics": "scene", "augment": False,
                "holdout_side": "north", "refit_epochs": "all", "average_last": None,
-               "radiometric": 0.0}
+               "radiometric": 0.3}
 #: Segment with the mean over the 8 turns and flips of every window (``segment(tta=...)``).
 TTA = False
 
