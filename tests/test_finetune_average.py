@@ -104,12 +104,15 @@ def test_batch_norm_statistics_are_measured_on_the_tiles(scene):
 
 
 @pytest.mark.filterwarnings("ignore::xglacier.errors.XGlacierWarning")
-def test_average_is_the_same_for_y_ascending_scenes():
+def test_average_and_gains_are_the_same_for_y_ascending_scenes():
     f, _ = make_scene()
     up, _ = make_scene(y_ascending=True)
-    a, _ = tune(_net(), f, glacier_polygon(), epochs=3, average_last=2)
-    b, _ = tune(_net(), up, glacier_polygon(), epochs=3, average_last=2)
+    opts = {"epochs": 3, "average_last": 2, "radiometric": 0.3}
+    a, _ = tune(_net(), f, glacier_polygon(), **opts)
+    b, _ = tune(_net(), up, glacier_polygon(), **opts)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    c, _ = tune(_net(), f, glacier_polygon(), epochs=3, average_last=2)
+    assert not all(torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
 
 
 def test_average_last_checked(scene):
