@@ -142,8 +142,10 @@ def test_cli_average_last_and_radiometric(tmp_path, scene, capsys):
             "--schedule", "cosine", "--average-last", "2"]
     assert main(args) == 1  # fine_tune's default patience: refused with its message
     assert "pass patience=None" in capsys.readouterr().err
-    assert main([*args, "--patience", "0", "--radiometric", "0.1", "--no-augment"]) == 0
+    assert main([*args, "--patience", "0", "--radiometric", "0.1", "--no-augment", "--stride", "8",
+                 "--batch-size", "2"]) == 0
     training = json.loads((tmp_path / "new.json").read_text())["extra"]["fine_tuning"][0]["training"]
     assert training["average_last"] == 2 and training["patience"] is None
     assert training["radiometric"] == 0.1 and training["augment"] is False
+    assert training["stride"] == 8 and training["batch_size"] == 2
 

@@ -63,6 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fraction of the scene held out for early stopping (default: 0.25)")
     p.add_argument("--holdout-side", default="auto", choices=("auto", "north", "south", "east", "west"))
     p.add_argument("--tile-size", type=int, default=None, help="training tile size (default: the model's)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="pixels between training tiles (default: a quarter tile)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per batch (default: fine_tune's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -103,7 +106,8 @@ def _fine_tune(args: argparse.Namespace) -> Any:
     feats = _features_for(scene, model.channels, args.dem, args.time).compute()
     # options not given keep fine_tune's defaults (one place for them)
     given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule", "refit_epochs",
-                                           "average_last", "patience", "radiometric", "augment")
+                                           "average_last", "patience", "radiometric", "augment",
+                                           "stride", "batch_size")
              if getattr(args, k) is not None}
     if given.get("patience") == 0:
         given["patience"] = None
