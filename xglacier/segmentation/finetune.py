@@ -359,8 +359,7 @@ def fine_tune(
     opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
             "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
             "refit": refit, "refit_epochs": refit_epochs, "statistics": statistics, "schedule": schedule,
-            "average_last": average_last,
-            "radiometric": float(radiometric)}
+            "average_last": average_last, "radiometric": float(radiometric)}
     net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
     corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,
                    "by_class": {n: int((codes[burn] == i).sum()) for i, n in enumerate(names) if i},
