@@ -50,10 +50,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refit-epochs", default=None, choices=("best", "all"),
                    help="refit on the whole scene for the strip's best epoch or every epoch "
                    "(default: fine_tune's)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="epochs without a lower held-out loss before stopping; 0: never stop early "
+                   "(default: fine_tune's)")
+    p.add_argument("--average-last", type=int, default=None, metavar="K",
+                   help="return the mean of the weights of each run's last K epochs (needs --patience 0)")
+    p.add_argument("--radiometric", type=float, default=None, metavar="R",
+                   help="random band gains in [exp(-R), exp(R)] per training tile (default: none)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random turns and flips of the training tiles (default: fine_tune's)")
     p.add_argument("--holdout", type=float, default=0.25,
                    help="fraction of the scene held out for early stopping (default: 0.25)")
     p.add_argument("--holdout-side", default="auto", choices=("auto", "north", "south", "east", "west"))
     p.add_argument("--tile-size", type=int, default=None, help="training tile size (default: the model's)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="pixels between training tiles (default: a quarter tile)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per batch (default: fine_tune's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -93,8 +105,12 @@ def _fine_tune(args: argparse.Namespace) -> Any:
     scene = open_scenes(list(args.image))
     feats = _features_for(scene, model.channels, args.dem, args.time).compute()
     # options not given keep fine_tune's defaults (one place for them)
-    given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule", "refit_epochs")
+    given = {k: getattr(args, k) for k in ("epochs", "lr", "statistics", "schedule", "refit_epochs",
+                                           "average_last", "patience", "radiometric", "augment",
+                                           "stride", "batch_size")
              if getattr(args, k) is not None}
+    if given.get("patience") == 0:
+        given["patience"] = None
     _, history = fine_tune(args.checkpoint, feats, args.polygons, column=args.column,
                            classes=args.class_name, layer=args.layer, holdout=args.holdout,
                            holdout_side=args.holdout_side, tile_size=args.tile_size, seed=args.seed,

@@ -31,12 +31,12 @@ from ..forecasting.train import lr_factor
 from ..nn.checkpoint import checkpoint_paths, load_model, save_model
 from ..nn.loop import check_fit_options, model_device, train_epochs
 from .corrections import class_codes, read_polygons, statuses
-from .finetune_data import HOLDOUT_SIDES, _holdout_side, _labels, _tiles
+from .finetune_average import WeightAverage
+from .finetune_data import HOLDOUT_SIDES, _holdout_side, _labels, _model, _scene, _tiles
+from .finetune_radiometry import RadiometricGain
 from .losses import LOSSES, l1_penalty, segmentation_loss
 from .metrics import confusion_matrix, scores
 from .models.base import SegmentationModel
-from .models.unet import CombinedBinary
-from .segment import check_features
 from .tiles import IGNORE
 from .tileset import SegmentationTiles
 
@@ -49,50 +49,6 @@ SCHEDULES = ("constant", "cosine")
 #: How long the refit on the whole scene trains: the best epoch on the strip, or every epoch.
 REFIT_EPOCHS = ("best", "all")
 _FUNC = "fine_tune"
-
-
-# -- inputs ---------------------------------------------------------------------------------
-
-
-def _model(model: Any) -> tuple[SegmentationModel, dict[str, Any]]:
-    """A trainable copy of ``model`` (a model or a checkpoint path) and what it came from."""
-    if isinstance(model, (str, os.PathLike)):
-        json_path, _ = checkpoint_paths(model)
-        loaded = load_model(model)
-        parent = {"checkpoint": json_path.name}
-    elif isinstance(model, torch.nn.Module):
-        # a copy: the caller keeps the model it passed, to compare or to fine-tune again
-        loaded, parent = copy.deepcopy(model), {"checkpoint": None}
-    else:
-        raise ParameterError(f"{_FUNC}: model is a {type(model).__name__}; expected a SegmentationModel "
-                             "(e.g. xglacier.models.UNet) or the path of its checkpoint")
-    if isinstance(loaded, CombinedBinary):
-        raise ParameterError(f"{_FUNC}: model is a CombinedBinary; fine-tune its clean and debris models "
-                             "one by one (each is a SegmentationModel)")
-    if not isinstance(loaded, SegmentationModel):
-        raise ParameterError(f"{_FUNC}: model is a {type(loaded).__name__}; expected a SegmentationModel")
-    meta = getattr(loaded, "checkpoint_meta", None) or {}
-    parent.update(sha256=meta.get("weights", {}).get("sha256"), created=meta.get("created"),
-                  variable=meta.get("variable"), extra=meta.get("extra") or {})
-    return loaded, parent
-
-
-def _scene(features: Any, model: SegmentationModel) -> xr.DataArray:
-    """The features, checked, north-up (y descending, x ascending) and in memory."""
-    feats = check_features(_FUNC, features, model.channels)
-    for dim in ("y", "x"):
-        if dim not in feats.coords or feats.sizes[dim] < 2:
-            raise InputError(f"{_FUNC}: scene_features needs a {dim!r} coordinate of at least 2 pixels; "
-                             f"it has {feats.sizes[dim]}")
-    if feats.rio.crs is None:
-        raise InputError(f"{_FUNC}: scene_features has no CRS (features.rio.crs is None); the corrected "
-                         "polygons cannot be placed on its grid")
-    # one orientation inside: a scene stored y-ascending trains exactly like its north-up copy
-    feats = feats.sortby("y", ascending=False).sortby("x").load()
-    if not np.isfinite(feats.values).all(axis=0).any():
-        raise InputError(f"{_FUNC}: scene_features has no pixel where every channel is valid (all NaN "
-                         "or infinite); expected a scene with data")
-    return feats
 
 
 # -- training -------------------------------------------------------------------------------
@@ -123,15 +79,22 @@ def _evaluate(net: SegmentationModel, tiles: SegmentationTiles, loss_fn: Any, ba
 
 def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTiles | None, loss_fn: Any,
          opts: dict[str, Any], progress: bool) -> pd.DataFrame:
-    """Train on ``train`` with :func:`train_epochs`; with ``held``, stop early on its loss."""
+    """Train on ``train`` with :func:`train_epochs`; with ``held``, stop early on its loss.
+
+    With ``opts["average_last"]`` the weights returned are the mean of those at the end of
+    the run's last epochs (``history.attrs["averaged_epochs"]`` of them), not the best epoch's.
+    """
     params = [p for p in net.parameters() if p.requires_grad]
     if not params:
         raise ParameterError(f"{_FUNC}: model {type(net).__name__!r} has no trainable parameters")
     device, batch_size = model_device(net), opts["batch_size"]
     ious: list[float] = []
 
+    gain = RadiometricGain(net.channels, opts["radiometric"])
+
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
         xb, yb = (t.to(device) for t in batch)
+        xb = gain(xb)
         data = loss_fn(net(net.normalise(xb)), yb)
         return data + l1_penalty(net, lam=opts["l1"]), data, len(xb)
 
@@ -140,16 +103,22 @@ def _fit(net: SegmentationModel, train: SegmentationTiles, held: SegmentationTil
         ious.append(iou["glacier"])
         return value
 
+    average = WeightAverage(net, opts["epochs"], opts["average_last"]) if opts["average_last"] else None
+
+    def setup() -> tuple[torch.optim.Optimizer, Any]:
+        loader = train.to_torch(batch_size=batch_size, shuffle=True, seed=opts["seed"],
+                                augment=opts["augment"])
+        return torch.optim.Adam(params, lr=opts["lr"]), loader if average is None else average.wrap(loader)
+
     history = train_epochs(
-        _FUNC, net, params,
-        setup=lambda: (torch.optim.Adam(params, lr=opts["lr"]),
-                       train.to_torch(batch_size=batch_size, shuffle=True, seed=opts["seed"],
-                                      augment=opts["augment"])),
+        _FUNC, net, params, setup=setup,
         step=step, val_loss=None if held is None else held_loss, epochs=opts["epochs"],
         patience=opts["patience"], clip=None, seed=opts["seed"], progress=progress, loss_label=opts["loss"],
         hint=f"lower lr={opts['lr']} or check the scene's features for extreme values",
         lr_factor=lr_factor("cosine", 0.0) if opts["schedule"] == "cosine" else None)
     history["holdout_iou"] = ious[:len(history)] if held is not None else np.nan
+    if average is not None:
+        history.attrs["averaged_epochs"] = average.apply(train, batch_size)
     return history
 
 
@@ -227,10 +196,12 @@ def fine_tune(
     class_weights: Any = None,
     l1: float = 0.0,
     augment: bool = True,
+    radiometric: float = 0.0,
     refit: bool = True,
     refit_epochs: str = "best",
     statistics: str = "parent",
     schedule: str = "constant",
+    average_last: int | None = None,
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -275,6 +246,12 @@ def fine_tune(
     epochs, lr, batch_size, patience, loss, class_weights, l1, augment, seed
         As :func:`~xglacier.segmentation.train.fit_segmentation`, with defaults for
         fine-tuning: fewer epochs, no L1 penalty (the weights start trained, not random).
+    radiometric
+        Radiometric augmentation: each training tile's reflectance bands are multiplied by
+        random gains, one per band, log-uniform in ``[exp(-radiometric), exp(radiometric)]``,
+        and its normalised-difference indices changed to match
+        (:mod:`~xglacier.segmentation.finetune_radiometry`); for a next scene from another
+        sensor or date. ``0``: none.
     refit
         Train again on the whole scene for the best number of epochs (see above);
         ``False`` returns the weights of the best epoch of the run without the strip.
@@ -295,6 +272,13 @@ def fine_tune(
         ``"constant"`` learning rate, or ``"cosine"``: decayed from ``lr`` to 0 over the
         run's ``epochs`` (and over the refit's epochs), so the weights settle at the end
         instead of jumping between epochs.
+    average_last
+        Return the mean of the weights at the end of each of the last ``average_last``
+        epochs of a run (the run on the strip, scored there, and the refit) instead of
+        one epoch's weights (Izmailov et al. 2018, stochastic weight averaging), with the
+        batch-norm statistics measured again on the run's tiles: less dependent on where
+        the last steps happened to land. Needs ``patience=None`` (the mean replaces the
+        pick of the best epoch); best with ``schedule="cosine"``. ``None``: no averaging.
     tile_size, stride
         Training tiles (default: the model's ``patch_size``, every half tile).
     holdout, holdout_side
@@ -346,10 +330,15 @@ def fine_tune(
     check_choice(_FUNC, "holdout_side", holdout_side, HOLDOUT_SIDES)
     check_choice(_FUNC, "loss", loss, LOSSES)
     check_flag(_FUNC, "augment", augment)
+    check_number(_FUNC, "radiometric", radiometric, low=0, high=1)
     check_flag(_FUNC, "refit", refit)
     check_choice(_FUNC, "refit_epochs", refit_epochs, REFIT_EPOCHS)
     check_choice(_FUNC, "statistics", statistics, STATISTICS)
     check_choice(_FUNC, "schedule", schedule, SCHEDULES)
+    check_int(_FUNC, "average_last", average_last, low=1, high=epochs, allow_none=True)
+    if average_last is not None and patience is not None:
+        raise ParameterError(f"{_FUNC}: average_last={average_last} with patience={patience}; the average "
+                             "of the last epochs replaces early stopping: pass patience=None")
     net, parent = _model(model)
     size = check_int(_FUNC, "tile_size", net.patch_size if tile_size is None else tile_size, low=8)
     stride = check_int(_FUNC, "stride", max(1, size // 4) if stride is None else stride, low=1)
@@ -369,7 +358,8 @@ def fine_tune(
     train, held, whole, held_f = _tiles(feats, labels, side, float(holdout), size, stride, names, refit)
     opts = {"epochs": epochs, "lr": float(lr), "batch_size": batch_size, "patience": patience, "loss": loss,
             "class_weights": class_weights, "l1": float(l1), "augment": bool(augment), "seed": seed,
-            "refit": refit, "refit_epochs": refit_epochs, "statistics": statistics, "schedule": schedule}
+            "refit": refit, "refit_epochs": refit_epochs, "statistics": statistics, "schedule": schedule,
+            "average_last": average_last, "radiometric": float(radiometric)}
     net, history, result = _train(net, train, held, whole, opts=opts, progress=progress)
     corrections = {**source, "n_polygons": len(gdf), "by_status": by_status, "column": used,
                    "by_class": {n: int((codes[burn] == i).sum()) for i, n in enumerate(names) if i},

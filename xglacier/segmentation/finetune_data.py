@@ -1,28 +1,79 @@
 """The corrected scene of :func:`~xglacier.segmentation.finetune.fine_tune` as tiles.
 
-The corrected polygons rasterized on the scene's grid, and the scene cut into a training
-part and a held-out strip along one edge that no training tile reaches.
+The model and the scene checked, the corrected polygons rasterized on the scene's grid, and
+the scene cut into a training part and a held-out strip along one edge that no training
+tile reaches.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pyproj
 import shapely
+import torch
 import xarray as xr
 
-from ..errors import InputError
+from ..errors import InputError, ParameterError
+from ..nn.checkpoint import checkpoint_paths, load_model
 from .grid import format_bounds
 from .labels import rasterize
+from .models.base import SegmentationModel
+from .models.unet import CombinedBinary
+from .segment import check_features
 from .tiles import IGNORE, segmentation_tiles
 from .tileset import SegmentationTiles
 
 #: Where the held-out block lies: a strip along the scene's north, south, east or west edge.
 HOLDOUT_SIDES = ("auto", "north", "south", "east", "west")
 _FUNC = "fine_tune"
+
+
+def _model(model: Any) -> tuple[SegmentationModel, dict[str, Any]]:
+    """A trainable copy of ``model`` (a model or a checkpoint path) and what it came from."""
+    if isinstance(model, (str, os.PathLike)):
+        json_path, _ = checkpoint_paths(model)
+        loaded = load_model(model)
+        parent = {"checkpoint": json_path.name}
+    elif isinstance(model, torch.nn.Module):
+        # a copy: the caller keeps the model it passed, to compare or to fine-tune again
+        loaded, parent = copy.deepcopy(model), {"checkpoint": None}
+    else:
+        raise ParameterError(f"{_FUNC}: model is a {type(model).__name__}; expected a SegmentationModel "
+                             "(e.g. xglacier.models.UNet) or the path of its checkpoint")
+    if isinstance(loaded, CombinedBinary):
+        raise ParameterError(f"{_FUNC}: model is a CombinedBinary; fine-tune its clean and debris models "
+                             "one by one (each is a SegmentationModel)")
+    if not isinstance(loaded, SegmentationModel):
+        raise ParameterError(f"{_FUNC}: model is a {type(loaded).__name__}; expected a SegmentationModel")
+    meta = getattr(loaded, "checkpoint_meta", None) or {}
+    parent.update(sha256=meta.get("weights", {}).get("sha256"), created=meta.get("created"),
+                  variable=meta.get("variable"), extra=meta.get("extra") or {})
+    return loaded, parent
+
+
+def _scene(features: Any, model: SegmentationModel) -> xr.DataArray:
+    """The features, checked, north-up (y descending, x ascending) and in memory."""
+    feats = check_features(_FUNC, features, model.channels)
+    for dim in ("y", "x"):
+        if dim not in feats.coords or feats.sizes[dim] < 2:
+            raise InputError(f"{_FUNC}: scene_features needs a {dim!r} coordinate of at least 2 pixels; "
+                             f"it has {feats.sizes[dim]}")
+    if feats.rio.crs is None:
+        raise InputError(f"{_FUNC}: scene_features has no CRS (features.rio.crs is None); the corrected "
+                         "polygons cannot be placed on its grid")
+    # one orientation inside: a scene stored y-ascending trains exactly like its north-up copy
+    feats = feats.sortby("y", ascending=False).sortby("x").load()
+    if not np.isfinite(feats.values).all(axis=0).any():
+        raise InputError(f"{_FUNC}: scene_features has no pixel where every channel is valid (all NaN "
+                         "or infinite); expected a scene with data")
+    return feats
+
+
 
 
 def _labels(gdf: gpd.GeoDataFrame, codes: np.ndarray, burn: np.ndarray, feats: xr.DataArray,

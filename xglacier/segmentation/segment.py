@@ -44,7 +44,7 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import georeference, with_history
-from .._validate import check_int, check_number
+from .._validate import check_flag, check_int, check_number
 from ..errors import DimensionError, InputError, ParameterError
 from ..nn.shift import after, check_inputs, training_statistics
 from ..nn.tiling import TileAxis, blend_weight
@@ -154,11 +154,26 @@ def _prepare_model(model: Any, device: str) -> None:
             model.to(device)
 
 
-def _run_model(model: Any, batch: np.ndarray, device: str, n_classes: int) -> np.ndarray:
+def _symmetric_proba(model: Any, x: Any) -> Any:
+    """Mean of the probabilities over the 8 turns and flips of ``x``, each turned back (float64)."""
+    import torch
+
+    total = None
+    for turns in range(4):
+        for flip in (False, True):
+            seen = torch.rot90(x, turns, dims=(2, 3))
+            p = model.predict_proba(seen.flip(3) if flip else seen)
+            p = torch.rot90(p.flip(3) if flip else p, -turns, dims=(2, 3)).to(torch.float64)
+            total = p if total is None else total + p
+    return total / 8
+
+
+def _run_model(model: Any, batch: np.ndarray, device: str, n_classes: int, tta: bool = False) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        out = model.predict_proba(torch.from_numpy(batch).to(device))
+        x = torch.from_numpy(batch).to(device)
+        out = _symmetric_proba(model, x) if tta else model.predict_proba(x)
     out = out.detach().to("cpu").numpy()
     if out.shape != (batch.shape[0], n_classes, *batch.shape[2:]):
         raise InputError(f"segment: {type(model).__name__}.predict_proba returned shape {out.shape} for "
@@ -167,7 +182,8 @@ def _run_model(model: Any, batch: np.ndarray, device: str, n_classes: int) -> np
 
 
 def _predict_block(block: np.ndarray, *, model: Any, ay: TileAxis, ax: TileAxis, n_classes: int,
-                   batch_size: int, device: str, block_id: tuple[int, ...] | None = None) -> np.ndarray:
+                   batch_size: int, device: str, tta: bool = False,
+                   block_id: tuple[int, ...] | None = None) -> np.ndarray:
     """Pass 1: ``(C, By + oy, Bx + ox)`` block and what follows it -> ``(K + 2, By + oy, Bx + ox)`` sums.
 
     Rows ``0..K-1`` hold ``sum(w p)`` and row ``K`` holds ``sum(w)`` over the windows that
@@ -185,7 +201,7 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: TileAxis, ax: TileAxis,
     for k in range(0, len(windows), batch_size):
         chunk = windows[k:k + batch_size]
         batch = np.stack([block[:, y0:y0 + ay.size, x0:x0 + ax.size] for y0, x0 in chunk])
-        prob = _run_model(model, np.ascontiguousarray(batch, dtype=np.float32), device, n_classes)
+        prob = _run_model(model, np.ascontiguousarray(batch, dtype=np.float32), device, n_classes, tta)
         for (y0, x0), p in zip(chunk, prob, strict=True):
             acc[:n_classes, y0:y0 + ay.size, x0:x0 + ax.size] += p * weight
             acc[n_classes, y0:y0 + ay.size, x0:x0 + ax.size] += weight
@@ -257,7 +273,8 @@ def _features_for(ds: xr.Dataset, channels: Sequence[str], dem: Any, time: Any) 
 
 def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512, overlap: int = 64,
             batch_size: int = 4, device: str = "cpu", windows_per_chunk: int | None = None,
-            dem: Any = None, time: Any = None, ood_sigmas: float | None = 3.0) -> xr.Dataset:
+            dem: Any = None, time: Any = None, ood_sigmas: float | None = 3.0, tta: bool = False
+            ) -> xr.Dataset:
     """Segment a whole scene: class probabilities and labels from a tiled model, lazily.
 
     The model runs on ``tile`` x ``tile`` windows every ``tile - overlap`` pixels
@@ -308,6 +325,12 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
         values. ``None``: no check. A NumPy input is checked before the model runs; a Dask
         input when the result is computed (the counts come from the blocks the model reads;
         the last output block waits for them), nothing is computed here.
+    tta
+        Test-time augmentation: each window's probabilities are the mean over its 8 turns
+        by 90 degrees and flips (each prediction turned back), 8 times the model's work.
+        Every feature channel is invariant under these (as in training's augmentation), so
+        this only averages out the model's dependence on orientation; a model that is
+        exactly turn- and flip-equivariant gives the same result as without.
 
     Returns
     -------
@@ -357,6 +380,7 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
         windows_per_chunk = max(1, round(math.sqrt(batch_size)))
     windows_per_chunk = check_int("segment", "windows_per_chunk", windows_per_chunk, low=1)
     ood_sigmas = check_number("segment", "ood_sigmas", ood_sigmas, low=0, low_open=True, allow_none=True)
+    tta = check_flag("segment", "tta", tta)
     _, ny, nx = features.shape
     if ny == 0 or nx == 0:
         raise InputError(f"segment: features has an empty grid (y={ny}, x={nx})")
@@ -385,7 +409,7 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     sums = dsa.map_overlap(
         _predict_block, data, depth={0: 0, 1: (0, ay.overlap), 2: (0, ax.overlap)}, boundary="none",
         trim=False, model=lazy_model, ay=ay, ax=ax, n_classes=n_classes, batch_size=batch_size,
-        device=device, chunks=((n_classes + 2,), ay.sum_chunks, ax.sum_chunks),
+        device=device, tta=tta, chunks=((n_classes + 2,), ay.sum_chunks, ax.sum_chunks),
         dtype=np.float64, meta=np.empty((0, 0, 0), np.float64),
     )
     # pass 2: halo only before each block (the previous blocks' spill), so a block row waits
@@ -402,6 +426,6 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
         prob, label = dask.compute(prob, label)
     attrs = with_history({}, "segment", source=features, model=type(model).__name__, tile=tile,
                          overlap=overlap, batch_size=batch_size, windows_per_chunk=windows_per_chunk,
-                         ood_sigmas=ood_sigmas)
+                         ood_sigmas=ood_sigmas, tta=tta)
     attrs["model"] = type(model).__name__
     return segmentation_dataset(prob, label, features, classes, attrs)
