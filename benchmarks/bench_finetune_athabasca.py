@@ -20,19 +20,18 @@ Run from the project root::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 import xglacier
 from xglacier.errors import OutOfDistributionWarning
+from xglacier.nn.threads import torch_threads
 from xglacier.segmentation.classes import NODATA
 from xglacier.segmentation.finetune import fine_tune
 
@@ -47,25 +46,6 @@ FINE_TUNING = {"classes": "clean_ice", "lr": 3e-3, "epochs": 60, "patience": Non
                "radiometric": 0.3}
 #: Segment with the mean over the 8 turns and flips of every window (``segment(tta=...)``).
 TTA = False
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run torch's CPU kernels on ``n`` threads inside the block, restoring the count after.
-
-    The float summation order of the convolutions' gradients depends on the thread count,
-    and over 40 epochs that order decides which model training ends in: the same seed gave
-    a parent scoring 0.40 on S30 with 2 threads and 0.19 with 1. A fixed count makes the
-    measurement the same on every machine (with the same CPU kernels).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def pretrain(out: Path, epochs: int, seed: int) -> Path:

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "with early stopping)")
     demo.add_argument("--seg-epochs", type=int, default=40,
                       help="training epochs of the segmentation U-Net (default: 40)")
+    demo.add_argument("--threads", type=int, default=1,
+                      help="torch threads while the models train (default: 1, the same models on every "
+                           "machine and no stall on a busy one; 0: torch's own, one per core)")
     demo.add_argument("--quiet", action="store_true", help="no progress lines or bars")
     demo.set_defaults(run=run)
 
@@ -42,5 +45,6 @@ def run(args: argparse.Namespace) -> int:
     from . import format_summary, run_demo
 
     print(format_summary(run_demo(args.out, seed=args.seed, epochs=args.epochs,
-                                  seg_epochs=args.seg_epochs, progress=not args.quiet)))
+                                  seg_epochs=args.seg_epochs, threads=args.threads or None,
+                                  progress=not args.quiet)))
     return 0
