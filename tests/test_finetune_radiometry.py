@@ -95,3 +95,20 @@ def test_fine_tune_records_and_checks_radiometric():
     for bad in (-0.1, 1.5, "0.1", float("nan")):
         with pytest.raises(ParameterError, match="radiometric="):
             tune(net, f, glacier_polygon(), radiometric=bad)
+
+
+def test_index_bands_are_the_bands_features_computes_each_index_from():
+    # the radiometric gains change an index as its two bands: the table must match features()
+    import xarray as xr
+
+    from xglacier.segmentation.features import INDEX_BANDS, INDICES, features
+
+    assert set(INDEX_BANDS) == set(INDICES)
+    rng = np.random.default_rng(3)
+    names = ["blue", "green", "red", "nir08", "swir16", "swir22"]
+    ds = xr.Dataset({b: (("y", "x"), rng.uniform(0.05, 0.9, (6, 7)).astype("f4")) for b in names},
+                    coords={"y": np.arange(6.0)[::-1] * 30, "x": np.arange(7.0) * 30})
+    feats = features(ds, bands=[], indices=list(INDEX_BANDS), slope=False)
+    for index, (a, b) in INDEX_BANDS.items():
+        want = (ds[a] - ds[b]) / (ds[a] + ds[b])
+        np.testing.assert_allclose(feats.sel(channel=index).values, want.values, rtol=1e-5, err_msg=index)

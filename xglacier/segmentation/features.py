@@ -37,6 +37,11 @@ INDICES: dict[str, Any] = {
     "ndwi_mcfeeters": lambda ds: ndwi(ds, kind="mcfeeters"),
     "ndvi": ndvi,
 }
+#: The two bands ``(a, b)`` of each index of :data:`INDICES`: ``(a - b) / (a + b)``.
+INDEX_BANDS: dict[str, tuple[str, str]] = {
+    "ndsi": ("green", "swir16"), "ndwi": ("nir08", "swir16"), "ndvi": ("nir08", "red"),
+    "ndwi_mcfeeters": ("green", "nir08"),
+}
 
 
 def _select_time(ds: xr.Dataset, time: Any) -> xr.Dataset:

@@ -22,10 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from ..landsat import REFLECTANCE_BANDS
-
-#: The two bands ``(a, b)`` of each index of :func:`xglacier.features`: ``(a - b) / (a + b)``.
-INDEX_BANDS = {"ndsi": ("green", "swir16"), "ndwi": ("nir08", "swir16"), "ndvi": ("nir08", "red"),
-               "ndwi_mcfeeters": ("green", "nir08")}
+from .features import INDEX_BANDS
 
 
 class RadiometricGain:
