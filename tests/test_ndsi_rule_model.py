@@ -70,3 +70,10 @@ def test_bad_settings_and_inputs():
     feats = _features(np.zeros((8, 8), "f4"), extra=False)
     with pytest.raises(InputError, match=r"segment: the features lack channel\(s\) \[.dem.\]"):
         xglacier.segment(feats, NDSIRule(channels=["ndsi", "dem"]))
+
+
+def test_an_all_empty_scene_gets_no_class():
+    feats = _features(np.full((9, 9), np.nan, "f4"))
+    got = xglacier.segment(feats, NDSIRule(channels=["ndsi", "dem"]), tile=8, overlap=2)
+    assert (got.label.values == ndsi_rule(feats).label.values).all()
+    assert np.isnan(got.probability.values).all()

@@ -29,8 +29,9 @@ class NDSIRule(SegmentationModel):
     P(glacier) = sigmoid(steepness * (NDSI - threshold)).
 
     A two-class model (``background``, then the glacier class) without trainable weights;
-    ``save_model`` / ``load_model`` keep its settings. Pixels with a missing NDSI get no
-    class from :func:`xglacier.segment` (as for every model).
+    ``save_model`` / ``load_model`` keep its settings. :func:`xglacier.segment` gives no
+    class to a pixel where any of the model's channels is missing (as for every model), so
+    list only ``"ndsi"`` to keep other channels' gaps (e.g. slope at the scene's edge) out.
 
     Parameters
     ----------
