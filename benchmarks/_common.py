@@ -3,11 +3,14 @@ puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
+import xarray as xr
 
 
 class PeakRSS:
@@ -43,3 +46,16 @@ def lowpass(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> n
     field = np.fft.irfft2(np.fft.rfft2(rng.standard_normal(shape))
                           * np.exp(-2 * np.pi**2 * sigma**2 * k2), s=shape)
     return field / field.std()
+
+
+def demo_composites(path: str | None, seed: int, **overrides: object) -> xr.DataArray:
+    """The demo's quarterly NDSI composites: read from ``path`` (the demo's ``composites.nc``),
+    or made by the demo's preprocessing from ``open_sample(seed, **overrides)``."""
+    if path:
+        return xr.open_dataset(path)["ndsi"].load()
+    from xglacier.datasets import open_sample
+    from xglacier.demo.preprocess import run_preprocess_demo
+
+    cube, truth = open_sample(seed=seed, **overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_preprocess_demo(cube, truth, Path(tmp))["arrays"]["composites"].load()

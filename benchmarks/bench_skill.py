@@ -20,25 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
-import xarray as xr
-
-
-def composites(path: str | None, seed: int) -> xr.DataArray:
-    """The demo's NDSI composites: read from ``path``, or made by the demo's preprocessing."""
-    if path:
-        return xr.open_dataset(path)["ndsi"].load()
-    from xglacier.datasets import open_sample
-    from xglacier.demo.preprocess import run_preprocess_demo
-
-    cube, truth = open_sample(seed=seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        return run_preprocess_demo(cube, truth, Path(tmp))["arrays"]["composites"].load()
+from _common import demo_composites
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from xglacier.demo.forecast import demo_patches, interval_label
 
     print(f"load average before: {os.getloadavg()}; torch threads {torch.get_num_threads()}", flush=True)
-    ndsi = composites(args.composites, args.seed)
+    ndsi = demo_composites(args.composites, args.seed)
     train, val, test = demo_patches(ndsi)
     print(f"{ndsi.sizes['time']} composites; samples: {len(train)} train / {len(val)} val / "
           f"{len(test)} test", flush=True)

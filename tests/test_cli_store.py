@@ -44,6 +44,12 @@ def test_demo_command(tmp_path, capsys):
     line = next(x for x in text.splitlines() if "skill against" in x)
     point, low, high = (float(v) for v in re.findall(r"[-+]\d+\.\d+", line.split("blocks):")[1]))
     assert low <= point <= high
+    # the held-out year's ceiling: the climate oracle over the seven earlier years
+    line = next(x for x in text.splitlines() if "what knowing the climate would gain" in x)
+    assert "over the 7 earlier years" in line
+    found = re.findall(r"ratio (\d+\.\d+) \(paired 95 %: (\d+\.\d+)-(\d+\.\d+)\)", line)
+    ratio, low, high = (float(v) for v in found[0])
+    assert low <= ratio <= high
     assert "segmentation" in text and "random_forest" in text and "NDSI > 0.4" in text
     for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png",
                  "forecast.png", "forecast_flow.png", "skill_map.png", "salstm_small.json",

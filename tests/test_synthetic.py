@@ -186,6 +186,23 @@ def test_open_sample_and_errors():
         assert truth.glacier_class.isel(time=0).values.max() == 2
 
 
+def test_open_sample_overrides():
+    """Overrides change what they name and nothing else; the grid and dates cannot change."""
+    cube, truth = xglacier.open_sample()
+    cube0, truth0 = xglacier.open_sample(snowline_variability=0.0)
+    assert np.all(truth0.snowline_anomaly.values == 0)
+    assert np.abs(truth.snowline_anomaly.values).max() > 50
+    # the same scenes: dates, shifts and clouds do not depend on the snowline anomaly
+    np.testing.assert_array_equal(cube0.time.values, cube.time.values)
+    np.testing.assert_array_equal(truth0.shift_x.values, truth.shift_x.values)
+    np.testing.assert_array_equal(truth0.ice_albedo_factor.values, truth.ice_albedo_factor.values)
+    for bad in ({"shape": (64, 64)}, {"end": "2030-01-01"}, {"preset": "parvati"}):
+        with pytest.raises(xglacier.errors.ParameterError, match=r"open_sample: .* cannot be changed"):
+            xglacier.open_sample(**bad)
+    with pytest.raises(xglacier.errors.ParameterError, match=r"unknown keyword.*snowline_sd"):
+        xglacier.open_sample(snowline_sd=0)
+
+
 # -- year-to-year variability, checked against its truth ---------------------------------------
 
 @pytest.fixture(scope="module")

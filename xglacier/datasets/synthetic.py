@@ -20,6 +20,7 @@ increasing eastwards) in pixels of the output grid, continuous.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import dask
@@ -308,7 +309,15 @@ def _georeference(ds: xr.Dataset, crs: str) -> xr.Dataset:
     return georeference(ds, None, crs=crs).rio.write_transform()
 
 
-def open_sample(seed: int = 42) -> tuple[xr.Dataset, xr.Dataset]:
+#: What makes the demo's sample; ``open_sample``'s overrides may change any of these but the grid and dates.
+SAMPLE: dict[str, Any] = dict(
+    shape=(200, 200), start="2014-01-01", end="2022-01-01",
+    gaps=(("2019-07-01", "2019-10-01"),), retreat_rate=30.0,
+)
+_FIXED = ("shape", "start", "end", "preset", "seed")
+
+
+def open_sample(seed: int = 42, **overrides: Any) -> tuple[xr.Dataset, xr.Dataset]:
     """The demo's sample: a 200x200 synthetic cube over 2014-2021 and its truth.
 
     Eight years (32 quarterly composites, one quarter without scenes in 2019) with the
@@ -316,13 +325,28 @@ def open_sample(seed: int = 42) -> tuple[xr.Dataset, xr.Dataset]:
     4 + 4-quarter forecasting windows keeps 11 training windows, 4 validation and 4 test
     windows (``split(by="time", test=0.15, val=0.15)``), the last year held out.
 
+    Parameters
+    ----------
+    seed
+        Seed of the landscape and of every scene.
+    **overrides
+        Other keywords of :func:`synthetic_cube` that replace the sample's (for instance
+        ``snowline_variability=0`` for the same sample without a yearly snowline anomaly);
+        the grid and the dates stay the sample's.
+
     Examples
     --------
     >>> cube, truth = open_sample()
     >>> cube.sizes["y"], cube.sizes["x"], truth.sizes["year"]
     (200, 200, 8)
     """
-    return synthetic_cube(
-        shape=(200, 200), start="2014-01-01", end="2022-01-01", seed=seed,
-        gaps=(("2019-07-01", "2019-10-01"),), retreat_rate=30.0,
-    )
+    fixed = sorted(set(overrides) & set(_FIXED))
+    if fixed:
+        raise ParameterError(f"open_sample: {', '.join(fixed)} cannot be changed (the sample's grid and "
+                             f"dates are fixed); use synthetic_cube for another one")
+    known = set(inspect.signature(synthetic_cube).parameters)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParameterError(f"open_sample: unknown keyword(s) {', '.join(unknown)}; expected keywords of "
+                             f"synthetic_cube")
+    return synthetic_cube(**{**SAMPLE, **overrides}, seed=seed)

@@ -77,6 +77,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
     from ..io.store import to_zarr
     from ..motion import flow
     from ..nn.checkpoint import save_model
+    from .ceiling import held_out_ceiling
 
     torch.manual_seed(seed)
     model = SALSTM(preset="small", residual="seasonal")
@@ -101,6 +102,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
     flow_png = _forecast_flow_png(out, vel, fc)
     skill_png, skill_share = _skill_png(out, fc, future, seasonal)
     overall = table[table["lead"].astype(str) == "all"].set_index("model")
+    ceiling = held_out_ceiling(ndsi, block=int(table.attrs.get("block") or 40), seed=seed)
     return {
         "patch": PATCH, "train": len(train), "val": len(val), "test": len(test),
         "epochs_run": int(history["epoch"].max()), "best_epoch": int(history.attrs["best_epoch"]),
@@ -113,6 +115,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
         "forecast_mae": float(np.nanmean(err)),
         "seasonal_mae": float(np.nanmean(np.abs(seasonal.values - future.values))),
         "skill_share": skill_share,
+        "ceiling": {k: v for k, v in ceiling.items() if k != "per_frame"},
         "flow_pairs": int(vel.sizes["pair"]),
         "flow_above_noise": int(vel.above_noise.sum()),
         "files": [str(ckpt), str(zarr_path), str(png), str(flow_png), str(skill_png)],
@@ -215,6 +218,13 @@ def format_forecast(s: dict[str, Any]) -> list[str]:
     if sk["skill"] == sk["skill"]:  # NaN without a reference
         lines.append(f"    skill against {sk['skill_reference']} (1 - MSE ratio, paired over the same "
                      f"blocks): {sk['skill']:+.3f} ({sk['skill_low']:+.3f} to {sk['skill_high']:+.3f})")
+    c = s["ceiling"]
+    lines.append(
+        f"    what knowing the climate would gain on the held-out year: the mean of each quarter over the "
+        f"{c['years']} earlier years (which no model is given) scores MSE {c['oracle']:.4f} against seasonal "
+        f"persistence's {c['seasonal']:.4f}, ratio {c['ratio']:.2f} (paired 95 %: {c['ratio_low']:.2f}-"
+        f"{c['ratio_high']:.2f}); a single held-out year decides much of the verdict "
+        f"(benchmarks/bench_skill_ceiling.py)")
     lines += [
         f"    forecast of the held-out year: MSE {s['forecast_mse']:.4f}, MAE {s['forecast_mae']:.3f} "
         f"(same quarter one year earlier: MSE {s['seasonal_mse']:.4f}, MAE {s['seasonal_mae']:.3f});",

@@ -1,0 +1,110 @@
+"""How much better than seasonal persistence any forecast of the held-out year could be.
+
+The *climate oracle* forecasts each quarter of the held-out year by the mean of the same
+quarter over every earlier year. It knows the place's climate from all those years, which a
+model given one year of inputs does not; it cannot know the held-out year's own weather or
+which of its dates were clear. Where even it is not far below seasonal persistence, no
+forecaster from these inputs can be expected to be, and a verdict on one held-out year says
+more about that year than about the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .._validate import check_int, check_spatial, check_time
+from ..errors import DimensionError, InputError
+
+
+def _block_sums(err: np.ndarray, cells: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block sum of the squared errors ``err`` (frames, y, x) and the count of finite ones."""
+    ok = np.isfinite(err)
+    flat = np.broadcast_to(cells, err.shape)[ok]
+    return (np.bincount(flat, weights=err[ok], minlength=n_cells),
+            np.bincount(flat, minlength=n_cells).astype(float))
+
+
+def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_boot: int = 1000,
+                     seed: int = 0) -> dict[str, Any]:
+    """Seasonal persistence against the climate oracle on the last ``period`` frames.
+
+    Parameters
+    ----------
+    ndsi
+        ``(time, y, x)`` composites, ``period`` per year, the held-out year last. Frames
+        flagged by a boolean ``interpolated`` coordinate (as :func:`xglacier.composite`
+        writes it) are left out of the oracle's means; NaN pixels are left out of the errors.
+    period
+        Frames per year.
+    block, n_boot, seed
+        The block bootstrap (``block`` x ``block`` px blocks, ``n_boot`` resamples, paired
+        for both forecasts) of the 95 % intervals, as :func:`xglacier.evaluate` draws them.
+
+    Returns
+    -------
+    dict
+        ``seasonal`` and ``oracle`` (MSE over the held-out year) with ``*_low`` and
+        ``*_high``; ``ratio`` (oracle / seasonal) with its paired interval ``ratio_low`` and
+        ``ratio_high``; ``years`` (earlier years averaged); ``per_frame`` (list of
+        ``(time, seasonal MSE, oracle MSE)``).
+
+    Examples
+    --------
+    >>> t = xr.date_range("2019-01-01", periods=6, freq="6MS")
+    >>> v = np.array([0.0, 0.0, 0.4, 0.4, 0.2, 0.2])[:, None, None] * np.ones((6, 8, 8))
+    >>> r = held_out_ceiling(xr.DataArray(v, dims=("time", "y", "x"), coords={"time": t}), period=2)
+    >>> round(r["seasonal"], 3), round(r["oracle"], 3)
+    (0.04, 0.0)
+    """
+    from ..forecasting.skill import bootstrap_means, pixel_blocks
+
+    func = "held_out_ceiling"
+    period = check_int(func, "period", period, low=1)
+    block = check_int(func, "block", block, low=1)
+    if ndsi.ndim != 3 or ndsi.dims[0] != "time":
+        raise DimensionError(f"{func}: ndsi has dimensions {ndsi.dims}; expected (time, y, x)")
+    check_spatial(ndsi, f"{func}: ndsi")
+    check_time(ndsi)
+    n_time = ndsi.sizes["time"]
+    if n_time < 3 * period:
+        raise InputError(f"{func}: ndsi has {n_time} frames; expected at least three years of {period} "
+                         f"(two earlier years for the oracle's mean and the held-out year)")
+    step = float(np.median(np.diff(ndsi.time.values).astype("timedelta64[s]").astype(float))) / 86400
+    if abs(step * period / 365.25 - 1) > 0.2:
+        raise InputError(f"{func}: ndsi's frames are {step:.0f} days apart, which is not {period} per year "
+                         f"(period={period}); pass the period of the composites")
+    v = np.asarray(ndsi.values, dtype=np.float64)
+    interp = (ndsi["interpolated"].values.astype(bool) if "interpolated" in ndsi.coords
+              else np.zeros(n_time, bool))
+    targets = range(n_time - period, n_time)
+    seasonal = np.stack([(v[t] - v[t - period]) ** 2 for t in targets])
+    oracle = []
+    for t in targets:
+        earlier = [q for q in range(t % period, t, period) if not interp[q]]
+        if not earlier:
+            raise InputError(f"{func}: every earlier frame of the season of {str(ndsi.time.values[t])[:10]} "
+                             f"is interpolated; the oracle has nothing to average")
+        oracle.append((v[t] - np.mean(v[earlier], axis=0)) ** 2)
+    oracle = np.stack(oracle)
+    cells, n_cells = pixel_blocks(v.shape[1:], block)
+    (s_sp, n), (s_or, _) = _block_sums(seasonal, cells, n_cells), _block_sums(oracle, cells, n_cells)
+    keep = n > 0
+    if not keep.any():
+        raise InputError(f"{func}: the held-out year has no finite pixel")
+    boot = bootstrap_means(np.stack([s_sp, s_or], axis=1)[keep], n[keep], n_boot, seed)
+    lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_lo, ratio_hi = np.percentile(boot[:, 1] / boot[:, 0], [2.5, 97.5])
+    m_sp, m_or = s_sp.sum() / n.sum(), s_or.sum() / n.sum()
+    return {
+        "seasonal": float(m_sp), "seasonal_low": float(lo[0]), "seasonal_high": float(hi[0]),
+        "oracle": float(m_or), "oracle_low": float(lo[1]), "oracle_high": float(hi[1]),
+        "ratio": float(m_or / m_sp) if m_sp > 0 else float("nan"),
+        "ratio_low": float(ratio_lo), "ratio_high": float(ratio_hi),
+        "years": (n_time - period) // period,
+        "per_frame": [(str(ndsi.time.values[t])[:10], float(np.nanmean(a)), float(np.nanmean(b)))
+                      for t, a, b in zip(targets, seasonal, oracle, strict=True)],
+    }
