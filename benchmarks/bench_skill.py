@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--composites", help="the demo's composites.nc (default: preprocess the sample)")
     parser.add_argument("--seed", type=int, default=42, help="sample and training seed (the demo's)")
-    parser.add_argument("--residual", choices=["both", "seasonal", "none"], default="both")
+    parser.add_argument("--residual", choices=["both", "seasonal", "climatology", "none"], default="both",
+                        help="both: seasonal and none")
+    parser.add_argument("--n-in", type=int, default=4, help="quarters in (the paper's 4)")
     parser.add_argument("--models", default="SALSTM,LSTMEncoderDecoder,ConvLSTM")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     args = parser.parse_args(argv)
@@ -41,16 +43,17 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"load average before: {os.getloadavg()}; torch threads {torch.get_num_threads()}", flush=True)
     ndsi = demo_composites(args.composites, args.seed)
-    train, val, test = demo_patches(ndsi)
+    train, val, test = demo_patches(ndsi, n_in=args.n_in)
     print(f"{ndsi.sizes['time']} composites; samples: {len(train)} train / {len(val)} val / "
           f"{len(test)} test", flush=True)
-    residuals = {"both": ["seasonal", None], "seasonal": ["seasonal"], "none": [None]}[args.residual]
+    residuals = {"both": ["seasonal", None], "seasonal": ["seasonal"], "climatology": ["climatology"],
+                 "none": [None]}[args.residual]
     models, timing = {}, []
     for cls_name in args.models.split(","):
         for residual in residuals:
             label = f"{cls_name}" + (f" residual={residual}" if residual else "")
             torch.manual_seed(args.seed)
-            model = getattr(xglacier.models, cls_name)(preset="small", residual=residual)
+            model = getattr(xglacier.models, cls_name)(preset="small", residual=residual, n_in=args.n_in)
             t0 = time.perf_counter()
             history = xglacier.fit(model, train, val, epochs=args.epochs, seed=args.seed, progress=False)
             seconds = time.perf_counter() - t0

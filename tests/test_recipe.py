@@ -18,7 +18,14 @@ import xarray as xr
 import xglacier
 from xglacier.errors import CheckpointError, InputError, ParameterError
 from xglacier.forecasting.train import RECIPES, lr_factor, training_statistics
-from xglacier.models import SALSTM, ConvLSTM, LSTMEncoderDecoder, Persistence, SeasonalPersistence
+from xglacier.models import (
+    SALSTM,
+    ConvLSTM,
+    LSTMEncoderDecoder,
+    Persistence,
+    SeasonalClimatology,
+    SeasonalPersistence,
+)
 
 LEARNED = [SALSTM, LSTMEncoderDecoder, ConvLSTM]
 
@@ -62,6 +69,25 @@ def test_zero_network_forecasts_the_reference_exactly(cls):
     assert torch.equal(plain(x), torch.full((3, 4, 8, 8), 0.25))
 
 
+@pytest.mark.parametrize("cls", LEARNED)
+def test_zero_network_with_climatology_residual_forecasts_the_seasonal_means(cls):
+    x = torch.rand(3, 12, 8, 8)  # three years of quarters
+    clim = zeroed(small(cls, n_in=12, residual="climatology", statistics=(0.3, 0.7)))
+    # lead k: the mean of inputs k, k + 4 and k + 8 (written out, not through the library)
+    want = torch.stack([(x[:, k] + x[:, k + 4] + x[:, k + 8]) / 3 for k in (0, 1, 2, 3, 0, 1)], dim=1)
+    torch.testing.assert_close(clim(x, n_out=6), want)
+    torch.testing.assert_close(SeasonalClimatology(patch_size=8, n_in=12, n_out=6)(x), want)
+    # one year of inputs: the climatology residual is seasonal persistence
+    one = torch.rand(2, 4, 8, 8)
+    season = SeasonalPersistence(patch_size=8)(one)
+    assert torch.equal(zeroed(small(cls, residual="climatology"))(one), season)
+    # an incomplete earliest year: only the seasons it reaches get a second frame
+    six = torch.rand(2, 6, 8, 8)
+    got = SeasonalClimatology(patch_size=8, n_in=6, n_out=4)(six)
+    torch.testing.assert_close(got[:, 0], six[:, 2])
+    torch.testing.assert_close(got[:, 2], (six[:, 4] + six[:, 0]) / 2)
+
+
 class Shift(SALSTM):
     """The SA-LSTM-H interface with a known network: the output is ``x[:, -1] + 1`` (normalised)."""
 
@@ -85,6 +111,10 @@ def test_residual_options_are_checked():
         SALSTM(preset="small", residual="yearly")
     with pytest.raises(ParameterError, match=r"ConvLSTM: residual='seasonal' with period=4 needs n_in"):
         ConvLSTM(preset="small", n_in=3, residual="seasonal")
+    with pytest.raises(ParameterError, match=r"SALSTM: residual='climatology' with period=4 needs n_in"):
+        SALSTM(preset="small", n_in=3, residual="climatology")
+    with pytest.raises(ParameterError, match=r"SeasonalClimatology: period=5"):
+        SeasonalClimatology(patch_size=4, n_in=4, period=5)
     with pytest.raises(ParameterError, match=r"LSTMEncoderDecoder: statistics\[1\] \(std\)=0"):
         LSTMEncoderDecoder(preset="small", statistics=(0.0, 0.0))
     with pytest.raises(ParameterError, match="Persistence: residual and statistics are for learned models"):
@@ -98,10 +128,11 @@ def test_fit_refuses_a_seasonal_period_that_is_not_the_datas():
         xglacier.fit(small(SALSTM, residual="seasonal"), ps, epochs=1, progress=False)
 
 
-@pytest.mark.parametrize("residual", ["seasonal", "last"])
+@pytest.mark.parametrize("residual", ["seasonal", "last", "climatology"])
 def test_residual_forecast_chunked_equals_unchunked_and_adds_the_reference(residual, no_compute):
     torch.manual_seed(0)
-    model = small(SALSTM, residual=residual, statistics=(0.5, 0.3)).eval()
+    n_in = 8 if residual == "climatology" else 4  # two years of inputs to average
+    model = small(SALSTM, n_in=n_in, residual=residual, statistics=(0.5, 0.3)).eval()
     da = composites()
     eager = xglacier.forecast(da, model, steps=6, stride=3)
     for chunks in ({"time": 1}, {"time": 3, "y": 7, "x": 20}):
@@ -111,7 +142,12 @@ def test_residual_forecast_chunked_equals_unchunked_and_adds_the_reference(resid
     # with zero weights the whole-scene forecast is the reference (blending equal values is exact
     # up to float rounding of the weights)
     ref = xglacier.forecast(da, zeroed(model), steps=6, stride=3, weight="uniform")
-    want = da.values[[6, 7, 8, 9, 6, 7]] if residual == "seasonal" else np.repeat(da.values[-1:], 6, 0)
+    v = da.values
+    want = {"seasonal": v[[6, 7, 8, 9, 6, 7]], "last": np.repeat(v[-1:], 6, 0),
+            # beyond n_out the forecast rolls on: frames 10 and 11 (the means of 6 and 2, of 7 and 3)
+            # are inputs of leads 4 and 5, beside frames 6 and 7
+            "climatology": np.concatenate([(v[[6, 7, 8, 9]] + v[[2, 3, 4, 5]]) / 2,
+                                           (3 * v[[6, 7]] + v[[2, 3]]) / 4])}[residual]
     np.testing.assert_allclose(ref.values, want, rtol=1e-6)
     assert f"'residual': '{residual}'" in ref.attrs["model_config"]
 

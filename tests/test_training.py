@@ -327,3 +327,12 @@ def test_seasonal_baseline_needs_a_year_of_inputs():
     assert "seasonal_persistence" not in set(evaluate(None, monthly, n_boot=0).model)
     quarterly = xglacier.patches(random_cube(nt=10), size=4, stride=4, n_in=4, n_out=2)
     assert "seasonal_persistence" in set(evaluate(None, quarterly, n_boot=0).model)
+    # the seasonal climatology only when the inputs cover two years (else it is seasonal persistence)
+    assert "seasonal_climatology" not in set(evaluate(None, quarterly, n_boot=0).model)
+    two_years = xglacier.patches(random_cube(nt=12), size=4, stride=4, n_in=8, n_out=2)
+    table = evaluate(None, two_years, n_boot=0)
+    row = table[table.model == "seasonal_climatology"].reset_index(drop=True)
+    # lead h: the mean of inputs h and h + 4, by hand
+    se, ae = hand_errors(two_years, lambda f: (f[:2] + f[4:6]) / 2)
+    np.testing.assert_allclose(row.mse, [*se.mean(0), se.mean()], rtol=1e-5)
+    np.testing.assert_allclose(row.mae, [*ae.mean(0), ae.mean()], rtol=1e-5)

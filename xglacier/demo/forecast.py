@@ -22,8 +22,9 @@ from ..errors import FlowNoiseWarning
 PATCH, TRAIN_STRIDE, TEST_STRIDE = 20, 20, 10
 
 
-def demo_patches(ndsi: xr.DataArray) -> tuple[Any, Any, Any]:
-    """The demo's (train, val, test) samples: 20x20 patches, 4 quarters in, 4 out, split by time.
+def demo_patches(ndsi: xr.DataArray, *, n_in: int = 4) -> tuple[Any, Any, Any]:
+    """The demo's (train, val, test) samples: 20x20 patches, ``n_in`` quarters in (the paper's
+    4), 4 out, split by time.
 
     ``split(by="time", test=0.15, val=0.15)``: the last windows (the held-out year among
     them) are the test targets, no training window reaches a validation target, no
@@ -34,7 +35,7 @@ def demo_patches(ndsi: xr.DataArray) -> tuple[Any, Any, Any]:
     """
     from ..forecasting.patches import patches
 
-    kw = dict(size=PATCH, n_in=4, n_out=4)
+    kw = dict(size=PATCH, n_in=n_in, n_out=4)
     train, val, _ = patches(ndsi, stride=TRAIN_STRIDE, **kw).split(by="time", test=0.15, val=0.15)
     _, _, test = patches(ndsi, stride=TEST_STRIDE, **kw).split(by="time", test=0.15, val=0.15)
     return train, val, test

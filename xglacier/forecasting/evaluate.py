@@ -40,7 +40,7 @@ def _frames_per_year(ps: PatchSet) -> int | None:
 
 def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
     try:
-        from .models import Climatology, LinearTrend, Persistence, SeasonalPersistence
+        from .models import Climatology, LinearTrend, Persistence, SeasonalClimatology, SeasonalPersistence
     except ImportError as err:  # the models package is optional for training alone
         raise ImportError(
             f"evaluate: the baselines need xglacier.models ({err}); pass baselines=False"
@@ -51,6 +51,8 @@ def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
     period = period if period is not None else (_frames_per_year(ps) or 4)
     if period <= p.n_in:
         out["seasonal_persistence"] = SeasonalPersistence(**kw, period=period)
+    if 2 * period <= p.n_in:  # with one year of inputs it would be seasonal persistence again
+        out["seasonal_climatology"] = SeasonalClimatology(**kw, period=period)
     out["climatology"] = Climatology(**kw)
     out["linear_trend"] = LinearTrend(**kw)
     return out
@@ -242,8 +244,9 @@ def evaluate(
         The test samples.
     baselines
         Also score ``persistence`` (last input frame), ``seasonal_persistence`` (the same
-        season one year earlier, when the inputs reach that far), ``climatology`` (mean
-        of the inputs) and ``linear_trend`` from :mod:`xglacier.models`.
+        season one year earlier, when the inputs reach that far), ``seasonal_climatology``
+        (mean of the inputs of the same season, when the inputs cover two years or more),
+        ``climatology`` (mean of the inputs) and ``linear_trend`` from :mod:`xglacier.models`.
     n_boot
         Bootstrap resamples; 0 leaves the interval columns NaN.
     batch_size

@@ -5,13 +5,14 @@ All share :class:`ForecastModel`: ``model(x)`` maps ``(batch, n_in, P, P)`` fram
 """
 
 from .base import ForecastModel
-from .baselines import Climatology, LinearTrend, Persistence, SeasonalPersistence
+from .baselines import Climatology, LinearTrend, Persistence, SeasonalClimatology, SeasonalPersistence
 from .convlstm import ConvLSTM
 from .lstm import LSTMEncoderDecoder
 from .salstm import SALSTM
 
-#: The naive baselines every evaluation reports.
-BASELINES = (Persistence, SeasonalPersistence, Climatology, LinearTrend)
+#: The naive baselines every evaluation reports (``SeasonalClimatology`` when the inputs cover
+#: two seasonal cycles or more).
+BASELINES = (Persistence, SeasonalPersistence, SeasonalClimatology, Climatology, LinearTrend)
 
 __all__ = [
     "BASELINES",
@@ -22,5 +23,6 @@ __all__ = [
     "LSTMEncoderDecoder",
     "LinearTrend",
     "Persistence",
+    "SeasonalClimatology",
     "SeasonalPersistence",
 ]

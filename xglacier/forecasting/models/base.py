@@ -6,12 +6,13 @@ transformations recorded in its ``config`` (hence in its checkpoint):
 * input normalisation, ``statistics=(mean, std)`` (set by :func:`xglacier.fit` from the
   training samples; ``None`` is the identity): the network reads ``(x - mean) / std``;
 * residual forecasting, ``residual="seasonal"`` (the same quarter one year earlier, i.e. the
-  input ``period`` frames before the target) or ``"last"`` (the last input frame) or
-  ``None``: the network predicts the change over that reference, and ``forward`` adds the
-  reference back, so that a network that outputs zeros *is* the reference forecast. A
-  residual model starts there: its output layer is initialised to zero (see
-  :meth:`ForecastModel._zero_start`), so training starts from the reference forecast and
-  learns the correction (with early stopping, never ending worse on the validation samples).
+  input ``period`` frames before the target), ``"climatology"`` (the mean of the same
+  quarter over every year of the inputs), ``"last"`` (the last input frame) or ``None``: the
+  network predicts the change over that reference, and ``forward`` adds the reference back,
+  so that a network that outputs zeros *is* the reference forecast. A residual model starts
+  there: its output layer is initialised to zero (see :meth:`ForecastModel._zero_start`), so
+  training starts from the reference forecast and learns the correction (with early
+  stopping, never ending worse on the validation samples).
 
 ``forward`` returns ``reference + std * network(...)`` (``mean`` instead of ``reference``
 without a residual), so every caller (:func:`xglacier.fit`, :func:`xglacier.evaluate`,
@@ -30,7 +31,21 @@ from ..._validate import check_choice, check_int, check_number
 from ...errors import InputError, ParameterError
 
 #: What ``residual=`` accepts: the reference the network's output is added to.
-RESIDUALS = ("seasonal", "last")
+RESIDUALS = ("seasonal", "climatology", "last")
+
+
+def season_inputs(n_in: int, period: int, lead: int) -> list[int]:
+    """Indices of the inputs in the same season as lead ``lead`` (from 0), the latest first.
+
+    The latest is ``n_in - period + lead % period`` (one seasonal ``period`` before the
+    first forecast frame, or before its cycle's repeat); the others lie whole periods earlier.
+
+    Examples
+    --------
+    >>> season_inputs(12, 4, 0), season_inputs(12, 4, 5), season_inputs(6, 4, 1)
+    ([8, 4, 0], [9, 5, 1], [3])
+    """
+    return list(range(n_in - period + lead % period, -1, -period))
 
 
 def _statistics(cls_name: str, statistics: Sequence[float] | None) -> list[float] | None:
@@ -41,6 +56,12 @@ def _statistics(cls_name: str, statistics: Sequence[float] | None) -> list[float
     mean = float(check_number(cls_name, "statistics[0] (mean)", statistics[0]))
     std = float(check_number(cls_name, "statistics[1] (std)", statistics[1], low=0, low_open=True))
     return [mean, std]
+
+
+def season_means(x: torch.Tensor, period: int, steps: int) -> torch.Tensor:
+    """``(B, steps, P, P)``: for each lead, the mean of the ``(B, n_in, P, P)`` inputs of its season."""
+    n_in = x.shape[1]
+    return torch.stack([x[:, season_inputs(n_in, period, k)].mean(dim=1) for k in range(steps)], dim=1)
 
 
 class ForecastModel(nn.Module):
@@ -60,10 +81,10 @@ class ForecastModel(nn.Module):
     patch_size, n_in, n_out
         Patch side and frames in / out.
     residual
-        ``"seasonal"``, ``"last"`` or ``None`` (learned models only).
+        ``"seasonal"``, ``"climatology"``, ``"last"`` or ``None`` (learned models only).
     period
-        Frames per seasonal cycle for ``residual="seasonal"`` (4 for quarterly frames; at
-        most ``n_in``).
+        Frames per seasonal cycle for ``residual="seasonal"`` and ``"climatology"`` (4 for
+        quarterly frames; at most ``n_in``).
     statistics
         ``(mean, std)`` input normalisation, or ``None``.
 
@@ -88,8 +109,8 @@ class ForecastModel(nn.Module):
             if residual is not None:
                 check_choice(name, "residual", residual, RESIDUALS)
             period = check_int(name, "period", period, low=1)
-            if residual == "seasonal" and period > n_in:
-                raise ParameterError(f"{name}: residual='seasonal' with period={period} needs n_in >= "
+            if residual in ("seasonal", "climatology") and period > n_in:
+                raise ParameterError(f"{name}: residual={residual!r} with period={period} needs n_in >= "
                                      f"period; n_in={n_in}")
             self.residual, self.period = residual, period
             self.statistics = _statistics(name, statistics)
@@ -121,14 +142,17 @@ class ForecastModel(nn.Module):
         """The ``(B, steps, P, P)`` frames the residual is added to (None without a residual).
 
         ``"seasonal"``: lead ``k`` (from 0) takes input ``n_in - period + k % period``, as
-        :class:`~xglacier.models.SeasonalPersistence`; ``"last"``: the last input frame.
+        :class:`~xglacier.models.SeasonalPersistence`; ``"climatology"``: the mean of the
+        inputs of that season, as :class:`~xglacier.models.SeasonalClimatology`; ``"last"``:
+        the last input frame.
         """
         if getattr(self, "residual", None) is None:
             return None
         if self.residual == "last":
             return x[:, -1:].expand(-1, steps, -1, -1)
-        idx = [self.n_in - self.period + k % self.period for k in range(steps)]
-        return x[:, idx]
+        if self.residual == "climatology":
+            return season_means(x, self.period, steps)
+        return x[:, [season_inputs(self.n_in, self.period, k)[0] for k in range(steps)]]
 
     def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
                 teacher_forcing: float = 0.0) -> torch.Tensor:

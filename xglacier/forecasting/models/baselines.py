@@ -6,7 +6,7 @@ import torch
 
 from ..._validate import check_int
 from ...nn.registry import register_model
-from .base import ForecastModel
+from .base import ForecastModel, season_inputs, season_means
 
 
 class _Baseline(ForecastModel):
@@ -57,8 +57,35 @@ class SeasonalPersistence(_Baseline):
     def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
         self._check(x)
         steps = n_out or self.n_out
-        idx = [self.n_in - self.period + k % self.period for k in range(steps)]
-        return x[:, idx].clone()
+        return x[:, [season_inputs(self.n_in, self.period, k)[0] for k in range(steps)]].clone()
+
+
+@register_model
+class SeasonalClimatology(_Baseline):
+    """Each future frame is the per-pixel mean of the inputs of its season (every year the
+    inputs cover); with one year of inputs this is :class:`SeasonalPersistence`.
+
+    With several years of inputs it is the climatology of the place and season: it averages
+    away one year's weather and one quarter's choice of clear dates, which makes it a harder
+    baseline than seasonal persistence wherever those vary more than the climate changes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(8.0).reshape(1, 8, 1, 1)          # two years of quarters
+    >>> SeasonalClimatology(patch_size=1, n_in=8)(x)[0, :, 0, 0].tolist()
+    [2.0, 3.0, 4.0, 5.0]
+    """
+
+    def __init__(self, *, patch_size: int = 50, n_in: int = 4, n_out: int = 4, period: int = 4) -> None:
+        n_in = check_int("SeasonalClimatology", "n_in", n_in, low=1)
+        period = check_int("SeasonalClimatology", "period", period, low=1, high=n_in)
+        super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, period=period)
+        self.period = period
+
+    def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
+        self._check(x)
+        return season_means(x, self.period, n_out or self.n_out)
 
 
 @register_model

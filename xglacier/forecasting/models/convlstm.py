@@ -56,7 +56,7 @@ class ConvLSTM(ForecastModel):
     convolution maps the decoder's top state to a frame. The decoder does not read frames,
     so teacher forcing does not apply to this model.
 
-    ``residual`` (``"seasonal"``, ``"last"`` or None), ``period`` and ``statistics`` (input
+    ``residual`` (``"seasonal"``, ``"climatology"``, ``"last"`` or None), ``period`` and ``statistics`` (input
     normalisation) are those of :class:`~xglacier.models.ForecastModel`; with a residual
     the output convolution starts at zero, so the untrained model forecasts the reference.
 

@@ -29,7 +29,7 @@ class LSTMEncoderDecoder(ForecastModel):
     state is the predicted frame itself (an LSTM output lies in (-1, 1), the NDSI range);
     otherwise a linear layer maps it to a frame.
 
-    ``residual`` (``"seasonal"``, ``"last"`` or None), ``period`` and ``statistics`` (input
+    ``residual`` (``"seasonal"``, ``"climatology"``, ``"last"`` or None), ``period`` and ``statistics`` (input
     normalisation) are those of :class:`~xglacier.models.ForecastModel`; with a residual
     the decoder's head (or, when the state is the frame, a gain) starts at zero, so the
     untrained model forecasts the reference.

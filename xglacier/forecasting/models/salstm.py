@@ -55,7 +55,8 @@ class SALSTM(ForecastModel):
         ``"paper"`` (Table 2: 200,072,500 parameters) or ``"small"``.
     residual, period, statistics
         Predict the change over ``"seasonal"`` (the input ``period`` frames before the
-        target) or ``"last"`` (the last input) instead of the frame, and the input
+        target), ``"climatology"`` (the mean of the inputs of the target's season) or
+        ``"last"`` (the last input) instead of the frame, and the input
         normalisation ``(mean, std)``; see :class:`~xglacier.models.ForecastModel`. With a
         residual the linear head starts at zero (the untrained model is the reference).
 
