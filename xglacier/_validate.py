@@ -101,6 +101,28 @@ def check_time(obj: xr.Dataset | xr.DataArray, required: bool = True) -> None:
         )
 
 
+def frames_per_year(times: Any) -> int | None:
+    """Frames per year of a regular, increasing datetime axis (4 for quarterly composites), or
+    None when it has fewer than two frames or no whole number of frames per year.
+
+    Examples
+    --------
+    >>> frames_per_year(pd.date_range("2020-01-01", periods=8, freq="3MS"))
+    4
+    >>> frames_per_year(pd.date_range("2020-01-01", periods=8, freq="5MS")) is None
+    True
+    """
+    t = np.asarray(times, dtype="datetime64[s]")
+    if t.size < 2:
+        return None
+    step = float(np.median(np.diff(t).astype(np.float64))) / 86400.0
+    if step <= 0:
+        return None
+    per_year = 365.25 / step
+    # monthly steps vary from 28 to 31 days: accept a few percent off a whole number
+    return round(per_year) if abs(per_year - round(per_year)) < 0.05 * per_year else None
+
+
 def _raw_attrs(da: xr.DataArray) -> str:
     """What the attributes of an unscaled variable say about its scaling and nodata."""
     said = [f"{k}={da.attrs[k]!r}" for k in ("scale_factor", "add_offset", "_FillValue", "nodata")

@@ -289,8 +289,9 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
         ``scenes_dropped``, ``alignment_failures``, ``periods`` (composites),
         ``area_km2_<year>`` per segmented year, ``speed_glacier_m_a`` and ``speed_stable_m_a``
         (medians of the per-pixel median speed over the glacier and over stable ground; NaN
-        without ``flow``), ``forecast_skill`` (MSE skill against persistence on the last
-        ``forecast_steps`` composites; NaN without a model or enough history), ``warnings``
+        without ``flow``), ``forecast_skill`` (MSE skill on the last ``forecast_steps``
+        composites against the better of persistence and seasonal persistence, named by
+        ``forecast_skill_reference``; NaN without a model or enough history), ``warnings``
         (xglacier warnings, as text) and ``seconds``.
 
     Raises
@@ -324,7 +325,8 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
         comps, summer, counts = steps.composites(glacier_scenes(glacier, config), config, where)
         row.update(counts, periods=int(comps.sizes["time"]))
         steps.write(comps, folder / NDSI, where)
-        row.update(speed_glacier_m_a=np.nan, speed_stable_m_a=np.nan, forecast_skill=np.nan)
+        row.update(speed_glacier_m_a=np.nan, speed_stable_m_a=np.nan, forecast_skill=np.nan,
+                   forecast_skill_reference="")
         if "flow" in config.products:
             vel, speeds = steps.velocity(comps[config.flow_band], glacier.geometry)
             to_netcdf(vel, folder / FLOW)
@@ -338,7 +340,8 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
             model = cached_model(config.forecast_model)
             series = steps.forecast_variable(comps, model, where)
             to_netcdf(steps.forecast_product(series, model, config.forecast_steps), folder / FORECAST)
-            row["forecast_skill"] = steps.forecast_skill(series, model, config.forecast_steps)
+            row["forecast_skill"], row["forecast_skill_reference"] = steps.forecast_skill(
+                series, model, config.forecast_steps)
     row["warnings"] = " | ".join(notes)[:2000]
     row["seconds"] = time.perf_counter() - t0
     return row

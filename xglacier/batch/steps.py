@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._validate import frames_per_year
 from ..errors import EmptySceneError, InputError, MissingBandError, NarrowGlacierWarning
 from ..forecasting.forecast import forecast
 from ..io.store import to_netcdf, to_zarr
@@ -212,23 +213,37 @@ def segment_years(scenes: xr.Dataset, model: Any, config: BatchConfig
     return gdf, areas
 
 
-def forecast_skill(series: xr.DataArray, model: Any, steps: int) -> float:
-    """MSE skill score of the model against persistence, on the last ``steps`` composites.
+def forecast_skill(series: xr.DataArray, model: Any, steps: int) -> tuple[float, str]:
+    """MSE skill of the model against the better naive forecast, on the last ``steps`` composites.
 
-    The model forecasts them from the composites before (never seeing them);
-    ``1 - MSE(model) / MSE(persistence of the last input)`` over the pixels valid in both.
-    NaN when the series is shorter than ``model.n_in + steps`` or persistence is exact.
+    The model forecasts them from the composites before (never seeing them). The reference
+    is whichever of persistence (the last input) and seasonal persistence (each target's
+    season one year earlier, when the series has whole years and the history reaches back
+    one) has the lower MSE, as :func:`xglacier.evaluate`'s ``reference="best"``: skill
+    against persistence alone flatters any model on seasonal series. Returns
+    ``(1 - MSE(model) / MSE(reference), reference name)`` over the pixels valid in all;
+    NaN when the series is shorter than ``model.n_in + steps`` or the reference is exact.
     """
     nt = series.sizes["time"]
     if nt < int(model.n_in) + steps:
-        return float("nan")
+        return float("nan"), ""
     hist, truth = series.isel(time=slice(0, nt - steps)), series.isel(time=slice(nt - steps, None)).values
     pred = np.asarray(forecast(hist, model, steps=steps).values)
-    persist = hist.isel(time=-1).values[None]
-    ok = np.isfinite(pred) & np.isfinite(truth) & np.isfinite(persist)
-    mse_model = float(np.mean((pred - truth)[ok] ** 2)) if ok.any() else np.nan
-    mse_persist = float(np.mean(np.broadcast_to(persist - truth, truth.shape)[ok] ** 2)) if ok.any() else 0
-    return 1.0 - mse_model / mse_persist if mse_persist > 0 else float("nan")
+    h = hist.values
+    refs = {"persistence": np.broadcast_to(h[-1:], truth.shape)}
+    period = frames_per_year(series.time.values)
+    if period is not None and period <= h.shape[0]:
+        # lead k takes the history frame one period before it (the cycle repeats past a year)
+        refs["seasonal_persistence"] = h[[h.shape[0] - period + k % period for k in range(steps)]]
+    ok = np.isfinite(pred) & np.isfinite(truth)
+    for ref in refs.values():
+        ok &= np.isfinite(ref)
+    if not ok.any():
+        return float("nan"), ""
+    mse = {name: float(np.mean((ref - truth)[ok] ** 2)) for name, ref in refs.items()}
+    best = min(mse, key=mse.get)
+    mse_model = float(np.mean((pred - truth)[ok] ** 2))
+    return (1.0 - mse_model / mse[best] if mse[best] > 0 else float("nan")), best
 
 
 def forecast_product(series: xr.DataArray, model: Any, steps: int) -> xr.DataArray:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._validate import check_int, check_spatial, check_time
+from .._validate import check_int, check_spatial, check_time, frames_per_year
 from ..errors import DimensionError, InputError
 
 
@@ -72,10 +72,10 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     if n_time < 3 * period:
         raise InputError(f"{func}: ndsi has {n_time} frames; expected at least three years of {period} "
                          f"(two earlier years for the oracle's mean and the held-out year)")
-    step = float(np.median(np.diff(ndsi.time.values).astype("timedelta64[s]").astype(float))) / 86400
-    if abs(step * period / 365.25 - 1) > 0.2:
-        raise InputError(f"{func}: ndsi's frames are {step:.0f} days apart, which is not {period} per year "
-                         f"(period={period}); pass the period of the composites")
+    per_year = frames_per_year(ndsi.time.values)
+    if per_year != period:
+        have = f"{per_year} frames per year" if per_year else "no whole number of frames per year"
+        raise InputError(f"{func}: ndsi has {have}, not period={period}; pass the period of the composites")
     v = np.asarray(ndsi.values, dtype=np.float64)
     interp = (ndsi["interpolated"].values.astype(bool) if "interpolated" in ndsi.coords
               else np.zeros(n_time, bool))

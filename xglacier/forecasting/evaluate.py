@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._validate import check_choice, check_flag, check_int, check_number
+from .._validate import check_choice, check_flag, check_int, check_number, frames_per_year
 from ..errors import ParameterError
 from ..nn.loop import model_device
 from .checks import check_compatible, check_output, check_patchset
@@ -26,16 +26,8 @@ __all__ = ["evaluate"]
 
 
 def _frames_per_year(ps: PatchSet) -> int | None:
-    """Frames per year of a regular time axis (4 for quarterly composites), else None."""
-    if "time" not in ps.da.coords or ps.da.sizes["time"] < 2:
-        return None
-    days = np.diff(ps.da["time"].values).astype("timedelta64[s]").astype(np.float64) / 86400.0
-    step = float(np.median(days))
-    if step <= 0:
-        return None
-    per_year = 365.25 / step
-    # monthly steps vary from 28 to 31 days: accept a few percent off a whole number
-    return round(per_year) if abs(per_year - round(per_year)) < 0.05 * per_year else None
+    """Frames per year of the samples' time axis (4 for quarterly composites), else None."""
+    return frames_per_year(ps.da["time"].values) if "time" in ps.da.coords else None
 
 
 def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:

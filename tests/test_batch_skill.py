@@ -1,0 +1,58 @@
+"""The batch summary's forecast skill: against the better of persistence and seasonal persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from xglacier.batch.steps import forecast_skill
+from xglacier.models import Persistence, SeasonalPersistence
+
+
+def series(nt: int, *, freq: str = "3MS", seed: int = 0, noise: float = 0.05) -> xr.DataArray:
+    """A seasonal cycle that repeats every 4 frames, plus independent noise per frame."""
+    rng = np.random.default_rng(seed)
+    cycle = rng.uniform(-1, 1, (4, 16, 16))
+    v = np.stack([cycle[t % 4] + noise * rng.standard_normal((16, 16)) for t in range(nt)])
+    return xr.DataArray(v, dims=("time", "y", "x"), name="ndsi",
+                        coords={"time": pd.date_range("2015-01-01", periods=nt, freq=freq),
+                                "y": 3.5e6 - 30 * np.arange(16), "x": 7e5 + 30 * np.arange(16)})
+
+
+def by_hand(v: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> float:
+    return 1 - np.mean((pred - v) ** 2) / np.mean((ref - v) ** 2)
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_skill_is_against_seasonal_persistence_on_a_seasonal_series(descending):
+    da = series(12)
+    if not descending:
+        da = da.isel(y=slice(None, None, -1))
+    v = da.values
+    # a persistence model: persistence is a poor reference on a seasonal series, so the
+    # reference is seasonal persistence and the model's skill is strongly negative
+    skill, ref = forecast_skill(da, Persistence(patch_size=8), 2)
+    assert ref == "seasonal_persistence"
+    want = by_hand(v[10:], np.repeat(v[9:10], 2, 0), v[6:8])
+    assert skill == pytest.approx(want, rel=1e-5) and skill < -10
+    # seasonal persistence as the model ties its reference (up to the float32 of the forecast)
+    skill, ref = forecast_skill(da, SeasonalPersistence(patch_size=8), 2)
+    assert ref == "seasonal_persistence" and skill == pytest.approx(0.0, abs=1e-6)
+
+
+def test_reference_falls_back_on_persistence():
+    # history of two quarters: no frame one year before the targets
+    da = series(4)
+    skill, ref = forecast_skill(da, Persistence(patch_size=8, n_in=2), 2)
+    assert ref == "persistence" and skill == pytest.approx(0.0, abs=1e-6)
+    # monthly frames: a year is 12 frames, more than the history of 8
+    monthly = series(10, freq="MS")
+    skill, ref = forecast_skill(monthly, SeasonalPersistence(patch_size=8), 2)
+    v = monthly.values
+    assert ref == "persistence"
+    assert skill == pytest.approx(by_hand(v[8:], v[4:6], np.repeat(v[7:8], 2, 0)), rel=1e-5)
+    # too short for the model: NaN, no reference
+    skill, ref = forecast_skill(series(5), Persistence(patch_size=8), 2)
+    assert np.isnan(skill) and ref == ""
