@@ -35,7 +35,7 @@ import time
 
 from _common import demo_composites
 
-from xglacier.demo.ceiling import held_out_ceiling
+from xglacier.forecasting.ceiling import held_out_ceiling
 
 SETTINGS = {
     "default": {},

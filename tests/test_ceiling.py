@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xglacier.demo.ceiling import held_out_ceiling
 from xglacier.errors import DimensionError, InputError, TimeAxisError
+from xglacier.forecasting.ceiling import held_out_ceiling
 
 
 def frames(values: np.ndarray, *, freq: str = "6MS", interpolated=None, ny: int = 8, nx: int = 8

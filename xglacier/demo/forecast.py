@@ -72,13 +72,13 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
     """
     import torch
 
+    from ..forecasting.ceiling import held_out_ceiling
     from ..forecasting.forecast import forecast
     from ..forecasting.models import SALSTM
     from ..forecasting.train import evaluate, fit
     from ..io.store import to_zarr
     from ..motion import flow
     from ..nn.checkpoint import save_model
-    from .ceiling import held_out_ceiling
 
     torch.manual_seed(seed)
     model = SALSTM(preset="small", residual="seasonal")

@@ -17,6 +17,7 @@ import xarray as xr
 
 from .._validate import check_int, check_spatial, check_time, frames_per_year
 from ..errors import DimensionError, InputError
+from .skill import bootstrap_means, pixel_blocks
 
 
 def _block_sums(err: np.ndarray, cells: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,8 +60,6 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     >>> round(r["seasonal"], 3), round(r["oracle"], 3)
     (0.04, 0.0)
     """
-    from ..forecasting.skill import bootstrap_means, pixel_blocks
-
     func = "held_out_ceiling"
     period = check_int(func, "period", period, low=1)
     block = check_int(func, "block", block, low=1)
