@@ -152,15 +152,16 @@ def test_residual_forecast_chunked_equals_unchunked_and_adds_the_reference(resid
     assert f"'residual': '{residual}'" in ref.attrs["model_config"]
 
 
-def test_residual_and_statistics_survive_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("residual", ["seasonal", "climatology"])
+def test_residual_and_statistics_survive_a_checkpoint(tmp_path, residual):
     torch.manual_seed(0)
-    model = small(ConvLSTM, residual="seasonal", statistics=(0.1, 0.4)).eval()
+    model = small(ConvLSTM, n_in=8, residual=residual, statistics=(0.1, 0.4)).eval()
     xglacier.save_model(model, tmp_path / "m", variable="ndsi")
     meta = xglacier.nn.read_metadata(tmp_path / "m")
-    assert meta["config"]["residual"] == "seasonal" and meta["config"]["statistics"] == [0.1, 0.4]
+    assert meta["config"]["residual"] == residual and meta["config"]["statistics"] == [0.1, 0.4]
     loaded = xglacier.load_model(tmp_path / "m")
-    assert (loaded.residual, loaded.period, loaded.statistics) == ("seasonal", 4, [0.1, 0.4])
-    x = torch.rand(2, 4, 8, 8)
+    assert (loaded.residual, loaded.period, loaded.statistics) == (residual, 4, [0.1, 0.4])
+    x = torch.rand(2, 8, 8, 8)
     assert torch.equal(loaded(x), model(x))
     meta["config"]["residual"] = "yearly"
     (tmp_path / "m.json").write_text(__import__("json").dumps(meta))
