@@ -16,6 +16,17 @@ class _Baseline(ForecastModel):
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, **config)
 
 
+class _Seasonal(_Baseline):
+    """A baseline that reads the inputs of each lead's season, ``period`` frames per cycle."""
+
+    def __init__(self, *, patch_size: int = 50, n_in: int = 4, n_out: int = 4, period: int = 4) -> None:
+        name = type(self).__name__
+        n_in = check_int(name, "n_in", n_in, low=1)
+        period = check_int(name, "period", period, low=1, high=n_in)
+        super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, period=period)
+        self.period = period
+
+
 @register_model
 class Persistence(_Baseline):
     """Every future frame equals the last input frame.
@@ -34,7 +45,7 @@ class Persistence(_Baseline):
 
 
 @register_model
-class SeasonalPersistence(_Baseline):
+class SeasonalPersistence(_Seasonal):
     """Each future frame equals the frame one seasonal ``period`` earlier (4 quarters).
 
     Frames beyond the inputs' reach repeat the cycle (lead ``k`` uses input
@@ -48,12 +59,6 @@ class SeasonalPersistence(_Baseline):
     [0.0, 1.0, 2.0, 3.0]
     """
 
-    def __init__(self, *, patch_size: int = 50, n_in: int = 4, n_out: int = 4, period: int = 4) -> None:
-        n_in = check_int("SeasonalPersistence", "n_in", n_in, low=1)
-        period = check_int("SeasonalPersistence", "period", period, low=1, high=n_in)
-        super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, period=period)
-        self.period = period
-
     def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
         self._check(x)
         steps = n_out or self.n_out
@@ -61,7 +66,7 @@ class SeasonalPersistence(_Baseline):
 
 
 @register_model
-class SeasonalClimatology(_Baseline):
+class SeasonalClimatology(_Seasonal):
     """Each future frame is the per-pixel mean of the inputs of its season (every year the
     inputs cover); with one year of inputs this is :class:`SeasonalPersistence`.
 
@@ -76,12 +81,6 @@ class SeasonalClimatology(_Baseline):
     >>> SeasonalClimatology(patch_size=1, n_in=8)(x)[0, :, 0, 0].tolist()
     [2.0, 3.0, 4.0, 5.0]
     """
-
-    def __init__(self, *, patch_size: int = 50, n_in: int = 4, n_out: int = 4, period: int = 4) -> None:
-        n_in = check_int("SeasonalClimatology", "n_in", n_in, low=1)
-        period = check_int("SeasonalClimatology", "period", period, low=1, high=n_in)
-        super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, period=period)
-        self.period = period
 
     def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
         self._check(x)
