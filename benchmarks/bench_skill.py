@@ -11,7 +11,9 @@ windows beside persistence, seasonal persistence, climatology and linear trend (
 lead times with 95 % block-bootstrap intervals) and timed (training wall time, epochs run).
 
 Run ``python benchmarks/bench_skill.py`` (about 10-20 min on 2 cores); ``--composites
-FILE.nc`` reuses the demo's ``composites.nc`` instead of preprocessing again. The machine's
+FILE.nc`` reuses the demo's ``composites.nc`` instead of preprocessing again; ``--seeds
+42,1,2`` scores the same models on several samples (one held-out year is a lottery, see
+``bench_skill_ceiling.py``) and ends with each model's paired skill per sample. The machine's
 load average is printed: a busy machine slows training, not the scores (training is seeded).
 """
 
@@ -27,24 +29,14 @@ import torch
 from _common import demo_composites
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--composites", help="the demo's composites.nc (default: preprocess the sample)")
-    parser.add_argument("--seed", type=int, default=42, help="sample and training seed (the demo's)")
-    parser.add_argument("--residual", choices=["both", "seasonal", "climatology", "none"], default="both",
-                        help="both: seasonal and none")
-    parser.add_argument("--n-in", type=int, default=4, help="quarters in (the paper's 4)")
-    parser.add_argument("--models", default="SALSTM,LSTMEncoderDecoder,ConvLSTM")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    args = parser.parse_args(argv)
-
+def score(seed: int, args: argparse.Namespace) -> pd.DataFrame:
+    """Train the chosen models on the sample of ``seed`` and score them beside the baselines."""
     import xglacier
     from xglacier.demo.forecast import demo_patches, interval_label
 
-    print(f"load average before: {os.getloadavg()}; torch threads {torch.get_num_threads()}", flush=True)
-    ndsi = demo_composites(args.composites, args.seed)
+    ndsi = demo_composites(args.composites, seed)
     train, val, test = demo_patches(ndsi, n_in=args.n_in)
-    print(f"{ndsi.sizes['time']} composites; samples: {len(train)} train / {len(val)} val / "
+    print(f"seed {seed}: {ndsi.sizes['time']} composites; samples: {len(train)} train / {len(val)} val / "
           f"{len(test)} test", flush=True)
     residuals = {"both": ["seasonal", None], "seasonal": ["seasonal"], "climatology": ["climatology"],
                  "none": [None]}[args.residual]
@@ -52,23 +44,51 @@ def main(argv: list[str] | None = None) -> int:
     for cls_name in args.models.split(","):
         for residual in residuals:
             label = f"{cls_name}" + (f" residual={residual}" if residual else "")
-            torch.manual_seed(args.seed)
+            torch.manual_seed(seed)
             model = getattr(xglacier.models, cls_name)(preset="small", residual=residual, n_in=args.n_in)
             t0 = time.perf_counter()
-            history = xglacier.fit(model, train, val, epochs=args.epochs, seed=args.seed, progress=False)
+            history = xglacier.fit(model, train, val, epochs=args.epochs, seed=seed, progress=False)
             seconds = time.perf_counter() - t0
             models[label] = model
             timing.append({"model": label, "train_s": round(seconds, 1), "epochs": len(history),
                            "best_epoch": history.attrs["best_epoch"],
                            "parameters": model.n_parameters()})
             print(f"  trained {label}: {seconds:.0f} s, {len(history)} epochs", flush=True)
-    table = xglacier.evaluate(models, test, n_boot=1000, seed=args.seed)
+    table = xglacier.evaluate(models, test, n_boot=1000, seed=seed)
     overall = table[table["lead"].astype(str) == "all"].set_index("model")
-    cols = [c for c in ("mse", "mse_low", "mse_high", "mae", "skill") if c in overall.columns]
+    cols = [c for c in ("mse", "mse_low", "mse_high", "mae", "skill", "skill_low", "skill_high",
+                        "skill_reference") if c in overall.columns]
     result = overall[cols].join(pd.DataFrame(timing).set_index("model"), how="left")
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(result.sort_values("mse").to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"intervals: {interval_label(table)}")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(result.sort_values("mse").drop(columns=["skill_low", "skill_high", "skill_reference"],
+                                             errors="ignore").to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"intervals: {interval_label(table)}", flush=True)
+    return result.loc[list(models)].assign(seed=seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--composites", help="the demo's composites.nc (default: preprocess the sample)")
+    parser.add_argument("--seed", type=int, default=42, help="sample and training seed (the demo's)")
+    parser.add_argument("--seeds", help="several samples, e.g. 42,1,2 (instead of --seed; no --composites)")
+    parser.add_argument("--residual", choices=["both", "seasonal", "climatology", "none"], default="both",
+                        help="both: seasonal and none")
+    parser.add_argument("--n-in", type=int, default=4, help="quarters in (the paper's 4)")
+    parser.add_argument("--models", default="SALSTM,LSTMEncoderDecoder,ConvLSTM")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    args = parser.parse_args(argv)
+    if args.seeds and args.composites:
+        parser.error("--seeds makes each sample's composites; leave out --composites")
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+
+    print(f"load average before: {os.getloadavg()}; torch threads {torch.get_num_threads()}", flush=True)
+    rows = pd.concat([score(seed, args) for seed in seeds])
+    if len(seeds) > 1:
+        print("skill against each sample's best baseline (paired 95 % interval), per seed:")
+        for (label, seed), r in rows.reset_index().set_index(["model", "seed"]).iterrows():
+            print(f"  {label:<28} seed {seed:>4}: {r['skill']:+.3f} ({r['skill_low']:+.3f} to "
+                  f"{r['skill_high']:+.3f}) against {r['skill_reference']}, "
+                  f"best epoch {int(r['best_epoch'])}")
     print(f"load average after: {os.getloadavg()}")
     return 0
 
