@@ -180,6 +180,10 @@ def test_local_products_equal_the_library_calls(site, run):
     polys = gpd.read_file(folder / "segmentation.gpkg")
     assert set(polys["year"]) == {2020}
     assert row["area_km2_2020"] == pytest.approx(polys["area_m2"].sum() / 1e6)
+    # the glacier as mapped: the polygons touching the outline, a part of the box's area
+    touching = polys[polys["touches_outline"].astype(bool)]
+    assert 0 < row["connected_area_km2_2020"] <= row["area_km2_2020"]
+    assert row["connected_area_km2_2020"] == pytest.approx(touching["area_m2"].sum() / 1e6)
     # geodesic areas of UTM pixels differ from 900 m² by the scale factor only (< 0.1 %)
     assert row["area_km2_2020"] == pytest.approx(float((ndsi > 0.4).sum()) * pixel_km2, rel=2e-3)
 

@@ -287,7 +287,9 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
     dict
         The summary row (scalars): ``id``, ``outline_area_km2``, ``scenes_used``,
         ``scenes_dropped``, ``alignment_failures``, ``periods`` (composites),
-        ``area_km2_<year>`` per segmented year, ``speed_glacier_m_a`` and ``speed_stable_m_a``
+        ``area_km2_<year>`` per segmented year (all glacier polygons in the box) and
+        ``connected_area_km2_<year>`` (those touching the outline), ``speed_glacier_m_a`` and
+        ``speed_stable_m_a``
         (medians of the per-pixel median speed over the glacier and over stable ground; NaN
         without ``flow``), ``forecast_skill`` (MSE skill on the last ``forecast_steps``
         composites against the better of persistence and seasonal persistence, named by
@@ -333,7 +335,8 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
             row.update(speeds)
         if "segment" in config.products:
             scenes = summer if summer is not None else comps.isel(time=slice(0, 0))
-            polys, areas = steps.segment_years(scenes, cached_model(config.segment_model), config)
+            polys, areas = steps.segment_years(scenes, cached_model(config.segment_model), config,
+                                               glacier.geometry)
             write_vector(polys, folder / SEGMENTATION)
             row.update(areas)
         if "forecast" in config.products:

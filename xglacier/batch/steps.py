@@ -182,12 +182,16 @@ def _feature_scene(scene: xr.Dataset, channels: list[str]) -> xr.DataArray | Non
     return feats.assign_coords(channel=channels).transpose("channel", "y", "x").rename("features")
 
 
-def segment_years(scenes: xr.Dataset, model: Any, config: BatchConfig
+def segment_years(scenes: xr.Dataset, model: Any, config: BatchConfig, geometry: Any | None = None
                   ) -> tuple[gpd.GeoDataFrame, dict[str, float]]:
     """Segment each time step of ``scenes`` (one per year) and polygonize the labels.
 
     Returns the polygons of every year (column ``year``) and ``{"area_km2_<year>": km²}``, the
-    geodesic area of the polygons of all glacier classes of that year.
+    geodesic area of the polygons of all glacier classes of that year in the scenes' box.
+    With the glacier's outline ``geometry`` (shapely, EPSG:4326) the polygons get a column
+    ``touches_outline`` and the areas ``connected_area_km2_<year>``: the polygons that
+    touch the outline, i.e. the glacier as mapped (also where it reaches beyond its outline)
+    without the separate snow fields elsewhere in the box.
     """
     channels = [str(c) for c in model.channels]
     frames, areas = [], {}
@@ -202,12 +206,19 @@ def segment_years(scenes: xr.Dataset, model: Any, config: BatchConfig
             result = segment(feats.drop_vars("time", errors="ignore"), model, **kw)
         polys = polygonize(result.label.compute(), min_area=config.min_area_m2 or None)
         polys.insert(0, "year", year)
-        frames.append(polys)
         areas[f"area_km2_{year}"] = float(polys["area_m2"].sum()) / 1e6
+        if geometry is not None:
+            outline = gpd.GeoSeries([geometry], crs="EPSG:4326").to_crs(polys.crs).iloc[0]
+            polys["touches_outline"] = polys.intersects(outline)
+            touching = polys.loc[polys["touches_outline"], "area_m2"]
+            areas[f"connected_area_km2_{year}"] = float(touching.sum()) / 1e6
+        frames.append(polys)
     if not frames:
         crs = scenes.rio.crs
-        empty = gpd.GeoDataFrame({"year": [], "class": [], "class_name": [], "area_m2": []},
-                                 geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+        columns = {"year": [], "class": [], "class_name": [], "area_m2": []}
+        if geometry is not None:
+            columns["touches_outline"] = np.array([], dtype=bool)
+        empty = gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
         return empty, areas
     gdf = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
     return gdf, areas

@@ -1,4 +1,5 @@
-"""The batch summary's forecast skill: against the better of persistence and seasonal persistence."""
+"""Figures of the batch summary row: the forecast skill (against the better of persistence and
+seasonal persistence) and the areas per year (the whole box, and the polygons touching the outline)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,40 @@ def test_reference_falls_back_on_persistence():
     # too short for the model: NaN, no reference
     skill, ref = forecast_skill(series(5), Persistence(patch_size=8), 2)
     assert np.isnan(skill) and ref == ""
+
+
+# -- areas per year: the whole box and the polygons touching the outline -------------------------
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_connected_area_counts_the_polygons_touching_the_outline(descending):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from xglacier.batch.config import BatchConfig
+    from xglacier.batch.steps import segment_years
+    from xglacier.models import NDSIRule
+
+    n, res, x0, y0 = 60, 30.0, 700000.0, 3500000.0
+    v = np.zeros((1, n, n), np.float32)
+    v[0, 10:21, 10:21] = 0.9  # the glacier: 121 pixels, inside the outline
+    v[0, 40:51, 40:51] = 0.9  # a snow field elsewhere in the box: 121 pixels
+    y = y0 - res * (np.arange(n) + 0.5)
+    scenes = xr.Dataset({"ndsi": (("time", "y", "x"), v)},
+                        coords={"time": pd.to_datetime(["2020-08-15"]), "y": y,
+                                "x": x0 + res * (np.arange(n) + 0.5)}).rio.write_crs("EPSG:32643")
+    if not descending:
+        scenes = scenes.isel(y=slice(None, None, -1))
+    # the outline covers rows 12-17 and columns 12-17 only: the whole blob touches it
+    utm = box(x0 + 12 * res, y0 - 18 * res, x0 + 18 * res, y0 - 12 * res)
+    outline = gpd.GeoSeries([utm], crs="EPSG:32643").to_crs("EPSG:4326").iloc[0]
+    config = BatchConfig(segment_tile=64, segment_overlap=8)
+    polys, areas = segment_years(scenes, NDSIRule(channels=["ndsi"]), config, outline)
+    pixel_km2 = res * res / 1e6
+    # geodesic areas of UTM pixels differ from 900 m² by the scale factor only (< 0.1 %)
+    assert areas["area_km2_2020"] == pytest.approx(242 * pixel_km2, rel=2e-3)
+    assert areas["connected_area_km2_2020"] == pytest.approx(121 * pixel_km2, rel=2e-3)
+    assert polys["touches_outline"].sum() == 1 and len(polys) == 2
+    # without an outline: the box's area only, and no column
+    polys, areas = segment_years(scenes, NDSIRule(channels=["ndsi"]), config)
+    assert list(areas) == ["area_km2_2020"] and "touches_outline" not in polys.columns
