@@ -22,6 +22,7 @@ import xarray as xr
 from .._validate import frames_per_year
 from ..errors import EmptySceneError, InputError, MissingBandError, NarrowGlacierWarning
 from ..forecasting.forecast import forecast
+from ..forecasting.models.base import season_inputs
 from ..io.store import to_netcdf, to_zarr
 from ..landsat import QA_BAND, REFLECTANCE_BANDS
 from ..motion import flow
@@ -244,8 +245,8 @@ def forecast_skill(series: xr.DataArray, model: Any, steps: int) -> tuple[float,
     refs = {"persistence": np.broadcast_to(h[-1:], truth.shape)}
     period = frames_per_year(series.time.values)
     if period is not None and period <= h.shape[0]:
-        # lead k takes the history frame one period before it (the cycle repeats past a year)
-        refs["seasonal_persistence"] = h[[h.shape[0] - period + k % period for k in range(steps)]]
+        # lead k takes the history frame one period before it, as SeasonalPersistence
+        refs["seasonal_persistence"] = h[[season_inputs(h.shape[0], period, k)[0] for k in range(steps)]]
     ok = np.isfinite(pred) & np.isfinite(truth)
     for ref in refs.values():
         ok &= np.isfinite(ref)

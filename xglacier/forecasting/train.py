@@ -373,9 +373,13 @@ def _check_data(model: nn.Module, train: PatchSet, val: PatchSet | None) -> None
         if (val.plan.size, val.plan.n_in, val.plan.n_out) != (train.plan.size, train.plan.n_in,
                                                                train.plan.n_out):
             raise InputError("fit: val samples differ from train samples in size, n_in or n_out")
-    if getattr(model, "residual", None) in ("seasonal", "climatology"):
-        per_year = _frames_per_year(train)
-        if per_year is not None and per_year != model.period:
-            raise InputError(f"fit: model {name!r} has residual={model.residual!r} with "
-                             f"period={model.period} frames, but the samples have {per_year} frames "
-                             f"per year; build the model with period={per_year}")
+    residual = getattr(model, "residual", None)
+    if residual is None:
+        return
+    from .models.base import SEASONAL_RESIDUALS  # a model with a residual is xglacier's: the package is there
+
+    per_year = _frames_per_year(train)
+    if residual in SEASONAL_RESIDUALS and per_year is not None and per_year != model.period:
+        raise InputError(f"fit: model {name!r} has residual={residual!r} with period={model.period} "
+                         f"frames, but the samples have {per_year} frames per year; build the model "
+                         f"with period={per_year}")

@@ -32,6 +32,8 @@ from ...errors import InputError, ParameterError
 
 #: What ``residual=`` accepts: the reference the network's output is added to.
 RESIDUALS = ("seasonal", "climatology", "last")
+#: The residuals whose reference is read one seasonal ``period`` (or whole periods) back.
+SEASONAL_RESIDUALS = ("seasonal", "climatology")
 
 
 def season_inputs(n_in: int, period: int, lead: int) -> list[int]:
@@ -109,7 +111,7 @@ class ForecastModel(nn.Module):
             if residual is not None:
                 check_choice(name, "residual", residual, RESIDUALS)
             period = check_int(name, "period", period, low=1)
-            if residual in ("seasonal", "climatology") and period > n_in:
+            if residual in SEASONAL_RESIDUALS and period > n_in:
                 raise ParameterError(f"{name}: residual={residual!r} with period={period} needs n_in >= "
                                      f"period; n_in={n_in}")
             self.residual, self.period = residual, period
