@@ -35,6 +35,11 @@ def test_values_by_hand():
     r = held_out_ceiling(frames([0.0, 0.0, 0.4, 0.4, 0.2, 0.2], interpolated=[1, 0, 0, 0, 0, 0]), period=2)
     assert r["oracle"] == pytest.approx(0.02)
     assert [f[2] for f in r["per_frame"]] == pytest.approx([0.04, 0.0])
+    # an interpolated frame of the held-out year is not scored (nothing was observed then)
+    da = frames([0.0, 0.0, 0.4, 0.4, 0.2, 0.6], interpolated=[0, 0, 0, 0, 1, 0])
+    r = held_out_ceiling(da, period=2)
+    assert [f[0] for f in r["per_frame"]] == ["2017-07-01"]
+    assert r["seasonal"] == pytest.approx(0.04) and r["oracle"] == pytest.approx(0.16)
 
 
 def test_noise_ratio_matches_theory_and_variants():
@@ -80,5 +85,7 @@ def test_bad_input_is_refused():
     empty = frames([0.0, 0.0, 0.4, 0.4, np.nan, np.nan])
     with pytest.raises(InputError, match="no finite pixel"):
         held_out_ceiling(empty, period=2)
+    with pytest.raises(InputError, match="every frame of the held-out year is interpolated"):
+        held_out_ceiling(frames(np.zeros(6), interpolated=[0, 0, 0, 0, 1, 1]), period=2)
     with pytest.raises(InputError, match="every earlier frame of the season"):
         held_out_ceiling(frames(np.zeros(6), interpolated=[1, 0, 1, 0, 0, 0]), period=2)

@@ -37,7 +37,8 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     ndsi
         ``(time, y, x)`` composites, ``period`` per year, the held-out year last. Frames
         flagged by a boolean ``interpolated`` coordinate (as :func:`xglacier.composite`
-        writes it) are left out of the oracle's means; NaN pixels are left out of the errors.
+        writes it) are left out of the oracle's means and, in the held-out year, of the
+        scores; NaN pixels are left out of the errors.
     period
         Frames per year.
     block, n_boot, seed
@@ -78,7 +79,11 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     v = np.asarray(ndsi.values, dtype=np.float64)
     interp = (ndsi["interpolated"].values.astype(bool) if "interpolated" in ndsi.coords
               else np.zeros(n_time, bool))
-    targets = range(n_time - period, n_time)
+    # a quarter without scenes has nothing to score against (evaluate leaves such targets out too)
+    targets = [t for t in range(n_time - period, n_time) if not interp[t]]
+    if not targets:
+        raise InputError(f"{func}: every frame of the held-out year is interpolated; nothing was observed "
+                         f"to score against")
     seasonal = np.stack([(v[t] - v[t - period]) ** 2 for t in targets])
     oracle = []
     for t in targets:
