@@ -91,6 +91,10 @@ def test_connected_area_counts_the_polygons_touching_the_outline(descending):
     assert areas["area_km2_2020"] == pytest.approx(242 * pixel_km2, rel=2e-3)
     assert areas["connected_area_km2_2020"] == pytest.approx(121 * pixel_km2, rel=2e-3)
     assert polys["touches_outline"].sum() == 1 and len(polys) == 2
+    # an empty scene (NaN everywhere): no polygon, both areas 0
+    empty = scenes.copy(data={"ndsi": np.full_like(scenes.ndsi.values, np.nan)})
+    polys0, areas0 = segment_years(empty, NDSIRule(channels=["ndsi"]), config, outline)
+    assert len(polys0) == 0 and areas0 == {"area_km2_2020": 0.0, "connected_area_km2_2020": 0.0}
     # without an outline: the box's area only, and no column
     polys, areas = segment_years(scenes, NDSIRule(channels=["ndsi"]), config)
     assert list(areas) == ["area_km2_2020"] and "touches_outline" not in polys.columns
