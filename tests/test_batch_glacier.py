@@ -582,3 +582,15 @@ def test_narrow_glacier_warns_that_flow_underestimates(ascending):
     with warnings.catch_warnings():
         warnings.simplefilter("error", NarrowGlacierWarning)
         assert warn_if_narrow(outline_lonlat(30), like) > 13
+
+
+def test_read_outlines_without_an_id_column():
+    """``id_column=None``: RGIId when there, else row numbers; the default still needs RGIId."""
+    gdf = gpd.GeoDataFrame({"NAME": ["a", "b"]}, geometry=[box(0, 0, 1, 1), box(1, 1, 2, 2)], crs=4326)
+    assert [g.id for g in read_outlines(gdf, id_column=None)] == ["0", "1"]
+    assert [g.id for g in read_outlines(gdf.assign(RGIId=["A", "B"]), id_column=None)] == ["A", "B"]
+    assert [g.id for g in read_outlines(gdf, id_column="NAME")] == ["a", "b"]
+    with pytest.raises(InputError, match="no id column 'RGIId'"):
+        read_outlines(gdf)
+    with pytest.raises(InputError, match=r"row 1 \(id '1'\) is a Point"):
+        read_outlines(gdf.set_geometry([box(0, 0, 1, 1), Point(0, 0)]), id_column=None)

@@ -155,3 +155,34 @@ def test_bad_input_is_one_line_naming_the_file(files, tmp_path, capsys):
         main(["prepare", "--bbox", "1,2,3", "--out", "x.zarr"])
     assert info.value.code == 2
     assert not any(p.name.startswith("o.") for p in tmp_path.iterdir())
+
+
+def test_an_outline_without_rgi_ids(files, tmp_path, capsys):
+    """A hand-drawn outline (columns ID, NAME like the Athabasca file) needs no id column to
+    prepare one glacier or to give flow its stable ground; an explicit column must exist."""
+    drawn = gpd.read_file(files.outlines).drop(columns="RGIId").assign(ID=[7], NAME=["mine"])
+    path = tmp_path / "drawn.gpkg"
+    drawn.to_file(path)
+    out = tmp_path / "drawn.zarr"
+    assert main(["prepare", str(files.scenes), "--outline", str(path), "--config", str(files.config),
+                 "--out", str(out)]) == 0
+    with xr.open_zarr(out) as got, xr.open_zarr(files.composites) as ref:
+        np.testing.assert_array_equal(got.ndsi.values, ref.ndsi.values)
+    assert main(["prepare", str(files.scenes), "--outline", str(path), "--id", "0", "--config",
+                 str(files.config), "--out", str(tmp_path / "row0.zarr")]) == 0  # the row number
+    capsys.readouterr()
+    assert main(["prepare", str(files.scenes), "--outline", str(path), "--id-column", "RGIId",
+                 "--out", str(tmp_path / "o.zarr")]) == 1
+    one_line_error(capsys, "no id column 'RGIId'", "ID", "NAME")
+    assert main(["prepare", str(files.scenes), "--outline", str(path), "--id", "7",
+                 "--out", str(tmp_path / "o.zarr")]) == 1
+    one_line_error(capsys, "no glacier '7'", "row numbers")
+    printed = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NarrowGlacierWarning)
+        for outline_file in (path, files.outlines):
+            assert main(["flow", str(files.composites), "--config", str(files.config), "--outline",
+                         str(outline_file), "--out", str(tmp_path / f"{outline_file.stem}.nc")]) == 0
+            printed.append(capsys.readouterr().out.split(" -> ")[0])
+    # the same glacier and stable ground whichever file names them
+    assert "m/yr on stable ground" in printed[0] and printed[0] == printed[1]

@@ -78,7 +78,7 @@ def _outline_frame(outlines: Any) -> gpd.GeoDataFrame:
                      "or the path of a vector file")
 
 
-def read_outlines(outlines: Any, *, id_column: str = "RGIId") -> list[Glacier]:
+def read_outlines(outlines: Any, *, id_column: str | None = "RGIId") -> list[Glacier]:
     """The glaciers of an outline table, in its order, with WGS 84 geometries.
 
     Parameters
@@ -88,7 +88,9 @@ def read_outlines(outlines: Any, *, id_column: str = "RGIId") -> list[Glacier]:
         one (Multi)Polygon per row, in any CRS.
     id_column
         Column of unique glacier ids (RGI: ``RGIId``); they name the output folders, so
-        they may not hold ``/`` or ``\\`` nor be ``.`` or ``..``.
+        they may not hold ``/`` or ``\\`` nor be ``.`` or ``..``. ``None``: ``RGIId`` when
+        the table has it, else the row numbers (``"0"``, ``"1"``...), for a caller that
+        needs the geometries and not the ids (an outline drawn by hand has no RGI id).
 
     Raises
     ------
@@ -108,6 +110,23 @@ def read_outlines(outlines: Any, *, id_column: str = "RGIId") -> list[Glacier]:
     gdf = _outline_frame(outlines)
     if gdf.crs is None:
         raise InputError("read_outlines: the outlines have no CRS; expected one (e.g. EPSG:4326)")
+    if id_column is None and "RGIId" not in gdf.columns:
+        ids = [str(row) for row in range(len(gdf))]
+    else:
+        ids = _ids(gdf, id_column or "RGIId")
+    for row, (gid, geom) in enumerate(zip(ids, gdf.geometry, strict=True)):
+        if geom is None or geom.is_empty:
+            raise InputError(f"read_outlines: row {row} (id {gid!r}) has an empty geometry")
+        if geom.geom_type not in ("Polygon", "MultiPolygon"):
+            raise InputError(f"read_outlines: row {row} (id {gid!r}) is a {geom.geom_type}; expected a "
+                             "Polygon or MultiPolygon outline")
+    wgs = gdf.geometry.to_crs("EPSG:4326")
+    areas = geodesic_area(wgs) / 1e6
+    return [Glacier(gid, geom, float(a)) for gid, geom, a in zip(ids, wgs, areas, strict=True)]
+
+
+def _ids(gdf: Any, id_column: str) -> list[str]:
+    """The ids of ``id_column``, checked: present, unique, usable as folder names."""
     if id_column not in gdf.columns:
         raise InputError(f"read_outlines: no id column {id_column!r}; columns: {list(gdf.columns)} "
                          "(pass id_column=)")
@@ -125,15 +144,7 @@ def read_outlines(outlines: Any, *, id_column: str = "RGIId") -> list[Glacier]:
         rows = [i for i, v in enumerate(ids) if v == dup[0]]
         raise InputError(f"read_outlines: id {dup[0]!r} of column {id_column!r} is in rows {rows}; "
                          "expected unique ids")
-    for row, (gid, geom) in enumerate(zip(ids, gdf.geometry, strict=True)):
-        if geom is None or geom.is_empty:
-            raise InputError(f"read_outlines: row {row} (id {gid!r}) has an empty geometry")
-        if geom.geom_type not in ("Polygon", "MultiPolygon"):
-            raise InputError(f"read_outlines: row {row} (id {gid!r}) is a {geom.geom_type}; expected a "
-                             "Polygon or MultiPolygon outline")
-    wgs = gdf.geometry.to_crs("EPSG:4326")
-    areas = geodesic_area(wgs) / 1e6
-    return [Glacier(gid, geom, float(a)) for gid, geom, a in zip(ids, wgs, areas, strict=True)]
+    return ids
 
 
 def utm_crs(geometry: Any) -> pyproj.CRS:

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--outline", help="vector file of glacier outlines: the area is the glacier's "
                        "box widened by buffer_m, on its UTM grid")
     p.add_argument("--id", help="the glacier of --outline (default: its only row)")
-    p.add_argument("--id-column", default="RGIId", help="id column of --outline (default: RGIId)")
+    p.add_argument("--id-column", default=None,
+                   help="id column of --outline (default: RGIId when the file has it, else the row number)")
     p.set_defaults(run=_guarded(run_prepare))
 
     p = sub.add_parser("segment", help="composites or scenes + segmentation checkpoint -> GeoPackage",
@@ -124,8 +125,8 @@ def _glacier(args: argparse.Namespace, config: BatchConfig) -> tuple[Glacier | N
         if args.id is not None:
             found = [g for g in glaciers if g.id == args.id]
             if not found:
-                raise InputError(f"xglacier prepare: {args.outline} has no glacier {args.id!r} in column "
-                                 f"{args.id_column!r}")
+                where = f"column {args.id_column!r}" if args.id_column else "column 'RGIId' nor row numbers"
+                raise InputError(f"xglacier prepare: {args.outline} has no glacier {args.id!r} in {where}")
             return found[0], config
         if len(glaciers) != 1:
             raise InputError(f"xglacier prepare: {args.outline} holds {len(glaciers)} glaciers; pass --id")
@@ -214,7 +215,7 @@ def run_flow(args: argparse.Namespace) -> int:
                                f"variables: {sorted(map(str, ds.data_vars))} (pass --variable)")
     geometry = None
     if args.outline is not None:
-        geometry = _union([g.geometry for g in read_outlines(args.outline)])
+        geometry = _union([g.geometry for g in read_outlines(args.outline, id_column=None)])
     with local_scheduler(config.threads):
         vel, speeds = steps.velocity(ds[name], geometry)
         steps.write(vel, Path(args.out), "xglacier flow")
