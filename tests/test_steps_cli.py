@@ -186,3 +186,25 @@ def test_an_outline_without_rgi_ids(files, tmp_path, capsys):
             printed.append(capsys.readouterr().out.split(" -> ")[0])
     # the same glacier and stable ground whichever file names them
     assert "m/yr on stable ground" in printed[0] and printed[0] == printed[1]
+
+
+def test_scenes_without_qa_band_say_which_setting_to_change(files, tmp_path, capsys):
+    """HLS-like files without QA_PIXEL: the default config stops with the setting to change,
+    and that setting gives the composites, unmasked, on the same grid."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in files.scenes.iterdir():
+        if "QA_PIXEL" not in f.name.upper():
+            (bare / f.name).symlink_to(f)
+    assert len(list(bare.iterdir())) < len(list(files.scenes.iterdir()))
+    assert main(["prepare", str(bare), "--outline", str(files.outlines),
+                 "--out", str(tmp_path / "o.nc")]) == 1
+    one_line_error(capsys, "no file for band(s) ['qa_pixel']", "cloud_mask = false")
+    config = tmp_path / "hls.toml"
+    config.write_text(files.config.read_text() + 'cloud_mask = false\nbands = ["green", "swir16", "nir08"]\n')
+    out = tmp_path / "bare.zarr"
+    assert main(["prepare", str(bare), "--outline", str(files.outlines), "--config", str(config),
+                 "--out", str(out)]) == 0
+    with xr.open_zarr(out) as got, xr.open_zarr(files.composites) as masked:
+        for name in ("time", "y", "x"):  # the same periods on the same grid
+            np.testing.assert_array_equal(got[name].values, masked[name].values)

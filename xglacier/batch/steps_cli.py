@@ -17,6 +17,7 @@ import xarray as xr
 
 from ..errors import InputError, MissingBandError, XGlacierError
 from ..io.local import open_scenes
+from ..landsat import QA_BAND
 from ..segmentation.vectors import write_vector
 from . import steps
 from .config import BatchConfig, load_config
@@ -141,20 +142,31 @@ def run_prepare(args: argparse.Namespace) -> int:
     if args.scenes:
         config = config.replace(stac_url=None, local_scenes=None)
     with local_scheduler(config.threads):
-        if glacier is None:
-            if not args.scenes:
-                raise InputError("xglacier prepare: no scenes given and no --bbox / --outline for a search "
-                                 "or the config's local_scenes")
-            cube = open_scenes(args.scenes, bands=list(config.bands))
-        elif args.scenes:
-            cube = glacier_scenes(glacier, config, paths=args.scenes, where="xglacier prepare")
-        else:
-            cube = glacier_scenes(glacier, config, where="xglacier prepare")
+        cube = _scenes(args, glacier, config)
         comps, _, info = steps.composites(cube, config, "xglacier prepare")
         steps.write(comps, Path(args.out), "xglacier prepare")
     print(f"xglacier prepare: {info['scenes_used']} scenes used, {info['scenes_dropped']} dropped, "
           f"{info['alignment_failures']} not aligned; {comps.sizes['time']} composites -> {args.out}")
     return 0
+
+
+def _scenes(args: argparse.Namespace, glacier: Glacier | None, config: BatchConfig) -> xr.Dataset:
+    """The scenes of ``prepare``; a missing QA band says how to go without it."""
+    try:
+        if glacier is None:
+            if not args.scenes:
+                raise InputError("xglacier prepare: no scenes given and no --bbox / --outline for a search "
+                                 "or the config's local_scenes")
+            return open_scenes(args.scenes, bands=list(config.bands))
+        if args.scenes:
+            return glacier_scenes(glacier, config, paths=args.scenes, where="xglacier prepare")
+        return glacier_scenes(glacier, config, where="xglacier prepare")
+    except MissingBandError as err:
+        if QA_BAND not in str(err):
+            raise
+        # HLS and many archives ship no Landsat QA_PIXEL band: the fix is a setting, not a file
+        raise MissingBandError(f"{err} (scenes without {QA_BAND!r}, e.g. HLS: set cloud_mask = false and "
+                               f"leave {QA_BAND!r} out of bands in --config)") from err
 
 
 def _checkpoint(path: str | None, command: str):
