@@ -11,7 +11,7 @@ import xarray as xr
 from torch import nn
 
 import xglacier
-from xglacier.errors import DimensionError, InputError, ParameterError
+from xglacier.errors import DimensionError, InputError, MissingBandError, ParameterError
 from xglacier.segmentation.classes import NODATA
 from xglacier.segmentation.models import SegmentationModel
 from xglacier.segmentation.segment import segment
@@ -287,7 +287,12 @@ def test_dataset_input_builds_the_model_channels():
     np.testing.assert_array_equal(out.label.values, want.label.values)
     with pytest.raises(InputError, match=r"terrain channel\(s\) \['elevation', 'slope'\]; pass dem="):
         segment(ds, model, time=0)
-    with pytest.raises(InputError, match="swir16"):
+    with pytest.raises(MissingBandError, match=r"need the band\(s\) \['swir16'\]"):
         segment(ds.drop_vars("swir16"), model, dem=truth.dem, time=0)
+    # NDSI composites (prepare's output) given to a model of reflectance bands
+    comps = xr.Dataset({"ndsi": xglacier.ndsi(ds), "nir08": ds.nir08})
+    want_msg = r"need the band\(s\) \['green', 'swir16'\].*present: \['ndsi', 'nir08'\]"
+    with pytest.raises(MissingBandError, match=want_msg):
+        segment(comps, model, dem=truth.dem, time=0)
     with pytest.raises(ParameterError, match="scene Dataset only"):
         segment(feats, model, dem=truth.dem)

@@ -45,7 +45,7 @@ import xarray as xr
 
 from .._attrs import georeference, with_history
 from .._validate import check_flag, check_int, check_number
-from ..errors import DimensionError, InputError, ParameterError
+from ..errors import DimensionError, InputError, MissingBandError, ParameterError
 from ..nn.shift import after, check_inputs, training_statistics
 from ..nn.tiling import TileAxis, blend_weight
 from .classes import NODATA
@@ -265,7 +265,12 @@ def _features_for(ds: xr.Dataset, channels: Sequence[str], dem: Any, time: Any) 
     if terrain and dem is None:
         raise InputError(f"segment: the model expects terrain channel(s) {terrain}; pass dem= (a DEM "
                          "DataArray or raster path) to build them from the Dataset")
-    bands = [c for c in names if c in ds.data_vars and c not in INDICES and c not in terrain]
+    bands = [c for c in names if c not in INDICES and c not in terrain]
+    missing = [b for b in bands if b not in ds.data_vars]
+    if missing:
+        # e.g. NDSI composites given to a model of reflectance bands: say so before any index fails
+        raise MissingBandError(f"segment: the model's channels {names} need the band(s) {missing}, which the "
+                               f"Dataset lacks; variables present: {sorted(map(str, ds.data_vars))}")
     indices = [c for c in names if c in INDICES]
     return features(ds, bands=bands, indices=indices, dem=dem if terrain else None,
                     elevation="elevation" in names, slope="slope" in names, time=time)
