@@ -183,6 +183,7 @@ def test_a_slow_stac_request_is_cut_at_the_deadline(tmp_path):
         proxy.close()
     assert record["error_type"] == "GlacierTimeout" and record["status"] == "error"
     assert "glacier 'g' exceeded glacier_timeout_s=1 s in step 'scenes'" in record["error_message"]
+    assert "the last failure: StacError: search: could not open the STAC API" in record["error_message"]
     assert 1.0 <= record["seconds"] < 3.0  # the proxy answers after 5 s
     assert len(proxy.requests) == 1  # no request, and no retry, after the deadline
 

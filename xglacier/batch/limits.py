@@ -76,12 +76,14 @@ class GlacierLimits:
         """Whether the deadline has passed."""
         return self.budget.expired()
 
-    def error(self) -> GlacierTimeout:
-        """The :class:`GlacierTimeout` of this glacier in its current step."""
+    def error(self, cause: BaseException | None = None) -> GlacierTimeout:
+        """The :class:`GlacierTimeout` of this glacier in its current step (naming the failure
+        ``cause`` that the deadline left no time to retry, if any)."""
+        last = "" if cause is None else f"; the last failure: {type(cause).__name__}: {str(cause)[:500]}"
         return GlacierTimeout(
             f"run_glaciers: glacier {self.glacier_id!r} exceeded glacier_timeout_s={self.limit_s:g} s in "
             f"step {self.step!r} (after {self.elapsed():.1f} s); a rerun tries it again (raise "
-            "glacier_timeout_s if the glacier needs longer)")
+            f"glacier_timeout_s if the glacier needs longer){last}")
 
     def check(self) -> None:
         """Raise :class:`GlacierTimeout` when the deadline has passed."""

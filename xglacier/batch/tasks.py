@@ -122,7 +122,7 @@ def run_glacier_task(glacier: Any, out: str, config: Any, config_hash: str,
                 timed_out = limits.budget.left > 0  # a retry was left: only the deadline stopped it
             if timed_out:
                 if not isinstance(exc, GlacierTimeout):
-                    exc = limits.error()
+                    exc = limits.error(None if _timed_out(exc) else exc)
                 append_log(out, glacier.id, f"timeout glacier={glacier.id} limit_s={limits.limit_s:g} "
                                             f"step={limits.step!r} elapsed_s={limits.elapsed():.2f}")
             status = "error" if timed_out or transient else "failed"
