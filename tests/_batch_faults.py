@@ -12,6 +12,8 @@ several tests:
 - ``permanent``: ids that raise ``EmptySceneError``; ``transient``: id -> how many first
   calls raise ``StacError``;
 - ``sleep``: seconds each call sleeps first (to kill a driver mid-run);
+- ``slow``: id -> seconds of a Dask graph of 40 sleeping tasks computed in a step named
+  ``slow stub`` (the glacier's deadline is checked before each task);
 - ``inner``: "stub" (default) or "process_glacier" (the real pipeline after the faults).
 """
 
@@ -74,6 +76,8 @@ def faulty(glacier, folder, config) -> dict:
     before = _record(spec, glacier.id)
     if spec.get("sleep"):
         time.sleep(float(spec["sleep"]))
+    if glacier.id in spec.get("slow", {}):
+        _slow_graph(float(spec["slow"][glacier.id]))
     if glacier.id in spec.get("poison", ()):
         os.kill(os.getpid(), signal.SIGKILL)
     if glacier.id in spec.get("permanent", ()):
@@ -92,6 +96,24 @@ def faulty(glacier, folder, config) -> dict:
 
         return process_glacier(glacier, folder, config)
     return stub_pipeline(glacier, folder, config)
+
+
+def _slow_graph(seconds: float, n: int = 40) -> None:
+    """A chain of ``n`` Dask tasks sleeping ``seconds / n`` each, computed on the task's scheduler."""
+    import dask
+
+    from xglacier.batch import limits
+
+    limits.step("slow stub")
+    value = 0
+    for _ in range(n):
+        value = dask.delayed(_nap)(value, seconds / n)
+    value.compute()
+
+
+def _nap(value: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return value + 1
 
 
 def _die_after_writing_a_store() -> None:

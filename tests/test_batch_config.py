@@ -25,6 +25,7 @@ FULL = BatchConfig(
     products=("flow", "segment", "forecast"), flow_band="nir08", segment_model="/m/unet",
     segment_months=(8, 9), segment_tile=256, segment_overlap=32, min_area_m2=1e4, dem="/m/dem.tif",
     forecast_model="/m/salstm", forecast_steps=2, threads=2, retries=5, backoff_s=1, timeout_s=20,
+    glacier_timeout_s=600,
 )
 
 
@@ -80,7 +81,7 @@ ALTERNATIVES = {
     "gap_fill_iterations": 15, "composite_freq": "1MS", "composite_how": "median", "products": (),
     "flow_band": "green", "segment_model": "a", "segment_months": (8,), "segment_tile": 256,
     "segment_overlap": 0, "min_area_m2": 1.0, "dem": "d.tif", "forecast_model": "b", "forecast_steps": 3,
-    "threads": 4, "retries": 0, "backoff_s": 0.5, "timeout_s": 1.0,
+    "threads": 4, "retries": 0, "backoff_s": 0.5, "timeout_s": 1.0, "glacier_timeout_s": None,
 }
 
 
@@ -145,6 +146,11 @@ def test_frozen_and_normalised():
     ("threads", True, "threads"),
     ("retries", -1, "retries"),
     ("timeout_s", 0, "timeout_s"),
+    ("glacier_timeout_s", 0, r"glacier_timeout_s=0; expected a finite number > 0 or None"),
+    ("glacier_timeout_s", -5.0, r"glacier_timeout_s=-5.0; expected a finite number > 0 or None"),
+    ("glacier_timeout_s", "3600", r"glacier_timeout_s='3600'; expected a finite number"),
+    ("glacier_timeout_s", True, r"glacier_timeout_s=True; expected a finite number"),
+    ("glacier_timeout_s", float("inf"), r"glacier_timeout_s=inf; expected a finite number"),
     ("local_scenes", 3, "local_scenes=3"),
 ])
 def test_bad_fields(field, value, match):

@@ -17,7 +17,7 @@ from tests import _glaciers
 from tests._batch_faults import calls, stub_values
 from xglacier.batch import BatchConfig, glacier_table, run_glaciers
 from xglacier.batch.layout import check_id, clean_stale, glacier_dir, log_path, shard
-from xglacier.batch.status import read_status
+from xglacier.batch.status import read_status, report
 from xglacier.errors import InputError, ParameterError, RunConfigError
 
 client = _glaciers.client  # the module's warm 2-worker LocalCluster (a fixture)
@@ -100,6 +100,30 @@ def test_failed_error_and_retries(client, tmp_path, capsys):
                          progress=False, rerun_failed=True)
     assert sorted(calls(log)[n:]) == ["g1", "g3", "g3", "g3"]
     assert "start" in log_path(out, "g1").read_text()
+
+
+def test_glacier_timeout_on_the_cluster_then_a_rerun(client, tmp_path):
+    out, log = setup_out(tmp_path, slow={"g4": 8.0})
+    config = BatchConfig(glacier_timeout_s=1.0, retries=1, backoff_s=0.01)
+    table = run_glaciers(outlines(), out, client=client, config=config, function=faulty(), progress=False)
+    by = table.set_index("id")
+    assert by.loc["g4", "status"] == "error" and by.loc["g4", "error_type"] == "GlacierTimeout"
+    assert "glacier 'g4' exceeded glacier_timeout_s=1 s in step 'slow stub'" in by.loc["g4", "error_message"]
+    assert 1.0 <= by.loc["g4", "task_seconds"] < 4.0  # stopped at a 0.2 s Dask task of 40
+    others = [f"g{i}" for i in (0, 1, 2, 3, 5)]
+    check_done_equal(out, others)  # the run went on with the other glaciers
+    assert any(line.startswith("timeout glacier=g4 limit_s=1 step='slow stub'")
+               for line in log_path(out, "g4").read_text().splitlines())
+    assert "GlacierTimeout" in report(out)
+    # a timeout is an error: every rerun tries the glacier again (no --rerun-failed), and a
+    # longer limit is a run-only change (no reconfigure)
+    longer = config.replace(glacier_timeout_s=60.0)
+    plan = run_glaciers(outlines(), out, client=client, config=longer, function=faulty(), dry_run=True)
+    assert plan.set_index("id")["action"].to_dict() == {g: "skip" for g in others} | {"g4": "run"}
+    (out / "faults.json").write_text(json.dumps({"calls": str(log), "slow": {"g4": 0.4}}))
+    n = len(calls(log))
+    table = run_glaciers(outlines(), out, client=client, config=longer, function=faulty(), progress=False)
+    assert calls(log)[n:] == ["g4"] and set(table["status"]) == {"done"}
 
 
 def test_config_change_is_refused_unless_reconfigured(client, tmp_path):

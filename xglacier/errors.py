@@ -146,3 +146,11 @@ class InterpolatedInputWarning(XGlacierWarning):
 
 class NarrowGlacierWarning(XGlacierWarning):
     """A glacier is narrower than the optical-flow window: its speeds are underestimated."""
+
+
+class GlacierTimeout(BatchError):
+    """A glacier's task ran past ``glacier_timeout_s`` (see :class:`~xglacier.batch.BatchConfig`).
+
+    Recorded with status ``error`` (a slow STAC API or storage is most often the cause, so every
+    rerun tries the glacier again); the message names the glacier, the limit and the step.
+    """

@@ -166,12 +166,30 @@ class BatchConfig:
     threads : int
         Threads of the glacier's local Dask scheduler (1: synchronous). Default 1.
     retries : int
-        Attempts after a transient failure (used by the orchestrator; the STAC client
-        retries each request as many times). Default 3.
+        Retries of one glacier in all, one shared budget for every level: each failed STAC
+        request that is sent again and each new attempt of the whole glacier after a
+        transient failure takes one. So a glacier tries anything that keeps failing
+        ``retries + 1`` times at most (an API that always answers 503 is asked exactly
+        ``retries + 1`` times), and never more than ``retries + 1`` failures in all. The STAC
+        client's retries come first; a request that used up the budget is not retried by the
+        task. Default 3.
     backoff_s : float
-        Wait before the first retry, doubled each time. Default 2.
+        Wait before the first retry of the budget, doubled at each retry taken (longer when
+        the server asks so with ``Retry-After``): at most ``backoff_s * (2**retries - 1)``
+        seconds of waiting per glacier. Default 2.
     timeout_s : float
         Per-request timeout of the STAC API, in seconds. Default 60.
+    glacier_timeout_s : float or None
+        Wall-clock limit of one glacier's task, in seconds, from its start (all attempts
+        and waits included); None: no limit. Checked before each step of the pipeline,
+        each Dask task of the glacier's graph, each STAC request and each retry (no retry
+        starts whose wait would pass it; a request's timeout is cut to the time left), so a
+        glacier whose API or reads are slow cannot hold a worker for ever. A glacier past
+        it ends with status ``error`` and error type
+        :class:`~xglacier.errors.GlacierTimeout` (retried by every rerun: a slow server is
+        usually transient). Default 21600 (6 h): far above a typical glacier (minutes),
+        so it only stops a hung one; set it to a few times the largest ``task_seconds``
+        of a first run.
 
     Examples
     --------
@@ -215,6 +233,7 @@ expected the path of a forecast checkpoint
     retries: int = 3
     backoff_s: float = 2.0
     timeout_s: float = 60.0
+    glacier_timeout_s: float | None = 21600.0
 
     def __post_init__(self) -> None:
         for name, value in _checked(self).items():
@@ -294,13 +313,15 @@ def _checked(c: BatchConfig) -> dict[str, Any]:
         "retries": check_int(_WHERE, "retries", c.retries, low=0),
         "backoff_s": num(_WHERE, "backoff_s", c.backoff_s, low=0),
         "timeout_s": num(_WHERE, "timeout_s", c.timeout_s, low=0, low_open=True),
+        "glacier_timeout_s": num(_WHERE, "glacier_timeout_s", c.glacier_timeout_s, low=0, low_open=True,
+                                 allow_none=True),
     }
     months = c.segment_months
     if isinstance(months, str) or not isinstance(months, list | tuple) or not months:
         raise ParameterError(f"{_WHERE}: segment_months={months!r}; expected a list of months 1-12")
     out["segment_months"] = tuple(check_int(_WHERE, "segment_months", m, low=1, high=12) for m in months)
     for name in ("max_cloud", "buffer_m", "resolution", "max_missing", "min_area_m2", "backoff_s",
-                 "timeout_s"):
+                 "timeout_s", "glacier_timeout_s"):
         out[name] = None if out[name] is None else float(out[name])
     return out
 
@@ -385,8 +406,8 @@ def load_config(path: str | os.PathLike[str]) -> BatchConfig:
 
 
 #: Settings of how a run goes, not of what it computes: changing them keeps the hash, so a
-#: rerun with more threads or more patient retries does not recompute finished glaciers.
-RUN_ONLY = ("threads", "retries", "backoff_s", "timeout_s")
+#: rerun with more threads, more patient retries or a longer limit does not recompute finished glaciers.
+RUN_ONLY = ("threads", "retries", "backoff_s", "timeout_s", "glacier_timeout_s")
 
 
 def config_hash(config: BatchConfig) -> str:
@@ -394,8 +415,8 @@ def config_hash(config: BatchConfig) -> str:
 
     Sorted keys, no spaces: the same settings always give the same hash, whichever way
     they were written (``1000`` or ``1000.0``, a list or a tuple). The fields that only
-    govern how a run goes (threads, retries, backoff, request timeout) are left out: they
-    cannot change a product.
+    govern how a run goes (threads, retries, backoff, request timeout, glacier time limit)
+    are left out: they cannot change a product.
 
     >>> config_hash(BatchConfig(buffer_m=1000)) == config_hash(BatchConfig(buffer_m=1000.0))
     True

@@ -44,7 +44,7 @@ from ..io.local import open_scenes
 from ..io.stac import load, search
 from ..io.store import to_netcdf
 from ..segmentation.vectors import geodesic_area, write_vector
-from . import steps
+from . import limits, steps
 from .config import BatchConfig
 from .models import cached_model
 
@@ -203,7 +203,8 @@ def _stac_items(bbox: tuple[float, ...], config: BatchConfig) -> list[Any]:
             found += list(search(bbox, start, end, max_cloud=config.max_cloud, collection=collection,
                                  url=config.stac_url, platforms=config.platforms,
                                  modifier=_modifier(config.modifier), retries=config.retries,
-                                 backoff=config.backoff_s, timeout=config.timeout_s))
+                                 backoff=config.backoff_s, timeout=config.timeout_s,
+                                 budget=limits.budget()))
         except EmptySearchError as err:
             empty.append(str(err))
     if not found:
@@ -291,7 +292,10 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
     of an earlier attempt are removed first (renamed aside, then deleted), so the folder never
     mixes attempts or configurations; a rerun writes the same values again. The glacier's
     graph runs on a local scheduler with ``config.threads`` threads, never on a cluster. No
-    retry, no status file: that is the orchestrator's work.
+    retry, no status file: that is the orchestrator's work. Inside a batch task the glacier's
+    :mod:`~xglacier.batch.limits` are active: each step (``scenes``, ``composites``,
+    ``write ndsi``, ``flow``, ``segment``, ``forecast``) first checks the glacier's deadline
+    (``glacier_timeout_s``), and the search takes its retries from the glacier's budget.
 
     Returns
     -------
@@ -311,6 +315,8 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
     ------
     EmptySearchError, EmptySceneError, InputError, ParameterError, CheckpointError
         Permanent: the same input fails again (:func:`is_transient` is False).
+    GlacierTimeout
+        Only inside a batch task, past the glacier's ``glacier_timeout_s``.
     StacError, AssetError, TimeoutError, OSError
         Transient ones (network, server) among them: see :func:`is_transient`.
 
@@ -335,22 +341,29 @@ def process_glacier(glacier: Glacier, folder: str | os.PathLike[str], config: Ba
     notes: list[str] = []
     row: dict[str, Any] = {"id": glacier.id, "outline_area_km2": glacier.area_km2}
     with local_scheduler(config.threads), _recorded(notes):
-        comps, summer, counts = steps.composites(glacier_scenes(glacier, config), config, where)
+        limits.step("scenes")  # in a batch task: checks the glacier's deadline, names the step
+        cube = glacier_scenes(glacier, config)
+        limits.step("composites")
+        comps, summer, counts = steps.composites(cube, config, where)
         row.update(counts, periods=int(comps.sizes["time"]))
+        limits.step("write ndsi")
         steps.write(comps, folder / NDSI, where)
         row.update(speed_glacier_m_a=np.nan, speed_stable_m_a=np.nan, forecast_skill=np.nan,
                    forecast_skill_reference="")
         if "flow" in config.products:
+            limits.step("flow")
             vel, speeds = steps.velocity(comps[config.flow_band], glacier.geometry)
             to_netcdf(vel, folder / FLOW)
             row.update(speeds)
         if "segment" in config.products:
+            limits.step("segment")
             scenes = summer if summer is not None else comps.isel(time=slice(0, 0))
             polys, areas = steps.segment_years(scenes, cached_model(config.segment_model), config,
                                                glacier.geometry)
             write_vector(polys, folder / SEGMENTATION)
             row.update(areas)
         if "forecast" in config.products:
+            limits.step("forecast")
             model = cached_model(config.forecast_model)
             series = steps.forecast_variable(comps, model, where)
             to_netcdf(steps.forecast_product(series, model, config.forecast_steps), folder / FORECAST)

@@ -30,7 +30,7 @@ from .layout import glacier_dir, log_path, read_run
 STATUS_FILE = "status.json"
 STATES = ("done", "failed", "error", "killed")
 #: Columns of summary.csv that come from the status files; the function's summary row follows.
-COLUMNS = ("id", "area_km2", "status", "attempts", "task_seconds", "error_type", "error_message",
+COLUMNS = ("id", "area_km2", "status", "attempts", "retries", "task_seconds", "error_type", "error_message",
            "worker", "config_hash", "finished")
 
 

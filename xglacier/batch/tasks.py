@@ -22,7 +22,9 @@ import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .._atomic import PART, install, remove
+from ..errors import GlacierTimeout
 from .layout import glacier_dir, log_path
+from .limits import GlacierLimits
 from .status import write_status
 
 
@@ -64,40 +66,71 @@ def check_summary(summary: Any, function: Callable) -> dict[str, Any]:
     return summary
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or was caused by) a :class:`GlacierTimeout` (a step may wrap it)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, GlacierTimeout):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def run_glacier_task(glacier: Any, out: str, config: Any, config_hash: str,
                      function: Callable, is_transient: Callable[[BaseException], bool]) -> dict[str, Any]:
-    """Process one glacier with retries and install its folder; return its status record."""
+    """Process one glacier with retries and install its folder; return its status record.
+
+    The glacier's :class:`~xglacier.batch.limits.GlacierLimits` start here: its deadline
+    (``config.glacier_timeout_s``) and its one budget of ``config.retries`` retries, shared
+    by the STAC client's retried requests and the new attempts of the whole glacier. A
+    transient failure is attempted again while the budget gives a retry whose wait ends
+    before the deadline; past the deadline, or when only the deadline stops a retry, the
+    glacier ends ``error`` with :class:`~xglacier.errors.GlacierTimeout`.
+    """
     final = glacier_dir(out, glacier.id)
     final.parent.mkdir(parents=True, exist_ok=True)
     worker = worker_name()
     append_log(out, glacier.id, f"start worker={worker} pid={os.getpid()}")
-    retries, backoff = int(getattr(config, "retries", 0)), float(getattr(config, "backoff_s", 0.0))
+    limits = GlacierLimits(glacier.id, config)
     threads = int(getattr(config, "threads", 1))
-    start = time.perf_counter()
+    name = getattr(function, "__name__", "function")
     attempt = 0
     while True:
         attempt += 1
         staging = staging_dir(final)
         staging.mkdir()
         try:
+            limits.enter(name)  # the glacier's own steps rename it
             # the glacier's own graph runs here, never on the cluster (no oversubscription)
             local = {"scheduler": "threads", "num_workers": threads} if threads > 1 else {"scheduler": "sync"}
-            with dask.config.set(local):
+            with dask.config.set(local), limits.active():
                 summary = check_summary(function(glacier, staging, config), function)
             record = {"status": "done", "summary": summary}
             break
         except Exception as exc:  # a glacier's failure is recorded, never raised: the others go on
             remove(staging)
-            if is_transient(exc) and attempt <= retries:
-                append_log(out, glacier.id, f"retry attempt={attempt} error={type(exc).__name__}")
-                time.sleep(backoff * 2 ** (attempt - 1))
-                continue
-            status = "error" if is_transient(exc) else "failed"
+            transient = is_transient(exc)
+            timed_out = _timed_out(exc) or (transient and limits.expired())
+            if transient and not timed_out:
+                wait = limits.budget.take()
+                if wait is not None:
+                    append_log(out, glacier.id, f"retry attempt={attempt} error={type(exc).__name__} "
+                                                f"wait_s={wait:g}")
+                    time.sleep(wait)
+                    continue
+                timed_out = limits.budget.left > 0  # a retry was left: only the deadline stopped it
+            if timed_out:
+                if not isinstance(exc, GlacierTimeout):
+                    exc = limits.error(None if _timed_out(exc) else exc)
+                append_log(out, glacier.id, f"timeout glacier={glacier.id} limit_s={limits.limit_s:g} "
+                                            f"step={limits.step!r} elapsed_s={limits.elapsed():.2f}")
+            status = "error" if timed_out or transient else "failed"
             record = {"status": status, "error_type": type(exc).__name__, "error_message": str(exc)[:2000]}
             staging.mkdir()
             break
-    record.update(id=glacier.id, attempts=attempt, worker=worker, config_hash=config_hash,
-                  seconds=round(time.perf_counter() - start, 3),
+    record.update(id=glacier.id, attempts=attempt, retries=limits.budget.used, worker=worker,
+                  config_hash=config_hash, seconds=round(limits.elapsed(), 3),
                   finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     write_status(staging, record)  # last, then the whole folder appears at once
     install(staging, final)

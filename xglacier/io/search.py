@@ -17,12 +17,10 @@ import pandas as pd
 from urllib3.util.retry import Retry
 
 from ..errors import EmptySearchError, ParameterError, StacError
+from .retry import RETRY_STATUSES, BudgetAdapter, RetryBudget
 
 #: Microsoft Planetary Computer's STAC API; its assets need signing (see :func:`search`).
 PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
-
-#: HTTP statuses worth retrying: timeouts, rate limiting and server-side failures.
-RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 
 # --------------------------------------------------------------------------- validation
 def check_bbox(bbox: Any, func: str = "search") -> tuple[float, float, float, float]:
@@ -69,15 +67,27 @@ def _date(value: Any, name: str) -> str:
 
 
 # ------------------------------------------------------------------------------- search
-def _stac_io(retries: int, backoff: float, timeout: float, headers: Mapping[str, str] | None):
+def _stac_io(retries: int, backoff: float, timeout: float, headers: Mapping[str, str] | None,
+             budget: RetryBudget | None = None):
     from pystac_client.stac_api_io import StacApiIO
 
+    if budget is not None:  # retries from the shared budget, never past its deadline
+        stac_io = StacApiIO(headers=dict(headers or {}), timeout=timeout, max_retries=None)
+        for prefix in ("http://", "https://"):
+            stac_io.session.mount(prefix, BudgetAdapter(budget))
+        return stac_io
     retry = Retry(
         total=retries, connect=retries, read=retries, status=retries, backoff_factor=backoff,
         status_forcelist=RETRY_STATUSES, allowed_methods=None, raise_on_status=False,
         respect_retry_after_header=True,
     )
     return StacApiIO(headers=dict(headers or {}), timeout=timeout, max_retries=retry)
+
+
+def _tries(retries: int, budget: RetryBudget | None) -> str:
+    if budget is None:
+        return f"{retries} retries"
+    return f"{budget.used} of the {budget.retries} retries of its budget"
 
 
 def _keep(item: Any, max_cloud: float | None, platforms: Sequence[str] | None) -> bool:
@@ -109,6 +119,7 @@ def search(
     backoff: float = 0.5,
     timeout: float = 30.0,
     headers: Mapping[str, str] | None = None,
+    budget: RetryBudget | None = None,
 ) -> Any:
     """Find the scenes of ``collection`` over ``bbox`` between ``start`` and ``end``.
 
@@ -138,6 +149,12 @@ def search(
         ``timeout`` is the per-request limit in seconds.
     headers
         Extra HTTP headers (e.g. an API key).
+    budget
+        A :class:`~xglacier.io.retry.RetryBudget` shared with other work (``xglacier batch``
+        gives one per glacier): it replaces ``retries`` and ``backoff``, each retried request
+        takes one of its retries, and with its deadline no request starts after it, each
+        request's timeout is cut to the time left and no retry waits past it (then
+        :class:`StacError`).
 
     Returns
     -------
@@ -179,10 +196,11 @@ def search(
         raise ParameterError(f"search: start={start!r} is after end={end!r}")
     if max_cloud is not None and not (isinstance(max_cloud, numbers.Real) and 0 <= max_cloud <= 100):
         raise ParameterError(f"search: max_cloud={max_cloud!r}; expected a percentage in [0, 100] or None")
-    if isinstance(platforms, str):
-        platforms = (platforms,)
+    platforms = (platforms,) if isinstance(platforms, str) else platforms
     if retries < 0 or backoff < 0 or timeout <= 0 or page_size < 1:
         raise ParameterError("search: retries and backoff must be >= 0, timeout > 0, page_size >= 1")
+    if budget is not None and not isinstance(budget, RetryBudget):
+        raise ParameterError(f"search: budget is a {type(budget).__name__}; expected a RetryBudget or None")
     asked = (
         f"collection {collection!r}, bbox {list(bbox)}, {t0}/{t1}, max_cloud {max_cloud}, "
         f"platforms {list(platforms) if platforms else None}"
@@ -190,11 +208,11 @@ def search(
 
     try:
         # timeout and headers again: Client.open resets those of the stac_io it is given
-        client = Client.open(url, stac_io=_stac_io(retries, backoff, timeout, headers), modifier=modifier,
-                             timeout=timeout, headers=dict(headers or {}))
+        client = Client.open(url, stac_io=_stac_io(retries, backoff, timeout, headers, budget),
+                             modifier=modifier, timeout=timeout, headers=dict(headers or {}))
     except Exception as err:  # APIError, requests' errors, bad JSON: all mean "no usable API"
         raise StacError(
-            f"search: could not open the STAC API at {url} (after {retries} retries) to search "
+            f"search: could not open the STAC API at {url} (after {_tries(retries, budget)}) to search "
             f"{asked}: {err}"
         ) from err
 
@@ -225,7 +243,8 @@ def search(
         found = list(result.items())
     except Exception as err:  # APIError after the retries, or a malformed answer
         raise StacError(
-            f"search: the STAC API at {url} failed while searching {asked} (after {retries} retries): {err}"
+            f"search: the STAC API at {url} failed while searching {asked} "
+            f"(after {_tries(retries, budget)}): {err}"
         ) from err
 
     # applied in any case: it costs nothing and guards against servers that ignore the query
