@@ -117,8 +117,10 @@ def test_residual_options_are_checked():
         SeasonalClimatology(patch_size=4, n_in=4, period=5)
     with pytest.raises(ParameterError, match=r"LSTMEncoderDecoder: statistics\[1\] \(std\)=0"):
         LSTMEncoderDecoder(preset="small", statistics=(0.0, 0.0))
-    with pytest.raises(ParameterError, match="Persistence: residual and statistics are for learned models"):
+    with pytest.raises(ParameterError, match="Persistence: residual, statistics and gaps are for learned"):
         Persistence(patch_size=4, residual="last")  # baselines are references already
+    with pytest.raises(ParameterError, match="SALSTM: gaps=1; expected True or False"):
+        SALSTM(preset="small", gaps=1)
 
 
 def test_fit_refuses_a_seasonal_period_that_is_not_the_datas():

@@ -40,3 +40,8 @@ def check_output(func: str, name: str, pred: Any, target: torch.Tensor) -> None:
         shape = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
         raise InputError(f"{func}: model {name!r} returned {shape}; expected a tensor of shape "
                          f"{tuple(target.shape)} (batch, n_out, size, size)")
+
+
+def uses_gaps(model: Any) -> bool:
+    """Whether ``model`` reads ``forward(..., missing=)``: learned xglacier models with ``gaps=True``."""
+    return getattr(model, "gaps", False) is True

@@ -18,7 +18,7 @@ from torch import nn
 from .._validate import check_choice, check_flag, check_int, check_number, frames_per_year
 from ..errors import ParameterError
 from ..nn.loop import model_device
-from .checks import check_compatible, check_output, check_patchset
+from .checks import check_compatible, check_output, check_patchset, uses_gaps
 from .patches import PatchSet
 from .skill import bootstrap_means, pixel_blocks
 
@@ -90,15 +90,16 @@ def _errors(named: dict[str, nn.Module], test: PatchSet, batch_size: int, cells:
         for model in named.values():
             model.eval()
         with torch.no_grad():
-            for xb, yb in test.to_torch(batch_size=batch_size, shuffle=False):
+            for xb, yb, gb in test.to_torch(batch_size=batch_size, shuffle=False, gaps=True):
                 k = len(xb)
                 if cells is not None:
                     y0, x0 = (test.plan.samples[pos:pos + k, i, None, None] for i in (1, 2))
                     # (sample, row, col, lead) -> block * n_out + lead
                     where = (cells[y0 + ii, x0 + jj][..., None] * n_out + lead).ravel()
                 for m, key in enumerate(names):
+                    more = {"missing": gb.to(devices[key])} if uses_gaps(named[key]) else {}
                     pred = named[key](xb.to(devices[key]), n_out=n_out, targets=None,
-                                      teacher_forcing=0.0)
+                                      teacher_forcing=0.0, **more)
                     check_output("evaluate", key, pred, yb)
                     diff = (pred.detach().to("cpu", torch.float64) - yb.to(torch.float64)).numpy()
                     for j, err in enumerate((np.square(diff), np.abs(diff))):

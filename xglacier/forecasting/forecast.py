@@ -50,6 +50,7 @@ from .._attrs import georeference, with_history
 from .._validate import check_choice, check_int, check_number, check_time
 from .._windows import window_starts
 from ..errors import DimensionError, InputError, InterpolatedInputWarning, NaNInPatchError, ParameterError
+from .checks import uses_gaps
 from .kernels import gather_patches, scatter_patches
 from .patches import patch_weight
 
@@ -116,8 +117,11 @@ def _prepare_model(model: Any) -> None:
 
 
 def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndarray, p: int,
-                     m: int, n_out: int) -> np.ndarray:
-    """``(k, n_out, p, p)`` predictions of the windows at ``ys x xs`` (row-major), ``m`` per call."""
+                     m: int, n_out: int, gaps: tuple[bool, ...] | None = None) -> np.ndarray:
+    """``(k, n_out, p, p)`` predictions of the windows at ``ys x xs`` (row-major), ``m`` per call.
+
+    ``gaps``: which of the ``n_in`` frames were never observed, passed to a model that reads them.
+    """
     import torch
 
     n_in = frames.shape[0]
@@ -125,12 +129,15 @@ def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndar
     samples = np.column_stack([np.zeros(len(yx), np.int64), yx])
     xb = np.empty((m, n_in, p, p), np.float32)
     out = np.empty((len(yx), n_out, p, p), np.float32)
+    more = {}
+    if gaps is not None and any(gaps) and uses_gaps(model):
+        more["missing"] = torch.tensor(gaps, dtype=torch.bool).expand(m, n_in)
     for k in range(0, len(yx), m):
         rows = samples[k:k + m]
         gather_patches(frames, rows, p, n_in, 0, xb, np.empty((m, 0, p, p), np.float32))
         xb[len(rows):] = xb[len(rows) - 1]  # top up: every call holds m windows
         with torch.no_grad():
-            pred = model(torch.from_numpy(xb))
+            pred = model(torch.from_numpy(xb), **more)
         if tuple(pred.shape) != (m, n_out, p, p):
             raise InputError(f"forecast: model {type(model).__name__} returned shape {tuple(pred.shape)} "
                              f"for input {xb.shape}; expected {(m, n_out, p, p)}")
@@ -150,7 +157,8 @@ def _nan_error(block: np.ndarray, where: dict[str, Any], y0: int, x0: int) -> Na
 
 def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: int, n_out: int,
                    nan: str | None, fill_value: float, where: dict[str, Any],
-                   block_id: tuple[int, ...] | None = None) -> np.ndarray:
+                   gaps: tuple[bool, ...] | None = None, block_id: tuple[int, ...] | None = None
+                   ) -> np.ndarray:
     """Pass 1: ``(n_in, By + halo, Bx + halo)`` frames -> the predictions of the block's windows.
 
     They are ``(ny_w * nx_w, n_out, p, p)`` (row-major windows) held, without a copy, in a
@@ -166,7 +174,7 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: in
     _prepare_model(model)
     ys, xs = ay.windows(i), ax.windows(j)
     p = ay.size
-    pred = _predict_windows(model, frames, ys - ay.edges[i], xs - ax.edges[j], p, m, n_out)
+    pred = _predict_windows(model, frames, ys - ay.edges[i], xs - ax.edges[j], p, m, n_out, gaps)
     return pred.reshape(n_out, len(ys) * p, len(xs) * p)
 
 
@@ -198,13 +206,14 @@ def _blend_block(*mosaics: np.ndarray, sources: tuple[tuple[int, int], ...], i: 
 
 
 def _forecast_round(frames: dsa.Array, model: Any, ay: _Axis, ax: _Axis, m: int, n_out: int,
-                    weight: str, nan: str | None, fill_value: float, where: dict[str, Any]) -> dsa.Array:
+                    weight: str, nan: str | None, fill_value: float, where: dict[str, Any],
+                    gaps: tuple[bool, ...]) -> dsa.Array:
     """One round: ``(n_in, y, x)`` frames on the block grid -> ``(n_out, y, x)`` blended frames."""
     p = ay.size
     mosaic = dsa.map_overlap(
         _predict_block, frames, depth={0: 0, 1: (0, p - 1), 2: (0, p - 1)}, boundary="none",
         trim=False, model=model, ay=ay, ax=ax, m=m, n_out=n_out, nan=nan, fill_value=fill_value,
-        where=where, token="forecast-predict",
+        where=where, gaps=gaps, token="forecast-predict",
         chunks=((n_out,), tuple(c * p for c in ay.counts), tuple(c * p for c in ax.counts)),
         dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
     )
@@ -257,18 +266,21 @@ def _output(data: Any, da: xr.DataArray, model: Any, steps: int, attrs: dict[str
     return georeference(out, da)
 
 
-def _warn_interpolated(last: xr.DataArray) -> None:
-    # composite's filled periods look like data: say so, the forecast builds on them
+def _input_gaps(last: xr.DataArray, model: Any) -> tuple[bool, ...]:
+    """Which input frames ``composite`` interpolated; a warning when the model reads them as data."""
     flag = last.coords.get("interpolated")
     if flag is None or flag.dims != ("time",):
-        return
+        return (False,) * last.sizes["time"]
     invented = np.asarray(flag.values, bool)
-    if invented.any():
+    # a model with gaps=True reads a missing frame there; any other builds on the invented values
+    if invented.any() and not uses_gaps(model):
         dates = [str(t)[:10] for t in last["time"].values[invented]]
         warnings.warn(f"forecast: input frame(s) {dates} of variable {last.name!r} were interpolated "
                       "(coordinate 'interpolated': no scene in their period); the forecast builds on "
                       "them as if observed, and a seasonal model carries them into the same quarter "
-                      "of the next year", InterpolatedInputWarning, stacklevel=3)
+                      "of the next year (a learned model with gaps=True reads them as missing)",
+                      InterpolatedInputWarning, stacklevel=3)
+    return tuple(bool(v) for v in invented)
 
 
 def forecast(
@@ -314,8 +326,10 @@ def forecast(
     nan, fill_value
         NaN in the input frames: ``"raise"`` a clear error (at once for a NumPy-backed
         input, when computed for a Dask one), or ``"fill"`` with ``fill_value``. Input
-        frames that ``composite`` interpolated (its ``interpolated`` coordinate) are used,
-        with an :class:`~xglacier.errors.InterpolatedInputWarning` naming their dates.
+        frames that ``composite`` interpolated (its ``interpolated`` coordinate) are passed
+        as missing to a model that reads gaps (learned models with ``gaps=True``); any other
+        model uses them, with an :class:`~xglacier.errors.InterpolatedInputWarning` naming
+        their dates.
     block
         Side of the square blocks in pixels, at least the patch size; memory per task grows
         with it. Default: per axis, blocks of at most ``round(sqrt(batch_size))`` windows
@@ -371,7 +385,7 @@ def forecast(
     ay, ax = _Axis.plan(ny, p, stride, block, per_block), _Axis.plan(nx, p, stride, block, per_block)
     m = min(batch_size, max(ay.counts) * max(ax.counts))
     last = da.isel(time=slice(nt - n_in, nt))
-    _warn_interpolated(last)
+    gaps = _input_gaps(last, model)
     where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values]}
     eager = not isinstance(last.data, dsa.Array)
     if eager:
@@ -390,8 +404,9 @@ def forecast(
     while len(rounds) * n_out < steps:
         if rounds:  # the next round reads the last n_in frames, blended ones included
             data = dsa.concatenate([data, rounds[-1]])[-n_in:].rechunk((-1, ay.chunks, ax.chunks))
+            gaps = (*gaps, *(False,) * n_out)[-n_in:]  # the model's own frames are not gaps
         rounds.append(_forecast_round(data, lazy_model, ay, ax, m, n_out, weight,
-                                      None if rounds else check, fill_value, where))
+                                      None if rounds else check, fill_value, where, gaps))
     result = dsa.concatenate(rounds)[:steps]
     if eager:
         result = result.compute()

@@ -182,16 +182,41 @@ class PatchSet:
         x, y = self.gather([i])
         return x[0], y[0]
 
+    def input_gaps(self, index: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``(k, n_in)`` booleans: which input frames of the samples were never observed.
+
+        They are the frames :func:`xglacier.composite` interpolated (its ``interpolated``
+        coordinate along ``time``); without that coordinate, none.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, xarray as xr
+        >>> cube = xr.DataArray(np.zeros((6, 4, 4), "f4"), dims=("time", "y", "x"), coords={
+        ...     "time": pd.date_range("2020", periods=6, freq="3MS"),
+        ...     "interpolated": ("time", [0, 1, 0, 0, 0, 0])})
+        >>> patches(cube, size=4, stride=4, n_in=2, n_out=1).input_gaps([0, 1, 2]).tolist()
+        [[False, True], [True, False], [False, False]]
+        """
+        idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
+        flag = self.da.coords.get("interpolated")
+        if flag is None or flag.dims != ("time",):
+            return np.zeros((idx.size, self.n_in), bool)
+        invented = np.asarray(flag.values, bool)
+        return invented[self.plan.samples[idx, 0][:, None] + np.arange(self.n_in)]
+
     # -- torch ---------------------------------------------------------------------------
     def to_torch(self, *, batch_size: int = 100, shuffle: bool = False, seed: int | None = None,
-                 drop_last: bool = False) -> BatchLoader:
-        """Iterable of float32 ``torch`` tensor batches ``(inputs, targets)``.
+                 drop_last: bool = False, gaps: bool = False) -> BatchLoader:
+        """Iterable of float32 ``torch`` tensor batches ``(inputs, targets)``, and with
+        ``gaps=True`` the boolean ``(k, n_in)`` :meth:`input_gaps` of the batch third.
 
         Each batch is gathered straight from the cube; nothing else is kept in memory.
         """
         from ..nn.batches import BatchLoader  # late: torch loads on first use
+        from .gaps import GapSource
 
-        return BatchLoader(self, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        source = GapSource(self) if check_flag("to_torch", "gaps", gaps) else self
+        return BatchLoader(source, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
     # -- splits --------------------------------------------------------------------------
     def split(

@@ -29,9 +29,11 @@ from torch import nn
 
 from .._validate import check_choice, check_flag, check_int, check_number
 from ..errors import InputError, ParameterError, TrainingDivergedError
+from ..nn.batches import BatchLoader
 from ..nn.loop import check_fit_options, model_device, train_epochs
-from .checks import check_compatible, check_output, check_patchset
+from .checks import check_compatible, check_output, check_patchset, uses_gaps
 from .evaluate import _frames_per_year, evaluate
+from .gaps import GapSource
 from .patches import PatchSet
 
 __all__ = ["RECIPES", "TrainingDivergedError", "evaluate", "fit", "lr_factor", "training_statistics"]
@@ -51,10 +53,10 @@ _LOSSES: dict[str, LossFn] = {
 RECIPES: dict[str, dict[str, Any]] = {
     "default": dict(epochs=30, batch_size=32, lr=2e-3, weight_decay=1e-3, schedule="cosine",
                     warmup=0.05, teacher_forcing=0.0, patience=6, clip=1.0, augment=False,
-                    normalize=True),
+                    normalize=True, gap_rate=0.25),
     "paper": dict(epochs=40, batch_size=100, lr=1e-4, weight_decay=1e-3, schedule="constant",
                   warmup=0.0, teacher_forcing=0.5, patience=5, clip=0.0, augment=False,
-                  normalize=False),
+                  normalize=False, gap_rate=0.0),
 }
 
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -143,14 +145,21 @@ def training_statistics(ps: PatchSet, *, limit: int = 4096) -> tuple[float, floa
 
 
 def _mean_loss(model: nn.Module, ps: PatchSet, loss_fn: LossFn, batch_size: int,
-               device: torch.device, n_out: int) -> float:
-    """Sample-weighted mean loss over a PatchSet, in eval mode, without teacher forcing."""
+               device: torch.device, n_out: int, gap_rate: float = 0.0, seed: int = 0) -> float:
+    """Sample-weighted mean loss over a PatchSet, in eval mode, without teacher forcing.
+
+    A model that reads gaps gets the PatchSet's own and, at ``gap_rate``, hidden frames: the
+    same ones at every call (a fresh source with the same seed).
+    """
     model.eval()
     total, count = 0.0, 0
+    gaps = uses_gaps(model)
+    source = GapSource(ps, rate=gap_rate, seed=seed) if gaps else ps
     with torch.no_grad():
-        for xb, yb in ps.to_torch(batch_size=batch_size, shuffle=False):
-            xb, yb = xb.to(device), yb.to(device)
-            pred = model(xb, n_out=n_out, targets=None, teacher_forcing=0.0)
+        for batch in BatchLoader(source, batch_size=batch_size, shuffle=False):
+            xb, yb = batch[0].to(device), batch[1].to(device)
+            more = {"missing": batch[2].to(device)} if gaps else {}
+            pred = model(xb, n_out=n_out, targets=None, teacher_forcing=0.0, **more)
             check_output("fit", type(model).__name__, pred, yb)
             total += float(loss_fn(pred, yb)) * len(xb)
             count += len(xb)
@@ -174,6 +183,7 @@ def fit(
     clip: float | None = None,
     augment: bool | None = None,
     normalize: bool | None = None,
+    gap_rate: float | None = None,
     seed: int = 0,
     progress: bool = True,
     loss: str | LossFn = "mse",
@@ -208,6 +218,8 @@ def fit(
     ``clip``             1.0        off         maximum gradient norm
     ``augment``          False      False       random 90-degree turns and flips
     ``normalize``        True       False       set input statistics from ``train``
+    ``gap_rate``         0.25       0           share of training samples with one input
+                                                frame hidden (models with ``gaps``)
     ===================  =========  ==========  ============================================
 
     ``"default"`` was found by experiment on the small presets on 2 CPU cores (the numbers
@@ -240,6 +252,19 @@ def fit(
         checkpoint. ``True`` needs a model with ``set_statistics`` (every learned
         :mod:`xglacier.models` model; the recipe's ``True`` skips other models); ``False``
         keeps the model's own.
+    gap_rate
+        For models that read missing-frame flags (``gaps=True``, the default of
+        :mod:`xglacier.models`): in this share of the training samples, one input frame
+        drawn at random (not the last) is hidden as a missing quarter is: replaced by the
+        linear interpolation in time of its neighbours, as ``composite`` fills an empty
+        period, and flagged (:class:`~xglacier.forecasting.gaps.GapSource`); the data's own
+        gaps (``PatchSet.input_gaps``) are flagged too. The validation samples get the same
+        share of hidden frames (the same ones at every epoch), so that early stopping weighs
+        how the model handles a missing quarter, which a validation split of a few windows
+        rarely holds. Without it the
+        model never meets a missing quarter in training, since ``patches`` drops the windows
+        whose *target* is missing, and it carries the interpolation of a gap forward as if
+        observed (docs/forecasting.md measures what that costs). Other models ignore it.
     seed
         Seeds the shuffling, the augmentation, the weights' random draws (dropout, teacher
         forcing) and the global torch/NumPy/``random`` streams during the fit; their
@@ -304,7 +329,7 @@ def fit(
     opt = _resolve(recipe, dict(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule,
         warmup=warmup, teacher_forcing=teacher_forcing, patience=patience, clip=clip, augment=augment,
-        normalize=normalize))
+        normalize=normalize, gap_rate=gap_rate))
     factor = _check_options(opt, seed, progress)
     loss_fn = loss if callable(loss) else _LOSSES[check_choice("fit", "loss", loss, sorted(_LOSSES))]
     _check_data(model, train, val)
@@ -319,12 +344,14 @@ def fit(
     device = model_device(model)
     n_out, tf, augment = train.plan.n_out, opt["teacher_forcing"], opt["augment"]
     lr, wd, batch_size = opt["lr"], opt["weight_decay"], opt["batch_size"]
+    gaps, gap_rate = uses_gaps(model), float(opt["gap_rate"])
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        xb, yb = (t.to(device) for t in batch)
+    def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        xb, yb = batch[0].to(device), batch[1].to(device)
         if augment:
             xb, yb = _augmented(xb, yb)
-        pred = model(xb, n_out=n_out, targets=yb, teacher_forcing=tf)
+        more = {"missing": batch[2].to(device)} if gaps else {}
+        pred = model(xb, n_out=n_out, targets=yb, teacher_forcing=tf, **more)
         check_output("fit", name, pred, yb)
         batch_loss = loss_fn(pred, yb)
         return batch_loss, batch_loss, len(xb)
@@ -332,10 +359,11 @@ def fit(
     history = train_epochs(
         "fit", model, params,
         setup=lambda: (torch.optim.AdamW(params, lr=lr, weight_decay=wd),
-                       train.to_torch(batch_size=batch_size, shuffle=True, seed=seed)),
+                       BatchLoader(GapSource(train, rate=gap_rate, seed=seed) if gaps else train,
+                                   batch_size=batch_size, shuffle=True, seed=seed)),
         step=step,
         val_loss=None if val is None else (
-            lambda: _mean_loss(model, val, loss_fn, batch_size, device, n_out)),
+            lambda: _mean_loss(model, val, loss_fn, batch_size, device, n_out, gap_rate, seed + 1)),
         epochs=opt["epochs"], patience=opt["patience"] or None, clip=opt["clip"] or None, seed=seed,
         progress=progress, loss_label=loss if isinstance(loss, str) else "training",
         hint=f"lower lr={lr}, set clip, or check the samples for extreme values", lr_factor=factor,
@@ -356,6 +384,7 @@ def _check_options(opt: dict[str, Any], seed: Any, progress: Any) -> Callable[[i
         opt[key] = int(opt[key])
     check_number("fit", "weight_decay", opt["weight_decay"], low=0)
     check_number("fit", "teacher_forcing", opt["teacher_forcing"], low=0, high=1)
+    check_number("fit", "gap_rate", opt["gap_rate"], low=0, high=1)
     check_flag("fit", "augment", opt["augment"])
     check_flag("fit", "normalize", opt["normalize"])
     check_flag("fit", "progress", progress)

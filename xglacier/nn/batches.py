@@ -20,11 +20,12 @@ class SampleSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def gather(self, index: np.ndarray) -> tuple[np.ndarray, ...]: ...
 
 
 class BatchLoader:
-    """Re-iterable batches ``(x, y)`` of a sample source as torch tensors.
+    """Re-iterable batches ``(x, y)`` of a sample source as torch tensors (one tensor per
+    array the source's ``gather`` returns).
 
     Each iteration visits every sample once, in order or (``shuffle=True``) in a new
     order drawn from a generator seeded once with ``seed``, so that epochs differ and a
@@ -60,5 +61,5 @@ class BatchLoader:
         n = len(self.source)
         order = self._rng.permutation(n) if self.shuffle else np.arange(n)
         for k in range(len(self)):
-            x, y = self.source.gather(order[k * self.batch_size : (k + 1) * self.batch_size])
-            yield torch.from_numpy(x), torch.from_numpy(y)
+            arrays = self.source.gather(order[k * self.batch_size : (k + 1) * self.batch_size])
+            yield tuple(torch.from_numpy(a) for a in arrays)

@@ -17,17 +17,27 @@ transformations recorded in its ``config`` (hence in its checkpoint):
 ``forward`` returns ``reference + std * network(...)`` (``mean`` instead of ``reference``
 without a residual), so every caller (:func:`xglacier.fit`, :func:`xglacier.evaluate`,
 :func:`xglacier.forecast`) sees frames in the data's own units.
+
+Gaps (``gaps=True``, the default of learned models): ``forward(x, missing=...)`` takes which
+input frames were never observed (``composite``'s ``interpolated`` periods, whose values
+are a linear interpolation in time). A learned frame ``missing_frame`` (zeros at first, so
+an untrained model forecasts as one without gaps) is added to the normalised input where a
+frame is missing, so the network knows which values were invented: a seasonal model can
+then learn how the same quarter differs from the interpolation of its neighbours (a summer
+quarter is not the mean of spring and autumn). :func:`xglacier.fit` teaches it by hiding
+observed input frames at random (``gap_rate``) and putting the interpolation of their
+neighbours in their place, as ``composite`` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..._validate import check_choice, check_int, check_number
+from ..._validate import check_choice, check_flag, check_int, check_number
 from ...errors import InputError, ParameterError
 
 #: What ``residual=`` accepts: the reference the network's output is added to.
@@ -89,18 +99,25 @@ class ForecastModel(nn.Module):
         quarterly frames; at most ``n_in``).
     statistics
         ``(mean, std)`` input normalisation, or ``None``.
+    gaps
+        Learned models: read ``forward``'s ``missing`` flags (see the module docstring): a
+        ``(patch_size, patch_size)`` parameter ``missing_frame`` is added to missing inputs.
+        Checkpoints written before this keyword existed load with ``gaps=False``.
 
     Examples
     --------
     >>> import numpy as np
     >>> ForecastModel(patch_size=np.int64(8), n_in=4, n_out=2).config
-    {'patch_size': 8, 'n_in': 4, 'n_out': 2, 'residual': None, 'period': 4, 'statistics': None}
+    {'patch_size': 8, 'n_in': 4, 'n_out': 2, 'residual': None, 'period': 4, 'statistics': None, 'gaps': True}
     """
 
     trainable = True
+    #: what a checkpoint without these keys was trained with (see nn/checkpoint.py)
+    LEGACY_CONFIG: ClassVar[dict[str, Any]] = {"gaps": False}
 
     def __init__(self, *, patch_size: int, n_in: int, n_out: int, residual: str | None = None,
-                 period: int = 4, statistics: Sequence[float] | None = None, **config: Any) -> None:
+                 period: int = 4, statistics: Sequence[float] | None = None, gaps: bool | None = None,
+                 **config: Any) -> None:
         super().__init__()
         name = type(self).__name__
         patch_size, n_in, n_out = (check_int(name, label, value, low=1) for label, value in
@@ -116,10 +133,16 @@ class ForecastModel(nn.Module):
                                      f"period; n_in={n_in}")
             self.residual, self.period = residual, period
             self.statistics = _statistics(name, statistics)
-            self.config.update(residual=residual, period=period, statistics=self.statistics)
-        elif residual is not None or statistics is not None:
-            raise ParameterError(f"{name}: residual and statistics are for learned models; a baseline "
-                                 "forecasts from the raw frames")
+            self.gaps = check_flag(name, "gaps", True if gaps is None else gaps)
+            # zeros: the missing frame starts at the normalised mean (no random draw, so the other
+            # layers get the same initial weights for a seed with or without it)
+            self.missing_frame = (nn.Parameter(torch.zeros(patch_size, patch_size)) if self.gaps
+                                  else None)
+            self.config.update(residual=residual, period=period, statistics=self.statistics,
+                               gaps=self.gaps)
+        elif residual is not None or statistics is not None or gaps is not None:
+            raise ParameterError(f"{name}: residual, statistics and gaps are for learned models; a "
+                                 "baseline forecasts from the raw frames")
         self.config.update(config)
 
     def n_parameters(self) -> int:
@@ -157,8 +180,12 @@ class ForecastModel(nn.Module):
         return x[:, [season_inputs(self.n_in, self.period, k)[0] for k in range(steps)]]
 
     def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
-                teacher_forcing: float = 0.0) -> torch.Tensor:
-        """``(B, n_in, P, P)`` -> ``(B, n_out, P, P)`` frames (``n_out`` overrides the model's)."""
+                teacher_forcing: float = 0.0, missing: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, n_in, P, P)`` -> ``(B, n_out, P, P)`` frames (``n_out`` overrides the model's).
+
+        ``missing``: ``(B, n_in)`` booleans, True where an input frame was interpolated, not
+        observed (read by a model with ``gaps=True``, ignored by one with ``gaps=False``).
+        """
         self._check(x)
         steps = n_out or self.n_out
         mean, std = self.statistics or (0.0, 1.0)
@@ -166,8 +193,22 @@ class ForecastModel(nn.Module):
         base = ref if ref is not None else mean
         if targets is not None:
             targets = (targets - base) / std
-        out = self._predict((x - mean) / std, steps, targets, teacher_forcing)
+        xn = (x - mean) / std
+        missing = self._missing(x, missing)
+        if missing is not None:
+            xn = xn + missing[:, :, None, None].to(xn.dtype) * self.missing_frame
+        out = self._predict(xn, steps, targets, teacher_forcing)
         return base + out * std
+
+    def _missing(self, x: torch.Tensor, missing: torch.Tensor | None) -> torch.Tensor | None:
+        """The checked ``missing`` flags, or None when there are none or the model ignores them."""
+        if missing is None or not getattr(self, "gaps", False):
+            return None
+        missing = torch.as_tensor(missing, device=x.device)
+        if missing.dtype != torch.bool or tuple(missing.shape) != tuple(x.shape[:2]):
+            raise InputError(f"{type(self).__name__}: missing of shape {tuple(missing.shape)} and dtype "
+                             f"{missing.dtype}; expected booleans of shape {tuple(x.shape[:2])}")
+        return missing if bool(missing.any()) else None
 
     def _zero_start(self, layer: nn.Module) -> None:
         """With a residual, zero the weights and bias of the output ``layer``: the untrained model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 
 from ..._validate import check_int
@@ -11,6 +13,7 @@ from .base import ForecastModel, season_inputs, season_means
 
 class _Baseline(ForecastModel):
     trainable = False
+    LEGACY_CONFIG: ClassVar[dict[str, Any]] = {}  # a baseline never had gaps to read
 
     def __init__(self, *, patch_size: int = 50, n_in: int = 4, n_out: int = 4, **config) -> None:
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, **config)

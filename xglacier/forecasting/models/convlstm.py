@@ -56,8 +56,8 @@ class ConvLSTM(ForecastModel):
     convolution maps the decoder's top state to a frame. The decoder does not read frames,
     so teacher forcing does not apply to this model.
 
-    ``residual`` (``"seasonal"``, ``"climatology"``, ``"last"`` or None), ``period`` and ``statistics`` (input
-    normalisation) are those of :class:`~xglacier.models.ForecastModel`; with a residual
+    ``residual`` (``"seasonal"``, ``"climatology"``, ``"last"`` or None), ``period``, ``statistics`` (input
+    normalisation) and ``gaps`` are those of :class:`~xglacier.models.ForecastModel`; with a residual
     the output convolution starts at zero, so the untrained model forecasts the reference.
 
     Examples
@@ -71,7 +71,7 @@ class ConvLSTM(ForecastModel):
                  n_out: int | None = None, encoder: Sequence[int] | None = None,
                  decoder: Sequence[int] | None = None, kernel: int | None = None,
                  preset: str | None = None, residual: str | None = None,
-                 period: int = 4, statistics: Sequence[float] | None = None) -> None:
+                 period: int = 4, statistics: Sequence[float] | None = None, gaps: bool = True) -> None:
         kw = resolve_preset("ConvLSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, encoder=encoder, decoder=decoder,
             kernel=kernel), _DEFAULTS)
@@ -79,7 +79,7 @@ class ConvLSTM(ForecastModel):
         k = kw["kernel"]
         super().__init__(patch_size=kw["patch_size"], n_in=kw["n_in"], n_out=kw["n_out"],
                          encoder=enc, decoder=dec, kernel=k, residual=residual, period=period,
-                         statistics=statistics)
+                         statistics=statistics, gaps=gaps)
         enc_in, dec_in = [1, *enc[:-1]], [enc[-1], *dec[:-1]]
         self.enc = nn.ModuleList(ConvLSTMCell(i, h, k) for i, h in zip(enc_in, enc, strict=True))
         self.dec = nn.ModuleList(ConvLSTMCell(i, h, k) for i, h in zip(dec_in, dec, strict=True))

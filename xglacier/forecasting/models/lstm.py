@@ -29,8 +29,8 @@ class LSTMEncoderDecoder(ForecastModel):
     state is the predicted frame itself (an LSTM output lies in (-1, 1), the NDSI range);
     otherwise a linear layer maps it to a frame.
 
-    ``residual`` (``"seasonal"``, ``"climatology"``, ``"last"`` or None), ``period`` and ``statistics`` (input
-    normalisation) are those of :class:`~xglacier.models.ForecastModel`; with a residual
+    ``residual`` (``"seasonal"``, ``"climatology"``, ``"last"`` or None), ``period``, ``statistics`` (input
+    normalisation) and ``gaps`` are those of :class:`~xglacier.models.ForecastModel`; with a residual
     the decoder's head (or, when the state is the frame, a gain) starts at zero, so the
     untrained model forecasts the reference.
 
@@ -44,7 +44,7 @@ class LSTMEncoderDecoder(ForecastModel):
     def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
                  dropout: float | None = None, preset: str | None = None, residual: str | None = None,
-                 period: int = 4, statistics: Sequence[float] | None = None) -> None:
+                 period: int = 4, statistics: Sequence[float] | None = None, gaps: bool = True) -> None:
         kw = resolve_preset("LSTMEncoderDecoder", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
             dropout=dropout), _DEFAULTS)
@@ -54,7 +54,7 @@ class LSTMEncoderDecoder(ForecastModel):
         dropout = float(check_number("LSTMEncoderDecoder", "dropout", kw["dropout"], low=0, high=1))
         super().__init__(patch_size=patch_size, n_in=kw["n_in"], n_out=kw["n_out"],
                          hidden=hidden, layers=layers, dropout=dropout, residual=residual,
-                         period=period, statistics=statistics)
+                         period=period, statistics=statistics, gaps=gaps)
         drop = dropout if layers > 1 else 0.0
         self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)
         self.decoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True, dropout=drop)

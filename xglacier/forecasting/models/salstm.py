@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -53,12 +53,13 @@ class SALSTM(ForecastModel):
         before this keyword existed are rebuilt so).
     preset
         ``"paper"`` (Table 2: 200,072,500 parameters) or ``"small"``.
-    residual, period, statistics
+    residual, period, statistics, gaps
         Predict the change over ``"seasonal"`` (the input ``period`` frames before the
         target), ``"climatology"`` (the mean of the inputs of the target's season) or
         ``"last"`` (the last input) instead of the frame, and the input
-        normalisation ``(mean, std)``; see :class:`~xglacier.models.ForecastModel`. With a
-        residual the linear head starts at zero (the untrained model is the reference).
+        normalisation ``(mean, std)``, and whether missing input frames are flagged; see
+        :class:`~xglacier.models.ForecastModel`. With a residual the linear head starts at
+        zero (the untrained model is the reference).
 
     Examples
     --------
@@ -69,13 +70,14 @@ class SALSTM(ForecastModel):
     """
 
     #: checkpoints written before ``feedback`` existed fed frames back as they were
-    LEGACY_CONFIG: ClassVar[dict[str, str]] = {"feedback": "linear"}
+    LEGACY_CONFIG: ClassVar[dict[str, Any]] = {**ForecastModel.LEGACY_CONFIG, "feedback": "linear"}
 
     def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
                  heads: int | None = None, dropout: float | None = None,
                  preset: str | None = None, residual: str | None = None, period: int = 4,
-                 statistics: Sequence[float] | None = None, feedback: str = "tanh") -> None:
+                 statistics: Sequence[float] | None = None, feedback: str = "tanh",
+                 gaps: bool = True) -> None:
         kw = resolve_preset("SALSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
             heads=heads, dropout=dropout), _DEFAULTS)
@@ -88,7 +90,7 @@ class SALSTM(ForecastModel):
             raise ParameterError(f"SALSTM: hidden={hidden} is not divisible by heads={heads}")
         super().__init__(patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden,
                          layers=layers, heads=heads, dropout=dropout,
-                         residual=residual, period=period, statistics=statistics,
+                         residual=residual, period=period, statistics=statistics, gaps=gaps,
                          feedback=check_choice("SALSTM", "feedback", feedback, FEEDBACKS))
         self.feedback = feedback
         self.encoder = nn.LSTM(pix, hidden, num_layers=layers, batch_first=True,

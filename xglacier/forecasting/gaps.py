@@ -1,0 +1,82 @@
+"""Samples with their missing-frame flags, and frames hidden at random for training.
+
+:class:`GapSource` gathers ``(inputs, targets, gaps)`` from a :class:`~xglacier.PatchSet`:
+``gaps`` says which input frames :func:`xglacier.composite` interpolated. With ``rate > 0``
+(what :func:`xglacier.fit` uses, ``gap_rate``) it also hides one observed input frame in that
+share of the samples, as a missing quarter would be: the frame is replaced by the linear
+interpolation in time of the frames before and after it (the one before the window for the
+first input) and flagged. The last input frame is never hidden: ``composite`` cannot fill a
+period after the last scene (it stays NaN), so a forecast never meets an interpolated last
+frame.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._validate import check_int, check_number
+
+if TYPE_CHECKING:
+    from .patches import PatchSet
+
+
+class GapSource:
+    """``gather(index) -> (x, y, gaps)`` of a PatchSet, with frames hidden at ``rate``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr, xglacier
+    >>> t = pd.date_range("2020-01-01", periods=8, freq="3MS")
+    >>> ramp = xr.DataArray(np.arange(8, dtype="f4")[:, None, None] * np.ones((1, 4, 4), "f4"),
+    ...                     dims=("time", "y", "x"), coords={"time": t})
+    >>> ps = xglacier.patches(ramp, size=4, stride=4, n_in=3, n_out=1)
+    >>> x, y, gaps = GapSource(ps, rate=1.0, seed=0).gather(np.arange(len(ps)))
+    >>> bool((gaps.sum(axis=1) == 1).all() and not gaps[:, -1].any())
+    True
+    >>> bool(np.allclose(x[:, :, 0, 0], ps.gather(np.arange(len(ps)))[0][:, :, 0, 0], atol=0.05))
+    True
+    """
+
+    def __init__(self, ps: PatchSet, *, rate: float = 0.0, seed: int | None = None) -> None:
+        self.ps = ps
+        self.rate = float(check_number("GapSource", "rate", rate, low=0, high=1))
+        self.rng = np.random.default_rng(check_int("GapSource", "seed", seed, low=0, allow_none=True))
+        days = ps.da["time"].values.astype("datetime64[s]").astype(np.float64) / 86400.0
+        self.days = days
+
+    def __len__(self) -> int:
+        return len(self.ps)
+
+    def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
+        x, y = self.ps.gather(idx)
+        gaps = self.ps.input_gaps(idx)
+        n_in = x.shape[1]
+        if self.rate == 0 or n_in < 2:
+            return x, y, gaps
+        hide = self.rng.random(idx.size) < self.rate
+        where = self.rng.integers(0, n_in - 1, idx.size)  # never the last input frame
+        t0 = self.ps.plan.samples[idx, 0]
+        # a first frame with nothing before it in the series cannot be interpolated: hide the next
+        where = np.where((where == 0) & (t0 == 0), np.minimum(1, n_in - 2), where)
+        hide &= ~((where == 0) & (t0 == 0))
+        for b in np.flatnonzero(hide):
+            i = int(where[b])
+            after = x[b, i + 1]
+            before = x[b, i - 1] if i > 0 else self._frame_before(int(idx[b]))
+            if np.isnan(before).any():  # NaN left in the frame before the window: leave this one
+                continue
+            t = t0[b] + i
+            f = (self.days[t] - self.days[t - 1]) / (self.days[t + 1] - self.days[t - 1])
+            x[b, i] = before + np.float32(f) * (after - before)
+            gaps[b, i] = True
+        return x, y, gaps
+
+    def _frame_before(self, sample: int) -> np.ndarray:
+        """The patch of the frame before the sample's window (as ``gather`` would give it)."""
+        t0, y0, x0 = self.ps.plan.samples[sample]
+        size = self.ps.plan.size
+        patch = self.ps.load()[t0 - 1, y0:y0 + size, x0:x0 + size].astype(np.float32)
+        return np.nan_to_num(patch, nan=self.ps.fill_value) if self.ps.nan == "fill" else patch
