@@ -17,6 +17,7 @@ import xarray as xr
 
 from .._validate import check_int, check_spatial, check_time, frames_per_year
 from ..errors import DimensionError, InputError
+from .patches import time_step
 from .skill import bootstrap_means, pixel_blocks
 
 
@@ -67,7 +68,7 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     if ndsi.ndim != 3 or ndsi.dims[0] != "time":
         raise DimensionError(f"{func}: ndsi has dimensions {ndsi.dims}; expected (time, y, x)")
     check_spatial(ndsi, f"{func}: ndsi")
-    check_time(ndsi)
+    check_time(ndsi, func=func)
     n_time = ndsi.sizes["time"]
     if n_time < 3 * period:
         raise InputError(f"{func}: ndsi has {n_time} frames; expected at least three years of {period} "
@@ -76,6 +77,7 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     if per_year != period:
         have = f"{per_year} frames per year" if per_year else "no whole number of frames per year"
         raise InputError(f"{func}: ndsi has {have}, not period={period}; pass the period of the composites")
+    time_step(func, ndsi)  # frame t - period must be the same season a year before
     v = np.asarray(ndsi.values, dtype=np.float64)
     interp = (ndsi["interpolated"].values.astype(bool) if "interpolated" in ndsi.coords
               else np.zeros(n_time, bool))

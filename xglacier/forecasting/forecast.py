@@ -51,23 +51,17 @@ from .._validate import check_choice, check_int, check_number, check_time
 from .._windows import window_starts
 from ..errors import DimensionError, InputError, InterpolatedInputWarning, NaNInPatchError, ParameterError
 from .kernels import gather_patches, scatter_patches
-from .patches import patch_weight
+from .patches import patch_weight, time_step
 
 _MODEL_LOCK = threading.Lock()
 
 
-def _future_times(times: pd.DatetimeIndex, steps: int) -> pd.DatetimeIndex:
-    """Valid times of the next ``steps`` frames, following the cube's regular frequency."""
-    freq = None
-    if len(times) >= 3:
-        # pandas 3 warns about infer_freq's return type changing; either type works here
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            freq = pd.infer_freq(times)
-    if freq is not None:
-        return pd.date_range(times[-1], periods=steps + 1, freq=freq)[1:]
-    step = pd.Timedelta(np.median(np.diff(times.asi8)), "ns")
+def _future_times(times: pd.DatetimeIndex, step: pd.DateOffset | pd.Timedelta,
+                  steps: int) -> pd.DatetimeIndex:
+    """Valid times of the next ``steps`` frames, one ``step`` (:func:`time_step`) apart."""
+    if isinstance(step, pd.DateOffset):  # whole months: calendar arithmetic, not a mean length
+        return pd.DatetimeIndex([times[-1] + pd.DateOffset(months=step.months * (k + 1))
+                                 for k in range(steps)])
     return pd.DatetimeIndex([times[-1] + step * (k + 1) for k in range(steps)])
 
 
@@ -232,10 +226,11 @@ def _check_model(model: Any) -> tuple[int, int, int]:
                  for attr in ("patch_size", "n_in", "n_out"))
 
 
-def _output(data: Any, da: xr.DataArray, model: Any, steps: int, attrs: dict[str, Any]) -> xr.DataArray:
+def _output(data: Any, da: xr.DataArray, model: Any, steps: int, step: pd.DateOffset | pd.Timedelta,
+            attrs: dict[str, Any]) -> xr.DataArray:
     """Wrap ``(steps, y, x)`` forecast data with lead/valid/reference times and the input's grid."""
     times = da.indexes["time"]
-    valid = _future_times(times, steps)
+    valid = _future_times(times, step, steps)
     ref = times[-1]
     coords = {
         "lead_time": ("lead_time", (valid - ref).as_unit("ns"),
@@ -352,11 +347,13 @@ def forecast(
             f"forecast: expected a (time, y, x) DataArray, got {type(da).__name__} with dims "
             f"{getattr(da, 'dims', None)}"
         )
-    check_time(da)
+    check_time(da, func="forecast")
     p, n_in, n_out = _check_model(model)
     nt, ny, nx = da.shape
     if nt < n_in:
         raise InputError(f"forecast: variable {da.name!r} has {nt} frames; the model needs n_in={n_in}")
+    # the frames the model reads must be consecutive, and the step dates the forecast
+    step = time_step("forecast", da)
     if p > min(ny, nx):
         raise InputError(f"forecast: patch size {p} of the model is larger than the scene ({ny} x {nx})")
     steps = check_int("forecast", "steps", steps, low=1)
@@ -395,5 +392,5 @@ def forecast(
     result = dsa.concatenate(rounds)[:steps]
     if eager:
         result = result.compute()
-    return _output(result, da, model, steps, dict(
+    return _output(result, da, model, steps, step, dict(
         model=type(model).__name__, steps=steps, stride=stride, weight=weight, nan=nan, block=block))

@@ -1,0 +1,116 @@
+"""The forecasting stage on the inputs users produce: no plausible wrong result, a clear error instead.
+
+Expected values are computed here with NumPy from the arrays themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import rioxarray  # noqa: F401
+import xarray as xr
+
+import xglacier
+from xglacier.errors import TimeAxisError
+from xglacier.forecasting.ceiling import held_out_ceiling
+from xglacier.models import LinearTrend, Persistence
+
+
+def cube(values: np.ndarray, *, freq: str = "3MS", start: str = "2015-01-01", times=None) -> xr.DataArray:
+    """A ``(time, y, x)`` NDSI cube on a y-descending 30 m grid."""
+    nt, ny, nx = values.shape
+    t = pd.DatetimeIndex(times) if times is not None else pd.date_range(start, periods=nt, freq=freq)
+    coords = {"time": t, "y": 3000.0 - 30.0 * np.arange(ny), "x": 500.0 + 30.0 * np.arange(nx)}
+    return xr.DataArray(values, dims=("time", "y", "x"), coords=coords, name="ndsi")
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+
+
+# -- the time axis ---------------------------------------------------------------------------
+
+
+def _gapped():
+    return cube(rand(13, 8, 8)).drop_isel(time=9)  # a quarter missing, not even a NaN frame
+
+
+@pytest.mark.parametrize(("func", "call"), [
+    ("patches", lambda da: xglacier.patches(da, size=4, n_in=2, n_out=1)),
+    ("forecast", lambda da: xglacier.forecast(da, Persistence(patch_size=4, n_in=2, n_out=1))),
+    ("held_out_ceiling", lambda da: held_out_ceiling(da, period=4)),
+])
+def test_a_missing_period_is_refused(func, call):
+    gapped = cube(rand(13, 8, 8)).drop_isel(time=9)  # a quarter missing, not even a NaN frame
+    with pytest.raises(TimeAxisError, match=f"^{func}: variable 'ndsi' has no regular time step: "
+                                            "2017-07-01 follows 2017-01-01"):
+        call(gapped)
+
+
+@pytest.mark.parametrize("fix", ["unsorted", "duplicated"])
+@pytest.mark.parametrize(("func", "call"), [
+    ("patches", lambda da: xglacier.patches(da, size=4, n_in=2, n_out=1)),
+    ("forecast", lambda da: xglacier.forecast(da, Persistence(patch_size=4, n_in=2, n_out=1))),
+    ("held_out_ceiling", lambda da: held_out_ceiling(da, period=4)),
+])
+def test_time_errors_name_the_function(func, call, fix):
+    da = cube(rand(12, 8, 8))
+    da = da.isel(time=[0, 2, 1, *range(3, 12)]) if fix == "unsorted" else da.isel(time=[0, *range(11)])
+    with pytest.raises(TimeAxisError, match=f"^{func}: coordinate 'time'"):
+        call(da)
+
+
+@pytest.mark.parametrize(("times", "expected"), [
+    (pd.date_range("2020-10-01", periods=2, freq="3MS"), ["2021-04-01", "2021-07-01", "2021-10-01"]),
+    (pd.date_range("2019-01-01", periods=14, freq="MS"), ["2020-03-01", "2020-04-01", "2020-05-01"]),
+    (["2020-02-15", "2020-05-15", "2020-08-15"], ["2020-11-15", "2021-02-15", "2021-05-15"]),
+    (pd.date_range("2020-01-01", periods=3, freq="16D"), ["2020-02-18", "2020-03-05", "2020-03-21"]),
+])
+def test_forecast_valid_times_follow_the_calendar(times, expected):
+    da = cube(rand(len(times), 8, 8), times=times)
+    fc = xglacier.forecast(da, Persistence(patch_size=4, n_in=2, n_out=1), steps=3)
+    assert [str(t)[:10] for t in fc.time.values] == expected
+    assert fc.forecast_reference_time.values == da.time.values[-1]
+
+
+# -- forecast ----------------------------------------------------------------------------------
+
+
+def test_forecast_y_ascending_is_the_mirror_and_keeps_grid_and_crs():
+    da = cube(rand(6, 13, 11)).rio.write_crs("EPSG:32643")
+    up = da.isel(y=slice(None, None, -1))
+    model = LinearTrend(patch_size=6, n_in=4, n_out=2)
+    down_fc, up_fc = xglacier.forecast(da, model, steps=3), xglacier.forecast(up, model, steps=3)
+    np.testing.assert_array_equal(up_fc.y.values, up.y.values)
+    assert str(up_fc.rio.crs) == "EPSG:32643"
+    np.testing.assert_allclose(up_fc.values, down_fc.values[:, ::-1], rtol=0, atol=1e-6)
+    # a per-pixel least-squares line through the last four frames, extrapolated, by hand
+    last = da.values[-4:].astype(np.float64)
+    slope = np.tensordot(np.arange(4) - 1.5, last - last.mean(0), axes=1) / 5.0
+    np.testing.assert_allclose(down_fc.values[0], last.mean(0) + 2.5 * slope, atol=1e-5)
+
+
+def test_forecast_integer_input_equals_its_float_copy_and_chunks_do_not_matter():
+    ints = (rand(6, 12, 12) * 100).astype(np.int16)
+    model = LinearTrend(patch_size=5, n_in=4, n_out=2)
+    a = xglacier.forecast(cube(ints), model, steps=2)
+    b = xglacier.forecast(cube(ints.astype(np.float32)), model, steps=2)
+    c = xglacier.forecast(cube(ints).chunk({"y": 5, "x": 7}), model, steps=2).values
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.values, c)
+
+
+@pytest.mark.parametrize("empty", ["last_frame", "whole_scene"])
+def test_forecast_with_nan_frames(empty):
+    v = rand(6, 10, 10)
+    if empty == "last_frame":
+        v[-1] = np.nan
+    else:
+        v[:] = np.nan
+    da = cube(v)
+    with pytest.raises(xglacier.errors.NaNInPatchError, match=r"^forecast: variable 'ndsi' has NaN"):
+        xglacier.forecast(da, Persistence(patch_size=4, n_in=2, n_out=1))
+    fc = xglacier.forecast(da, Persistence(patch_size=4, n_in=2, n_out=1), nan="fill", fill_value=-1.0)
+    np.testing.assert_array_equal(fc.values, np.full((4, 10, 10), -1.0, np.float32))
+
