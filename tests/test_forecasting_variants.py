@@ -29,6 +29,32 @@ def rand(*shape, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
 
 
+# -- held_out_ceiling --------------------------------------------------------------------------
+
+
+def test_ceiling_scores_both_forecasts_on_the_same_pixels():
+    """An earlier year with NaN makes the oracle NaN there; seasonal persistence must drop it too."""
+    v = rand(12, 10, 10).astype(np.float64)
+    v[0, :5] = np.nan  # the oldest year, first quarter: only the oracle reads it
+    r = held_out_ceiling(cube(v), period=4, block=5, n_boot=50)
+    se, oe = [], []
+    for t in range(8, 12):
+        seasonal = (v[t] - v[t - 4]) ** 2
+        oracle = (v[t] - (v[t - 4] + v[t - 8]) / 2) ** 2
+        ok = np.isfinite(seasonal) & np.isfinite(oracle)
+        se.append(seasonal[ok])
+        oe.append(oracle[ok])
+    assert r["seasonal"] == pytest.approx(np.concatenate(se).mean(), rel=1e-12)
+    assert r["oracle"] == pytest.approx(np.concatenate(oe).mean(), rel=1e-12)
+    assert r["per_frame"][0][1] == pytest.approx(se[0].mean(), rel=1e-12)
+
+
+def test_ceiling_dask_equals_numpy_and_accepts_int_free_float32():
+    da = cube(rand(12, 9, 7))
+    eager = held_out_ceiling(da, period=4, block=4, n_boot=30)
+    assert held_out_ceiling(da.chunk({"y": 4, "time": 5}), period=4, block=4, n_boot=30) == eager
+
+
 # -- the time axis ---------------------------------------------------------------------------
 
 

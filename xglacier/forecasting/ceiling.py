@@ -39,7 +39,9 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
         ``(time, y, x)`` composites, ``period`` per year, the held-out year last. Frames
         flagged by a boolean ``interpolated`` coordinate (as :func:`xglacier.composite`
         writes it) are left out of the oracle's means and, in the held-out year, of the
-        scores; NaN pixels are left out of the errors.
+        scores; on one regular time step. A pixel and frame where either
+        forecast is NaN (the target, the year before, or any earlier year of its season) is
+        left out of both scores, so that they are compared on the same pixels.
     period
         Frames per year.
     block, n_boot, seed
@@ -95,6 +97,10 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
                              f"is interpolated; the oracle has nothing to average")
         oracle.append((v[t] - np.mean(v[earlier], axis=0)) ** 2)
     oracle = np.stack(oracle)
+    # both forecasts are scored on the same pixels: the oracle's mean is NaN wherever an
+    # earlier year is, and a sum over fewer pixels divided by the seasonal count is too low
+    paired = np.isfinite(seasonal) & np.isfinite(oracle)
+    seasonal, oracle = np.where(paired, seasonal, np.nan), np.where(paired, oracle, np.nan)
     cells, n_cells = pixel_blocks(v.shape[1:], block)
     (s_sp, n), (s_or, _) = _block_sums(seasonal, cells, n_cells), _block_sums(oracle, cells, n_cells)
     keep = n > 0
