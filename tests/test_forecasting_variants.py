@@ -12,7 +12,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import xglacier
-from xglacier.errors import TimeAxisError
+from xglacier.errors import InputError, TimeAxisError
 from xglacier.forecasting.ceiling import held_out_ceiling
 from xglacier.models import LinearTrend, Persistence
 
@@ -47,6 +47,15 @@ def test_ceiling_scores_both_forecasts_on_the_same_pixels():
     assert r["seasonal"] == pytest.approx(np.concatenate(se).mean(), rel=1e-12)
     assert r["oracle"] == pytest.approx(np.concatenate(oe).mean(), rel=1e-12)
     assert r["per_frame"][0][1] == pytest.approx(se[0].mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", ["int_dn", "nodata", "percent"])
+def test_ceiling_refuses_values_that_are_not_ndsi(bad):
+    v = rand(12, 6, 6)
+    v = {"int_dn": (v * 10000).astype(np.int16), "nodata": np.where(v > 0.9, -9999.0, v),
+         "percent": v * 100}[bad]
+    with pytest.raises(InputError, match=r"^held_out_ceiling: ndsi holds values in .* expected NDSI"):
+        held_out_ceiling(cube(v), period=4)
 
 
 def test_ceiling_dask_equals_numpy_and_accepts_int_free_float32():

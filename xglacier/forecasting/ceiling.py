@@ -39,7 +39,7 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
         ``(time, y, x)`` composites, ``period`` per year, the held-out year last. Frames
         flagged by a boolean ``interpolated`` coordinate (as :func:`xglacier.composite`
         writes it) are left out of the oracle's means and, in the held-out year, of the
-        scores; on one regular time step. A pixel and frame where either
+        scores. NDSI in [-1, 1] on one regular time step; a pixel and frame where either
         forecast is NaN (the target, the year before, or any earlier year of its season) is
         left out of both scores, so that they are compared on the same pixels.
     period
@@ -81,6 +81,11 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
         raise InputError(f"{func}: ndsi has {have}, not period={period}; pass the period of the composites")
     time_step(func, ndsi)  # frame t - period must be the same season a year before
     v = np.asarray(ndsi.values, dtype=np.float64)
+    # slack for noise or an overshooting interpolation; digital numbers, percent or a nodata
+    # value such as -9999 are far outside and would give plausible but meaningless scores
+    if np.isfinite(v).any() and (np.nanmin(v) < -1.5 or np.nanmax(v) > 1.5):
+        raise InputError(f"{func}: ndsi holds values in [{np.nanmin(v):g}, {np.nanmax(v):g}]; expected NDSI "
+                         "in [-1, 1] with NaN for nodata (digital numbers, or a nodata value left in?)")
     interp = (ndsi["interpolated"].values.astype(bool) if "interpolated" in ndsi.coords
               else np.zeros(n_time, bool))
     # a quarter without scenes has nothing to score against (evaluate leaves such targets out too)
