@@ -12,9 +12,10 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import xglacier
-from xglacier.errors import InputError, TimeAxisError
+from xglacier.errors import InputError, ParameterError, TimeAxisError
 from xglacier.forecasting.ceiling import held_out_ceiling
-from xglacier.models import LinearTrend, Persistence
+from xglacier.forecasting.evaluate import evaluate
+from xglacier.models import SALSTM, LinearTrend, Persistence, SeasonalPersistence
 
 
 def cube(values: np.ndarray, *, freq: str = "3MS", start: str = "2015-01-01", times=None) -> xr.DataArray:
@@ -148,4 +149,27 @@ def test_forecast_with_nan_frames(empty):
         xglacier.forecast(da, Persistence(patch_size=4, n_in=2, n_out=1))
     fc = xglacier.forecast(da, Persistence(patch_size=4, n_in=2, n_out=1), nan="fill", fill_value=-1.0)
     np.testing.assert_array_equal(fc.values, np.full((4, 10, 10), -1.0, np.float32))
+
+
+# -- the seasonal period of a model against the data's --------------------------------------
+
+
+def test_forecast_and_evaluate_refuse_a_seasonal_model_of_another_period():
+    monthly = cube(rand(24, 8, 8), freq="MS")
+    with pytest.raises(InputError, match=r"^forecast: model 'SeasonalPersistence' .*period=4.* 12 frames"):
+        xglacier.forecast(monthly, SeasonalPersistence(patch_size=4, n_in=4, n_out=2, period=4))
+    learned = SALSTM(preset="small", patch_size=4, n_in=4, n_out=2, residual="seasonal", period=4)
+    with pytest.raises(InputError, match=r"^forecast: model 'SALSTM' reads"):
+        xglacier.forecast(monthly, learned)
+    ps = xglacier.patches(monthly, size=4, stride=4, n_in=4, n_out=2)
+    with pytest.raises(InputError, match=r"^evaluate: model 'm' reads .*period=4.* 12 frames"):
+        evaluate({"m": learned}, ps, n_boot=0)
+    with pytest.raises(ParameterError, match=r"^evaluate: period=4 .* 12 frames per year"):
+        evaluate(None, ps, n_boot=0, period=4)
+    # the right period, and models that read no season, are accepted
+    right = SeasonalPersistence(patch_size=4, n_in=12, n_out=2, period=12)
+    fc = xglacier.forecast(monthly, right, steps=2)
+    np.testing.assert_array_equal(fc.values, monthly.values[12:14])
+    SALSTM(preset="small", patch_size=4, n_in=4, n_out=2)  # period unused without a residual
+    xglacier.forecast(monthly, SALSTM(preset="small", patch_size=4, n_in=4, n_out=2), steps=1)
 

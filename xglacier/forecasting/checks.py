@@ -40,3 +40,23 @@ def check_output(func: str, name: str, pred: Any, target: torch.Tensor) -> None:
         shape = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
         raise InputError(f"{func}: model {name!r} returned {shape}; expected a tensor of shape "
                          f"{tuple(target.shape)} (batch, n_out, size, size)")
+
+
+def check_period(func: str, name: str, model: Any, per_year: int | None, label: str) -> None:
+    """:class:`~xglacier.errors.InputError` when ``model`` reads seasons ``model.period`` frames
+    apart (a seasonal baseline, or a seasonal residual) but the data have ``per_year`` frames per
+    year: quarterly seasons read from monthly frames are four months back, not a year."""
+    period = getattr(model, "period", None)
+    if per_year is None or period is None:
+        return
+    if getattr(model, "trainable", True):  # a learned model reads the period only for its residual
+        residual = getattr(model, "residual", None)
+        if residual is None:
+            return
+        from .models.base import SEASONAL_RESIDUALS  # a model with a residual is xglacier's
+
+        if residual not in SEASONAL_RESIDUALS:
+            return
+    if period != per_year:
+        raise InputError(f"{func}: model {name!r} reads the same season period={period} frames back, but "
+                         f"{label} has {per_year} frames per year; build the model with period={per_year}")

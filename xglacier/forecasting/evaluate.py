@@ -18,7 +18,7 @@ from torch import nn
 from .._validate import check_choice, check_flag, check_int, check_number, frames_per_year
 from ..errors import ParameterError
 from ..nn.loop import model_device
-from .checks import check_compatible, check_output, check_patchset
+from .checks import check_compatible, check_output, check_patchset, check_period
 from .patches import PatchSet
 from .skill import bootstrap_means, pixel_blocks
 
@@ -296,6 +296,12 @@ def evaluate(
     check_patchset("evaluate", "test", test)
     size = test.plan.size
     block = check_int("evaluate", "block", 2 * size if block is None else block, low=size)
+    per_year = _frames_per_year(test)
+    if period is not None and per_year is not None and period != per_year:
+        raise ParameterError(f"evaluate: period={period} but the test samples have {per_year} frames per "
+                             f"year; seasonal persistence would read another season (leave period=None)")
+    for key, model in named.items():
+        check_period("evaluate", key, model, per_year, "the test samples")
     extra = _baselines(test, period) if baselines else {}
     clash = sorted(set(extra) & set(named))
     if clash:

@@ -47,7 +47,7 @@ import pandas as pd
 import xarray as xr
 
 from .._attrs import georeference, with_history
-from .._validate import check_choice, check_int, check_number, check_time
+from .._validate import check_choice, check_int, check_number, check_time, frames_per_year
 from .._windows import window_starts
 from ..errors import DimensionError, InputError, InterpolatedInputWarning, NaNInPatchError, ParameterError
 from .kernels import gather_patches, scatter_patches
@@ -354,6 +354,10 @@ def forecast(
         raise InputError(f"forecast: variable {da.name!r} has {nt} frames; the model needs n_in={n_in}")
     # the frames the model reads must be consecutive, and the step dates the forecast
     step = time_step("forecast", da)
+    from .checks import check_period  # late: torch loads when a forecast runs
+
+    check_period("forecast", type(model).__name__, model, frames_per_year(da["time"].values),
+                 f"variable {da.name!r}")
     if p > min(ny, nx):
         raise InputError(f"forecast: patch size {p} of the model is larger than the scene ({ny} x {nx})")
     steps = check_int("forecast", "steps", steps, low=1)
