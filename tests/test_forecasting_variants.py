@@ -173,3 +173,26 @@ def test_forecast_and_evaluate_refuse_a_seasonal_model_of_another_period():
     SALSTM(preset="small", patch_size=4, n_in=4, n_out=2)  # period unused without a residual
     xglacier.forecast(monthly, SALSTM(preset="small", patch_size=4, n_in=4, n_out=2), steps=1)
 
+
+# -- evaluate ----------------------------------------------------------------------------------
+
+
+def test_evaluate_refuses_targets_that_nan_fill_invented():
+    v = rand(12, 8, 8)
+    v[-1, :4] = np.nan  # a target frame of the test windows
+    ps = xglacier.patches(cube(v), size=4, stride=4, n_in=4, n_out=1, nan="fill")
+    _, _, test = ps.split(by="time", test=0.2, val=0.0)
+    with pytest.raises(InputError, match=r"^evaluate: .*test.* NaN target pixel.*nan='fill'"):
+        evaluate(None, test, n_boot=0)
+    # NaN only in input frames: filling them is what a forecast does; the scores stand
+    w = rand(12, 8, 8)
+    w[6, :4] = np.nan
+    ps = xglacier.patches(cube(w), size=4, stride=4, n_in=4, n_out=1, nan="fill")
+    _, _, test = ps.split(by="time", test=0.2, val=0.0)
+    assert np.unique(test.plan.samples[:, 0]).tolist() == [6, 7]
+    table = evaluate(None, test, n_boot=0)
+    mse = table.set_index(["model", "lead"]).loc[("persistence", "all"), "mse"]
+    filled = np.nan_to_num(w)
+    expected = np.mean([(filled[t + 4] - filled[t + 3]) ** 2 for t in (6, 7)])
+    assert mse == pytest.approx(expected, rel=1e-6)
+
