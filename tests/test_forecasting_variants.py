@@ -12,9 +12,10 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import xglacier
-from xglacier.errors import InputError, ParameterError, TimeAxisError
+from xglacier.errors import GridMismatchError, InputError, ParameterError, TimeAxisError
 from xglacier.forecasting.ceiling import held_out_ceiling
 from xglacier.forecasting.evaluate import evaluate
+from xglacier.forecasting.skill import skill_map
 from xglacier.models import SALSTM, LinearTrend, Persistence, SeasonalPersistence
 
 
@@ -196,3 +197,37 @@ def test_evaluate_refuses_targets_that_nan_fill_invented():
     expected = np.mean([(filled[t + 4] - filled[t + 3]) ** 2 for t in (6, 7)])
     assert mse == pytest.approx(expected, rel=1e-6)
 
+
+# -- skill_map ---------------------------------------------------------------------------------
+
+
+def _three(seed=0):
+    return tuple(cube(rand(2, 5, 4, seed=seed + k)) for k in range(3))
+
+
+def test_skill_map_refuses_another_crs():
+    pred, truth, ref = _three()
+    with pytest.raises(GridMismatchError, match=r"^skill_map: reference has CRS EPSG:32644.*EPSG:32643"):
+        skill_map(pred.rio.write_crs("EPSG:32643"), truth, ref.rio.write_crs("EPSG:32644"))
+    ok = skill_map(pred.rio.write_crs("EPSG:32643"), truth.rio.write_crs("EPSG:32643"), ref)
+    assert str(ok.rio.crs) == "EPSG:32643"
+
+
+def test_skill_map_refuses_a_bare_array_beside_a_georeferenced_one():
+    pred, truth, ref = _three()
+    bare = xr.DataArray(ref.values[:, ::-1], dims=("time", "y", "x"))  # which way up? nobody knows
+    with pytest.raises(GridMismatchError, match=r"^skill_map: reference has no y coordinate"):
+        skill_map(pred, truth, bare)
+    # without coordinates anywhere, frames and pixels are matched by position
+    p, t, r = (xr.DataArray(a.values.astype(np.float64), dims=a.dims) for a in (pred, truth, ref))
+    num = ((p.values - t.values) ** 2).sum(0)
+    den = ((r.values - t.values) ** 2).sum(0)
+    np.testing.assert_allclose(skill_map(p, t, r).values, 1 - num / den, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shift", [30.0, 15.0, -30.0])
+def test_skill_map_refuses_a_shifted_reference_on_either_axis(shift):
+    pred, truth, ref = _three()
+    for dim in ("y", "x"):
+        with pytest.raises(GridMismatchError, match=f"^skill_map: the {dim} coordinates of reference"):
+            skill_map(pred, truth, ref.assign_coords({dim: ref[dim] + shift}))

@@ -73,7 +73,12 @@ def _on_grid(func: str, name: str, da: xr.DataArray, like: xr.DataArray) -> xr.D
     """``da`` with the rows and columns of ``like`` in ``like``'s order, or a clear error."""
     check_spatial(da, f"{func}: {name}")
     for dim in ("y", "x"):
-        if dim not in da.coords or dim not in like.coords:
+        if (dim in da.coords) != (dim in like.coords):
+            # which way up is the bare one? matching by position could mirror it silently
+            has, lacks = (name, "the prediction") if dim in da.coords else ("the prediction", name)
+            raise GridMismatchError(f"{func}: {lacks} has no {dim} coordinate but {has} has one; its pixels "
+                                    f"cannot be matched; assign the same {dim} coordinate to every input")
+        if dim not in da.coords:
             if da.sizes[dim] != like.sizes[dim]:
                 raise GridMismatchError(f"{func}: {name} has {da.sizes[dim]} {dim} pixels, the prediction "
                                         f"{like.sizes[dim]}")
@@ -147,6 +152,12 @@ def skill_map(prediction: xr.DataArray, truth: xr.DataArray, reference: xr.DataA
         raise GridMismatchError(f"{func}: the prediction's valid times {np.atleast_1d(p_time.values)} are "
                                 f"not the truth's {np.atleast_1d(t_time.values)}")
     like = prediction
+    crs = {name: da.rio.crs for name, da in arrays.items() if da.rio.crs is not None}
+    for name, c in crs.items():
+        first, c0 = next(iter(crs.items()))
+        if c != c0:
+            raise GridMismatchError(f"{func}: {name} has CRS {c}, {first} {c0}; put every input on one grid "
+                                    "first (the same coordinates in another CRS are another place)")
     data = []
     for name, da in arrays.items():
         da = _on_grid(func, name, da, like)
