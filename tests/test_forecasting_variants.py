@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rioxarray  # noqa: F401
+import torch
 import xarray as xr
 
 import xglacier
@@ -231,3 +232,39 @@ def test_skill_map_refuses_a_shifted_reference_on_either_axis(shift):
     for dim in ("y", "x"):
         with pytest.raises(GridMismatchError, match=f"^skill_map: the {dim} coordinates of reference"):
             skill_map(pred, truth, ref.assign_coords({dim: ref[dim] + shift}))
+
+
+# -- y ascending: the models see every scene north-up ------------------------------------------
+
+
+class Southward(Persistence):
+    """A model with a direction: the last frame moved one row south (down a north-up patch)."""
+
+    def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
+        last = x[:, -1:]
+        moved = torch.cat([last[:, :, :1], last[:, :, :-1]], dim=2)
+        return moved.expand(-1, n_out or self.n_out, -1, -1).clone()
+
+
+def test_patches_of_a_y_ascending_cube_are_the_north_up_samples_and_reassemble_in_place():
+    da = cube(rand(6, 11, 9))
+    up = da.isel(y=slice(None, None, -1))
+    north, south = (xglacier.patches(a, size=4, stride=3, n_in=2, n_out=1) for a in (da, up))
+    np.testing.assert_array_equal(north.gather(range(len(north)))[0], south.gather(range(len(south)))[0])
+    first = np.flatnonzero(south.plan.samples[:, 0] == 0)  # the windows starting at frame 0
+    x, _ = south.gather(first)
+    back = xglacier.assemble(x[:, -1:], south.plan.subset(first), like=up.isel(time=0))
+    np.testing.assert_array_equal(back.values[0], up.values[1])
+    np.testing.assert_array_equal(back.y.values, up.y.values)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_forecast_of_a_y_ascending_cube_is_the_mirror_for_a_model_with_a_direction(chunked):
+    da = cube(rand(5, 14, 10))
+    up = da.isel(y=slice(None, None, -1))
+    model = Southward(patch_size=6, n_in=2, n_out=1)
+    down_fc = xglacier.forecast(da, model, steps=2, weight="uniform")
+    up_fc = xglacier.forecast(up.chunk({"y": 5}) if chunked else up, model, steps=2, weight="uniform")
+    np.testing.assert_array_equal(np.asarray(up_fc.values), down_fc.values[:, ::-1])
+    # by hand, north-up: every window moves its rows one south, the top row of a window stays
+    np.testing.assert_array_equal(down_fc.values[0, 1:][0:2], da.values[-1, :2])

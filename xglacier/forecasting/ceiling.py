@@ -17,7 +17,7 @@ import xarray as xr
 
 from .._validate import check_int, check_spatial, check_time, frames_per_year
 from ..errors import DimensionError, InputError
-from .patches import time_step
+from .axes import time_step
 from .skill import bootstrap_means, pixel_blocks
 
 

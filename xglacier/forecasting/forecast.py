@@ -50,8 +50,9 @@ from .._attrs import georeference, with_history
 from .._validate import check_choice, check_int, check_number, check_time, frames_per_year
 from .._windows import window_starts
 from ..errors import DimensionError, InputError, InterpolatedInputWarning, NaNInPatchError, ParameterError
+from .axes import north_up, time_step
 from .kernels import gather_patches, scatter_patches
-from .patches import patch_weight, time_step
+from .patches import patch_weight
 
 _MODEL_LOCK = threading.Lock()
 
@@ -135,9 +136,10 @@ def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndar
 def _nan_error(block: np.ndarray, where: dict[str, Any], y0: int, x0: int) -> NaNInPatchError:
     t, y, x = np.argwhere(np.isnan(block))[0]
     times = where["times"]
+    row = y0 + y if not where["ascending"] else where["rows"] - 1 - (y0 + y)  # in the input's order
     return NaNInPatchError(
         f"forecast: variable {where['name']!r} has NaN in the last {len(times)} input frames, first "
-        f"found at time index {where['offset'] + t} ({times[t]}), y={y0 + y}, x={x0 + x}; fill the gaps "
+        f"found at time index {where['offset'] + t} ({times[t]}), y={row}, x={x0 + x}; fill the gaps "
         "first (fill_gaps, composite) or pass nan='fill'"
     )
 
@@ -293,7 +295,10 @@ def forecast(
     Parameters
     ----------
     da
-        ``(time, y, x)`` DataArray on a regular time step (e.g. 3-month NDSI composites).
+        ``(time, y, x)`` DataArray on a regular time step (e.g. 3-month NDSI composites; a
+        missing period raises :class:`~xglacier.errors.TimeAxisError`). A ``y``-ascending
+        scene is forecast north-up, as :func:`~xglacier.patches` shows a model its training
+        samples, and turned back: its forecast is the mirror of the north-up scene's.
     model
         A forecasting model of :mod:`xglacier.models` (or any module with the same
         interface: ``patch_size``, ``n_in``, ``n_out``, ``model(x)``). Put in eval mode
@@ -371,9 +376,12 @@ def forecast(
     per_block = max(1, round(math.sqrt(batch_size)))
     ay, ax = _Axis.plan(ny, p, stride, block, per_block), _Axis.plan(nx, p, stride, block, per_block)
     m = min(batch_size, max(ay.counts) * max(ax.counts))
-    last = da.isel(time=slice(nt - n_in, nt))
+    recent = da.isel(time=slice(nt - n_in, nt))
+    last = north_up(recent)  # as patches() showed the model its training samples
+    ascending = last is not recent
     _warn_interpolated(last)
-    where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values]}
+    where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values],
+             "ascending": ascending, "rows": ny}
     eager = not isinstance(last.data, dsa.Array)
     if eager:
         frames = np.asarray(last.data)
@@ -396,5 +404,7 @@ def forecast(
     result = dsa.concatenate(rounds)[:steps]
     if eager:
         result = result.compute()
+    if ascending:  # back to the input's row order
+        result = result[:, ::-1]
     return _output(result, da, model, steps, step, dict(
         model=type(model).__name__, steps=steps, stride=stride, weight=weight, nan=nan, block=block))

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Literal
 
 import dask.array as dsa
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from .._validate import check_choice, check_flag, check_int, check_number, check_time
 from .._windows import window_starts
-from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError, TimeAxisError
+from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
+from .axes import north_up, time_step
 from .kernels import gather_patches, scatter_patches
 from .splits import frames_needed, space_split, time_split
 
@@ -38,43 +38,6 @@ def positions(n: int, size: int, stride: int, *, edge: bool = True) -> np.ndarra
     [0, 25, 50, 55]
     """
     return window_starts(n, size, stride, end="flush" if edge else "inside")
-
-
-def time_step(func: str, da: xr.DataArray, frames: int | None = None) -> pd.DateOffset | pd.Timedelta:
-    """The one step between the frames of ``da`` (its last ``frames`` frames), or :class:`TimeAxisError`.
-
-    Frames on the same day of the month (composites labelled by their start: ``MS``, ``3MS``,
-    ``YS``) are a whole number of months apart; others must be a near-constant number of
-    days apart (within 20 %). A missing period breaks the step: a window across it would
-    read two frames a step apart that are not, and a forecast would be labelled and
-    seasoned wrongly.
-
-    Examples
-    --------
-    >>> t = pd.date_range("2020-01-01", periods=5, freq="3MS")
-    >>> time_step("forecast", xr.DataArray(np.zeros(5), dims="time", coords={"time": t}))
-    <DateOffset: months=3>
-    """
-    times = da.indexes["time"][-frames:] if frames else da.indexes["time"]
-    name = da.name
-    if len(times) < 2:
-        raise TimeAxisError(f"{func}: variable {name!r} has {len(times)} frame(s); the time step needs two")
-    months = np.diff(times.year * 12 + times.month)
-    same_day = (times.day == times[0].day).all() and (times - times.normalize() == times[0] - times[0]
-                                                        .normalize()).all()
-    if same_day and months[0] > 0 and (months == months[0]).all():
-        return pd.DateOffset(months=int(months[0]))
-    days = np.diff(times.asi8)
-    median = float(np.median(days))
-    bad = np.flatnonzero(np.abs(days - median) > 0.2 * median)
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise TimeAxisError(
-            f"{func}: variable {name!r} has no regular time step: {times[i].date()} follows "
-            f"{times[i - 1].date()} ({days[i - 1] / 86400e9:g} days), while the median step is "
-            f"{median / 86400e9:g} days; expected consecutive frames one step apart (a period without "
-            "a scene must still be a frame: composite(interpolate=...) or NaN)")
-    return pd.Timedelta(round(median), "ns")
 
 
 @dataclass(frozen=True)
@@ -312,7 +275,10 @@ def patches(
     Parameters
     ----------
     da
-        ``(time, y, x)`` DataArray, NumPy or Dask backed.
+        ``(time, y, x)`` DataArray, NumPy or Dask backed, on one regular time step (a
+        missing period raises :class:`~xglacier.errors.TimeAxisError`). A ``y``-ascending
+        cube is turned north-up, as :func:`~xglacier.forecast` shows the model every scene:
+        ``PatchSet.da`` is the north-up cube and the plan's origins index it.
     size, stride
         Patch side and step between patch origins (pixels).
     n_in, n_out
@@ -358,6 +324,7 @@ def patches(
         raise InputError(f"patches: variable {da.name!r} has {nt} frames; a sample needs "
                          f"n_in + n_out = {n_in + n_out}")
     time_step("patches", da)  # a window must not span a missing period
+    da = north_up(da)  # trained as forecast() will show them scenes
     drop_interpolated = check_flag("patches", "drop_interpolated", drop_interpolated)
     times = None
     if drop_interpolated and "interpolated" in da.coords and da["interpolated"].dims == ("time",):
@@ -403,7 +370,9 @@ def assemble(
         ``(k, 2)`` array of patch origins ``(y0, x0)``, or a :class:`PatchPlan` whose
         samples give them.
     like
-        DataArray with the target grid (``y``, ``x`` coordinates and CRS are copied).
+        DataArray with the target grid (``y``, ``x`` coordinates and CRS are copied). With a
+        :class:`PatchPlan` (whose origins index the north-up cube), a ``y``-ascending ``like``
+        gets the result in its own row order.
     weight
         ``"uniform"`` averages overlapping predictions; ``"hann"`` weights each patch by a
         smooth window that is highest at its centre (its edges are least reliable).
@@ -443,6 +412,8 @@ def assemble(
     scatter_patches(np.ascontiguousarray(pred, dtype=np.float32), yx, w, num, den)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 0, num / den, np.nan).astype(np.float32)
+    if isinstance(origins, PatchPlan) and north_up(like) is not like:
+        out = out[:, ::-1]  # a plan indexes the north-up cube (PatchSet.da); like is y ascending
     coords = {k: v for k, v in like.coords.items() if set(v.dims) <= {"y", "x"}}
     res = xr.DataArray(out, dims=(dim, "y", "x"), coords=coords)
     if "grid_mapping" in like.encoding:
