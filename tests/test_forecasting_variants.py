@@ -268,3 +268,9 @@ def test_forecast_of_a_y_ascending_cube_is_the_mirror_for_a_model_with_a_directi
     np.testing.assert_array_equal(np.asarray(up_fc.values), down_fc.values[:, ::-1])
     # by hand, north-up: every window moves its rows one south, the top row of a window stays
     np.testing.assert_array_equal(down_fc.values[0, 1:][0:2], da.values[-1, :2])
+
+
+def test_ceiling_intervals_do_not_depend_on_the_row_order():
+    da = cube(rand(12, 13, 7).astype(np.float64))  # 13 rows: blocks of 5 do not divide them
+    up = held_out_ceiling(da.isel(y=slice(None, None, -1)), period=4, block=5, n_boot=200)
+    assert up == held_out_ceiling(da, period=4, block=5, n_boot=200)

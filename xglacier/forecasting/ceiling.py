@@ -17,7 +17,7 @@ import xarray as xr
 
 from .._validate import check_int, check_spatial, check_time, frames_per_year
 from ..errors import DimensionError, InputError
-from .axes import time_step
+from .axes import north_up, time_step
 from .skill import bootstrap_means, pixel_blocks
 
 
@@ -80,6 +80,7 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
         have = f"{per_year} frames per year" if per_year else "no whole number of frames per year"
         raise InputError(f"{func}: ndsi has {have}, not period={period}; pass the period of the composites")
     time_step(func, ndsi)  # frame t - period must be the same season a year before
+    ndsi = north_up(ndsi)  # the bootstrap's blocks start at the north-west corner either way
     v = np.asarray(ndsi.values, dtype=np.float64)
     # slack for noise or an overshooting interpolation; digital numbers, percent or a nodata
     # value such as -9999 are far outside and would give plausible but meaningless scores
