@@ -274,3 +274,12 @@ def test_ceiling_intervals_do_not_depend_on_the_row_order():
     da = cube(rand(12, 13, 7).astype(np.float64))  # 13 rows: blocks of 5 do not divide them
     up = held_out_ceiling(da.isel(y=slice(None, None, -1)), period=4, block=5, n_boot=200)
     assert up == held_out_ceiling(da, period=4, block=5, n_boot=200)
+
+
+def test_no_season_is_read_from_frames_without_a_whole_number_per_year():
+    five = cube(rand(12, 8, 8), freq="5MS")  # 2.4 frames a year: no season comes back
+    with pytest.raises(InputError, match=r"^forecast: model 'SeasonalPersistence' .*no whole number"):
+        xglacier.forecast(five, SeasonalPersistence(patch_size=4, n_in=4, n_out=1, period=4))
+    ps = xglacier.patches(five, size=4, stride=4, n_in=4, n_out=1)
+    table = evaluate(None, ps, n_boot=0)
+    assert sorted(table.model.unique()) == ["climatology", "linear_trend", "persistence"]

@@ -45,9 +45,9 @@ def check_output(func: str, name: str, pred: Any, target: torch.Tensor) -> None:
 def check_period(func: str, name: str, model: Any, per_year: int | None, label: str) -> None:
     """:class:`~xglacier.errors.InputError` when ``model`` reads seasons ``model.period`` frames
     apart (a seasonal baseline, or a seasonal residual) but the data have ``per_year`` frames per
-    year: quarterly seasons read from monthly frames are four months back, not a year."""
+    year (or no whole number): quarterly seasons read from monthly frames are four months back."""
     period = getattr(model, "period", None)
-    if per_year is None or period is None:
+    if period is None:
         return
     if getattr(model, "trainable", True):  # a learned model reads the period only for its residual
         residual = getattr(model, "residual", None)
@@ -57,6 +57,9 @@ def check_period(func: str, name: str, model: Any, per_year: int | None, label: 
 
         if residual not in SEASONAL_RESIDUALS:
             return
+    if per_year is None:
+        raise InputError(f"{func}: model {name!r} reads the same season period={period} frames back, but "
+                         f"{label} has no whole number of frames per year: no season comes back")
     if period != per_year:
         raise InputError(f"{func}: model {name!r} reads the same season period={period} frames back, but "
                          f"{label} has {per_year} frames per year; build the model with period={per_year}")

@@ -41,10 +41,11 @@ def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
     p = ps.plan
     kw = {"patch_size": p.size, "n_in": p.n_in, "n_out": p.n_out}
     out: dict[str, nn.Module] = {"persistence": Persistence(**kw)}
-    period = period if period is not None else (_frames_per_year(ps) or 4)
-    if period <= p.n_in:
+    period = period if period is not None else _frames_per_year(ps)
+    # without a whole number of frames per year (period None) no season comes back
+    if period is not None and period <= p.n_in:
         out["seasonal_persistence"] = SeasonalPersistence(**kw, period=period)
-    if 2 * period <= p.n_in:  # with one year of inputs it would be seasonal persistence again
+    if period is not None and 2 * period <= p.n_in:  # one year of inputs: seasonal persistence again
         out["seasonal_climatology"] = SeasonalClimatology(**kw, period=period)
     out["climatology"] = Climatology(**kw)
     out["linear_trend"] = LinearTrend(**kw)
@@ -278,7 +279,9 @@ def evaluate(
         Confidence level of the intervals.
     period
         Frames per seasonal cycle for ``seasonal_persistence``; by default inferred from
-        the time axis (4 for quarterly composites, 12 for monthly), else 4.
+        the time axis (4 for quarterly composites, 12 for monthly); without a whole number
+        of frames per year the seasonal baselines are left out. A value that is not the
+        samples' frames per year raises :class:`~xglacier.errors.ParameterError`.
     bootstrap
         ``"block"`` (spatial blocks) or ``"sample"`` (samples one by one, too narrow for
         overlapping patches; for comparison).
