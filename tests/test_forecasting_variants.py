@@ -104,6 +104,8 @@ def test_time_errors_name_the_function(func, call, fix):
     (pd.date_range("2019-01-01", periods=14, freq="MS"), ["2020-03-01", "2020-04-01", "2020-05-01"]),
     (["2020-02-15", "2020-05-15", "2020-08-15"], ["2020-11-15", "2021-02-15", "2021-05-15"]),
     (pd.date_range("2020-01-01", periods=3, freq="16D"), ["2020-02-18", "2020-03-05", "2020-03-21"]),
+    (pd.date_range("2020-01-31", periods=3, freq="ME"), ["2020-04-30", "2020-05-31", "2020-06-30"]),
+    (pd.date_range("2020-03-31", periods=4, freq="QE"), ["2021-03-31", "2021-06-30", "2021-09-30"]),
 ])
 def test_forecast_valid_times_follow_the_calendar(times, expected):
     da = cube(rand(len(times), 8, 8), times=times)

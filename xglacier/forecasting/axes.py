@@ -16,11 +16,12 @@ from ..errors import TimeAxisError
 __all__ = ["north_up", "time_step"]
 
 
-def time_step(func: str, da: xr.DataArray) -> pd.DateOffset | pd.Timedelta:
+def time_step(func: str, da: xr.DataArray) -> pd.DateOffset | pd.offsets.MonthEnd | pd.Timedelta:
     """The one step between the frames of ``da``, or :class:`TimeAxisError` naming ``func``.
 
     Frames on the same day of the month (composites labelled by their start: ``MS``, ``3MS``,
-    ``YS``) are a whole number of months apart; others must be a near-constant number of
+    ``YS``) or all on month ends (``ME``, ``QE``) are a whole number of months apart, returned as
+    a ``DateOffset`` or ``MonthEnd``; others must be a near-constant number of
     days apart (within 20 %). A missing period breaks the step: a window across it would
     read two frames a step apart that are not, and a forecast would be labelled and
     seasoned wrongly.
@@ -36,10 +37,12 @@ def time_step(func: str, da: xr.DataArray) -> pd.DateOffset | pd.Timedelta:
     if len(times) < 2:
         raise TimeAxisError(f"{func}: variable {name!r} has {len(times)} frame(s); the time step needs two")
     months = np.diff(times.year * 12 + times.month)
-    same_day = (times.day == times[0].day).all() and (times - times.normalize() == times[0] - times[0]
-                                                        .normalize()).all()
-    if same_day and months[0] > 0 and (months == months[0]).all():
-        return pd.DateOffset(months=int(months[0]))
+    clock = times - times.normalize()
+    if (clock == clock[0]).all() and months[0] > 0 and (months == months[0]).all():
+        if (times.day == times[0].day).all():
+            return pd.DateOffset(months=int(months[0]))
+        if times.is_month_end.all():  # labelled by the period's end: 'ME', 'QE', 'YE'
+            return pd.offsets.MonthEnd(int(months[0]))
     days = np.diff(times.asi8)
     median = float(np.median(days))
     bad = np.flatnonzero(np.abs(days - median) > 0.2 * median)

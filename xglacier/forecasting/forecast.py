@@ -57,10 +57,12 @@ from .patches import patch_weight
 _MODEL_LOCK = threading.Lock()
 
 
-def _future_times(times: pd.DatetimeIndex, step: pd.DateOffset | pd.Timedelta,
-                  steps: int) -> pd.DatetimeIndex:
+def _future_times(times: pd.DatetimeIndex, step: Any, steps: int) -> pd.DatetimeIndex:
     """Valid times of the next ``steps`` frames, one ``step`` (:func:`time_step`) apart."""
-    if isinstance(step, pd.DateOffset):  # whole months: calendar arithmetic, not a mean length
+    # whole months: calendar arithmetic, not a mean length (MonthEnd is a DateOffset too)
+    if isinstance(step, pd.offsets.MonthEnd):
+        return pd.DatetimeIndex([times[-1] + pd.offsets.MonthEnd(step.n * (k + 1)) for k in range(steps)])
+    if isinstance(step, pd.DateOffset):
         return pd.DatetimeIndex([times[-1] + pd.DateOffset(months=step.months * (k + 1))
                                  for k in range(steps)])
     return pd.DatetimeIndex([times[-1] + step * (k + 1) for k in range(steps)])
@@ -228,7 +230,7 @@ def _check_model(model: Any) -> tuple[int, int, int]:
                  for attr in ("patch_size", "n_in", "n_out"))
 
 
-def _output(data: Any, da: xr.DataArray, model: Any, steps: int, step: pd.DateOffset | pd.Timedelta,
+def _output(data: Any, da: xr.DataArray, model: Any, steps: int, step: Any,
             attrs: dict[str, Any]) -> xr.DataArray:
     """Wrap ``(steps, y, x)`` forecast data with lead/valid/reference times and the input's grid."""
     times = da.indexes["time"]
