@@ -80,10 +80,19 @@ def _gapped():
     ("held_out_ceiling", lambda da: held_out_ceiling(da, period=4)),
 ])
 def test_a_missing_period_is_refused(func, call):
-    gapped = cube(rand(13, 8, 8)).drop_isel(time=9)  # a quarter missing, not even a NaN frame
+    gapped = cube(rand(13, 8, 8)).drop_isel(time=11)  # a quarter missing, not even a NaN frame
     with pytest.raises(TimeAxisError, match=f"^{func}: variable 'ndsi' has no regular time step: "
-                                            "2017-07-01 follows 2017-01-01"):
+                                            "2018-01-01 follows 2017-07-01"):
         call(gapped)
+
+
+def test_forecast_reads_the_step_of_the_frames_it_uses():
+    # a gap long before the last frames does not touch the forecast's inputs
+    early = cube(rand(13, 8, 8)).drop_isel(time=2)
+    fc = xglacier.forecast(early, Persistence(patch_size=4, n_in=2, n_out=1), steps=2)
+    assert [str(t)[:10] for t in fc.time.values] == ["2018-04-01", "2018-07-01"]
+    with pytest.raises(TimeAxisError, match=r"^forecast: .*2018-01-01 follows 2017-07-01"):
+        xglacier.forecast(early.drop_isel(time=10), Persistence(patch_size=4, n_in=2, n_out=1))
 
 
 @pytest.mark.parametrize("fix", ["unsorted", "duplicated"])

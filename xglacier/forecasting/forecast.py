@@ -359,8 +359,9 @@ def forecast(
     nt, ny, nx = da.shape
     if nt < n_in:
         raise InputError(f"forecast: variable {da.name!r} has {nt} frames; the model needs n_in={n_in}")
-    # the frames the model reads must be consecutive, and the step dates the forecast
-    step = time_step("forecast", da)
+    # the frames the model reads must be consecutive (an earlier gap does not matter), and
+    # their step dates the forecast; one frame more, so that a gap shows against a step
+    step = time_step("forecast", da.isel(time=slice(-max(n_in + 1, 3), None)))
     from .checks import check_period  # late: torch loads when a forecast runs
 
     check_period("forecast", type(model).__name__, model, frames_per_year(da["time"].values),
