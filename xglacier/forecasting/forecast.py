@@ -298,9 +298,10 @@ def forecast(
     ----------
     da
         ``(time, y, x)`` DataArray on a regular time step (e.g. 3-month NDSI composites; a
-        missing period raises :class:`~xglacier.errors.TimeAxisError`). A ``y``-ascending
-        scene is forecast north-up, as :func:`~xglacier.patches` shows a model its training
-        samples, and turned back: its forecast is the mirror of the north-up scene's.
+        missing period among the frames it reads raises
+        :class:`~xglacier.errors.TimeAxisError`). A ``y``-ascending scene is forecast
+        north-up, as :func:`~xglacier.patches` shows a model its training samples, and
+        turned back: its forecast is the mirror of the north-up scene's.
     model
         A forecasting model of :mod:`xglacier.models` (or any module with the same
         interface: ``patch_size``, ``n_in``, ``n_out``, ``model(x)``). Put in eval mode
