@@ -302,3 +302,17 @@ def test_evaluate_is_the_same_for_y_ascending_dask_and_north_up_numpy():
                        n_boot=100, block=5)
               for a in (da, da.isel(y=slice(None, None, -1)).chunk({"y": 7}))]
     pd.testing.assert_frame_equal(*tables)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_forecast_refuses_values_outside_the_checkpoints_range(tmp_path, chunked):
+    model = SALSTM(preset="small", patch_size=4, n_in=2, n_out=1)
+    xglacier.save_model(model, tmp_path / "m", variable="ndsi", value_range=(-1, 1))
+    loaded = xglacier.load_model(tmp_path / "m")
+    dn = cube((rand(4, 8, 8) * 10000).astype(np.int16))
+    with pytest.raises(InputError, match=r"^forecast: variable .ndsi. holds values .*value_range=\[-1, 1\]"):
+        fc = xglacier.forecast(dn.chunk({"y": 4}) if chunked else dn, loaded)
+        fc.compute()
+    ok = xglacier.forecast(cube(rand(4, 8, 8)), loaded)  # NDSI: in range
+    expected = xglacier.forecast(cube(rand(4, 8, 8)), model)
+    np.testing.assert_array_equal(ok.values, expected.values)

@@ -146,6 +146,21 @@ def _nan_error(block: np.ndarray, where: dict[str, Any], y0: int, x0: int) -> Na
     )
 
 
+def _range_error(frames: np.ndarray, where: dict[str, Any]) -> InputError | None:
+    """An error when ``frames`` hold values far outside the ``value_range`` of the model's checkpoint."""
+    if where["range"] is None or not np.isfinite(frames).any():
+        return None
+    lo, hi = where["range"]
+    slack = 0.5 * (hi - lo)  # noise and interpolation overshoot a little; units are far off
+    fmin, fmax = float(np.nanmin(frames)), float(np.nanmax(frames))
+    if lo - slack <= fmin and fmax <= hi + slack:
+        return None
+    return InputError(
+        f"forecast: variable {where['name']!r} holds values in [{fmin:g}, {fmax:g}] in its last "
+        f"{len(where['times'])} frames; the model's checkpoint names value_range=[{lo:g}, {hi:g}] "
+        "(digital numbers, percent, or a nodata value such as -9999 left in?)")
+
+
 def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: int, n_out: int,
                    nan: str | None, fill_value: float, where: dict[str, Any],
                    block_id: tuple[int, ...] | None = None) -> np.ndarray:
@@ -157,6 +172,8 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: in
     """
     _, i, j = block_id
     frames = np.ascontiguousarray(block, dtype=np.float32)
+    if nan is not None and (err := _range_error(frames, where)) is not None:
+        raise err
     if nan == "fill":
         frames = np.nan_to_num(frames, nan=fill_value)
     elif nan == "raise" and np.isnan(frames).any():
@@ -318,7 +335,9 @@ def forecast(
         NaN in the input frames: ``"raise"`` a clear error (at once for a NumPy-backed
         input, when computed for a Dask one), or ``"fill"`` with ``fill_value``. Input
         frames that ``composite`` interpolated (its ``interpolated`` coordinate) are used,
-        with an :class:`~xglacier.errors.InterpolatedInputWarning` naming their dates.
+        with an :class:`~xglacier.errors.InterpolatedInputWarning` naming their dates. A
+        model loaded from a checkpoint with a ``value_range`` refuses input frames far
+        outside it (:class:`~xglacier.errors.InputError`: digital numbers for an NDSI model).
     block
         Side of the square blocks in pixels, at least the patch size; memory per task grows
         with it. Default: per axis, blocks of at most ``round(sqrt(batch_size))`` windows
@@ -385,12 +404,15 @@ def forecast(
     ascending = last is not recent
     _warn_interpolated(last)
     where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values],
-             "ascending": ascending, "rows": ny}
+             "ascending": ascending, "rows": ny,
+             "range": (getattr(model, "checkpoint_meta", None) or {}).get("value_range")}
     eager = not isinstance(last.data, dsa.Array)
     if eager:
         frames = np.asarray(last.data)
         if nan == "raise" and np.isnan(frames).any():
             raise _nan_error(frames, where, 0, 0)  # at once, naming the scene's first NaN
+        if (err := _range_error(frames, where)) is not None:
+            raise err
         # name=False: a random key instead of hashing the whole array
         data = dsa.from_array(frames, chunks=(-1, ay.chunks, ax.chunks), name=False)
     else:
