@@ -316,3 +316,10 @@ def test_forecast_refuses_values_outside_the_checkpoints_range(tmp_path, chunked
     ok = xglacier.forecast(cube(rand(4, 8, 8)), loaded)  # NDSI: in range
     expected = xglacier.forecast(cube(rand(4, 8, 8)), model)
     np.testing.assert_array_equal(ok.values, expected.values)
+
+
+def test_fit_refuses_a_seasonal_residual_on_frames_without_a_whole_number_per_year():
+    ps = xglacier.patches(cube(rand(12, 8, 8), freq="5MS"), size=4, stride=4, n_in=4, n_out=1)
+    model = SALSTM(preset="small", patch_size=4, n_in=4, n_out=1, residual="seasonal", period=4)
+    with pytest.raises(InputError, match=r"^fit: model 'SALSTM' .*period=4.*no whole number of frames"):
+        xglacier.fit(model, ps, epochs=1, progress=False)

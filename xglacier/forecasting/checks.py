@@ -45,7 +45,8 @@ def check_output(func: str, name: str, pred: Any, target: torch.Tensor) -> None:
 def check_period(func: str, name: str, model: Any, per_year: int | None, label: str) -> None:
     """:class:`~xglacier.errors.InputError` when ``model`` reads seasons ``model.period`` frames
     apart (a seasonal baseline, or a seasonal residual) but the data have ``per_year`` frames per
-    year (or no whole number): quarterly seasons read from monthly frames are four months back."""
+    year (or no whole number): quarterly seasons read from monthly frames are four months back.
+    ``label`` names the data with its verb ("the samples have")."""
     period = getattr(model, "period", None)
     if period is None:
         return
@@ -59,7 +60,7 @@ def check_period(func: str, name: str, model: Any, per_year: int | None, label: 
             return
     if per_year is None:
         raise InputError(f"{func}: model {name!r} reads the same season period={period} frames back, but "
-                         f"{label} has no whole number of frames per year: no season comes back")
+                         f"{label} no whole number of frames per year: no season comes back")
     if period != per_year:
-        raise InputError(f"{func}: model {name!r} reads the same season period={period} frames back, but "
-                         f"{label} has {per_year} frames per year; build the model with period={per_year}")
+        raise InputError(f"{func}: model {name!r} reads the same season period={period} frames, but "
+                         f"{label} {per_year} frames per year; build the model with period={per_year}")

@@ -334,7 +334,7 @@ def evaluate(
         raise ParameterError(f"evaluate: period={period} but the test samples have {per_year} frames per "
                              f"year; seasonal persistence would read another season (leave period=None)")
     for key, model in named.items():
-        check_period("evaluate", key, model, per_year, "the test samples")
+        check_period("evaluate", key, model, per_year, "the test samples have")
     extra = _baselines(test, period) if baselines else {}
     clash = sorted(set(extra) & set(named))
     if clash:

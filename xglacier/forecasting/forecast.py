@@ -385,7 +385,7 @@ def forecast(
     from .checks import check_period  # late: torch loads when a forecast runs
 
     check_period("forecast", type(model).__name__, model, frames_per_year(da["time"].values),
-                 f"variable {da.name!r}")
+                 f"variable {da.name!r} has")
     if p > min(ny, nx):
         raise InputError(f"forecast: patch size {p} of the model is larger than the scene ({ny} x {nx})")
     steps = check_int("forecast", "steps", steps, low=1)
