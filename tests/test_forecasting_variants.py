@@ -323,3 +323,21 @@ def test_fit_refuses_a_seasonal_residual_on_frames_without_a_whole_number_per_ye
     model = SALSTM(preset="small", patch_size=4, n_in=4, n_out=1, residual="seasonal", period=4)
     with pytest.raises(InputError, match=r"^fit: model 'SALSTM' .*period=4.*no whole number of frames"):
         xglacier.fit(model, ps, epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("which", ["truth", "reference"])
+def test_skill_map_refuses_frames_out_of_time_order(which):
+    pred, truth, ref = _three()
+    pred = pred.drop_vars("time")  # e.g. a NumPy-made prediction: no valid times to compare
+    arrays = {"truth": truth, "reference": ref}
+    arrays[which] = arrays[which].isel(time=[1, 0])
+    with pytest.raises(TimeAxisError, match=f"^skill_map: coordinate 'time' of {which} is not sorted"):
+        skill_map(pred, arrays["truth"], arrays["reference"])
+
+
+def test_numpy_arrays_get_an_xglacier_error_naming_the_parameter():
+    pred, truth, ref = _three()
+    with pytest.raises(InputError, match=r"^skill_map: truth is a ndarray; expected an xarray.DataArray"):
+        skill_map(pred, truth.values, ref)
+    with pytest.raises(InputError, match=r"^held_out_ceiling: ndsi is a ndarray; expected"):
+        held_out_ceiling(rand(12, 4, 4), period=4)

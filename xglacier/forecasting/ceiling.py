@@ -67,6 +67,8 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     func = "held_out_ceiling"
     period = check_int(func, "period", period, low=1)
     block = check_int(func, "block", block, low=1)
+    if not isinstance(ndsi, xr.DataArray):
+        raise InputError(f"{func}: ndsi is a {type(ndsi).__name__}; expected a (time, y, x) xarray.DataArray")
     if ndsi.ndim != 3 or ndsi.dims[0] != "time":
         raise DimensionError(f"{func}: ndsi has dimensions {ndsi.dims}; expected (time, y, x)")
     check_spatial(ndsi, f"{func}: ndsi")

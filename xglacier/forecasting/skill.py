@@ -11,11 +11,12 @@ samples as independent and gives intervals that are too narrow.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .._attrs import georeference, with_history
 from .._validate import check_int, check_spatial
-from ..errors import DimensionError, GridMismatchError
+from ..errors import DimensionError, GridMismatchError, InputError, TimeAxisError
 
 __all__ = ["bootstrap_means", "pixel_blocks", "skill_map"]
 
@@ -140,9 +141,16 @@ def skill_map(prediction: xr.DataArray, truth: xr.DataArray, reference: xr.DataA
     arrays = {"prediction": prediction, "truth": truth, "reference": reference}
     for name, da in arrays.items():
         if not isinstance(da, xr.DataArray):
-            raise TypeError(f"{func}: {name} is a {type(da).__name__}; expected an xarray.DataArray")
+            raise InputError(f"{func}: {name} is a {type(da).__name__}; expected an xarray.DataArray")
         if da.ndim not in (2, 3):
             raise DimensionError(f"{func}: {name} has dims {da.dims}; expected (frame, y, x) or (y, x)")
+        t = da.coords.get("time")
+        order = pd.Index(t.values) if t is not None and t.ndim == 1 else None
+        if da.ndim == 3 and order is not None and t.dims == da.dims[:1] and not (
+                order.is_monotonic_increasing and order.is_unique):
+            # frames are matched by position: one input out of order compares other dates
+            raise TimeAxisError(f"{func}: coordinate 'time' of {name} is not sorted (or repeats a time); "
+                                "call .sortby('time') first")
     frames = {name: da.sizes[da.dims[0]] if da.ndim == 3 else 1 for name, da in arrays.items()}
     if len(set(frames.values())) != 1:
         raise DimensionError(f"{func}: the inputs have {frames} frames; expected as many in each")
