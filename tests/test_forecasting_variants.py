@@ -341,3 +341,9 @@ def test_numpy_arrays_get_an_xglacier_error_naming_the_parameter():
         skill_map(pred, truth.values, ref)
     with pytest.raises(InputError, match=r"^held_out_ceiling: ndsi is a ndarray; expected"):
         held_out_ceiling(rand(12, 4, 4), period=4)
+
+
+def test_forecast_from_one_frame_has_no_time_step():
+    one = cube(rand(1, 8, 8))
+    with pytest.raises(TimeAxisError, match=r"^forecast: variable 'ndsi' has 1 frame\(s\); the time step"):
+        xglacier.forecast(one, Persistence(patch_size=4, n_in=1, n_out=1), steps=2)
