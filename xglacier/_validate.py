@@ -74,29 +74,33 @@ def check_spatial(da: xr.DataArray, what: str | None = None) -> None:
         )
 
 
-def check_time(obj: xr.Dataset | xr.DataArray, required: bool = True) -> None:
-    """Check that ``time`` is a strictly increasing datetime64 coordinate."""
+def check_time(obj: xr.Dataset | xr.DataArray, required: bool = True, *, func: str | None = None) -> None:
+    """Check that ``time`` is a strictly increasing datetime64 coordinate.
+
+    ``func`` names the public function asking, so that the message starts with it.
+    """
+    where = f"{func}: " if func else ""
     if "time" not in obj.dims:
         if required:
-            raise DimensionError(f"expected a 'time' dimension, found dimensions {tuple(obj.dims)}")
+            raise DimensionError(f"{where}expected a 'time' dimension, found dimensions {tuple(obj.dims)}")
         return
     if "time" not in obj.coords:
-        raise TimeAxisError("dimension 'time' has no coordinate; expected datetime64 values")
+        raise TimeAxisError(f"{where}dimension 'time' has no coordinate; expected datetime64 values")
     t = obj.indexes["time"]
     if not isinstance(t, pd.DatetimeIndex):
-        raise TimeAxisError(f"coordinate 'time' has dtype {obj['time'].dtype}; expected datetime64")
+        raise TimeAxisError(f"{where}coordinate 'time' has dtype {obj['time'].dtype}; expected datetime64")
     if t.tz is not None:
-        raise TimeAxisError("coordinate 'time' is timezone-aware; expected tz-naive UTC")
+        raise TimeAxisError(f"{where}coordinate 'time' is timezone-aware; expected tz-naive UTC")
     if t.has_duplicates:
         dup = t[t.duplicated()].unique()
         raise TimeAxisError(
-            f"coordinate 'time' has duplicate values {[str(v) for v in dup[:5]]}; "
+            f"{where}coordinate 'time' has duplicate values {[str(v) for v in dup[:5]]}; "
             "expected one scene per time stamp"
         )
     if not t.is_monotonic_increasing:
         bad = int(np.argmax(np.diff(t.asi8) < 0)) + 1
         raise TimeAxisError(
-            f"coordinate 'time' is not sorted: {t[bad]} follows {t[bad - 1]}; "
+            f"{where}coordinate 'time' is not sorted: {t[bad]} follows {t[bad - 1]}; "
             "call .sortby('time') first"
         )
 

@@ -17,6 +17,7 @@ import xarray as xr
 
 from .._validate import check_int, check_spatial, check_time, frames_per_year
 from ..errors import DimensionError, InputError
+from .axes import north_up, time_step
 from .skill import bootstrap_means, pixel_blocks
 
 
@@ -38,7 +39,9 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
         ``(time, y, x)`` composites, ``period`` per year, the held-out year last. Frames
         flagged by a boolean ``interpolated`` coordinate (as :func:`xglacier.composite`
         writes it) are left out of the oracle's means and, in the held-out year, of the
-        scores; NaN pixels are left out of the errors.
+        scores. NDSI in [-1, 1] on one regular time step; a pixel and frame where either
+        forecast is NaN (the target, the year before, or any earlier year of its season) is
+        left out of both scores, so that they are compared on the same pixels.
     period
         Frames per year.
     block, n_boot, seed
@@ -64,10 +67,12 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     func = "held_out_ceiling"
     period = check_int(func, "period", period, low=1)
     block = check_int(func, "block", block, low=1)
+    if not isinstance(ndsi, xr.DataArray):
+        raise InputError(f"{func}: ndsi is a {type(ndsi).__name__}; expected a (time, y, x) xarray.DataArray")
     if ndsi.ndim != 3 or ndsi.dims[0] != "time":
         raise DimensionError(f"{func}: ndsi has dimensions {ndsi.dims}; expected (time, y, x)")
     check_spatial(ndsi, f"{func}: ndsi")
-    check_time(ndsi)
+    check_time(ndsi, func=func)
     n_time = ndsi.sizes["time"]
     if n_time < 3 * period:
         raise InputError(f"{func}: ndsi has {n_time} frames; expected at least three years of {period} "
@@ -76,7 +81,14 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     if per_year != period:
         have = f"{per_year} frames per year" if per_year else "no whole number of frames per year"
         raise InputError(f"{func}: ndsi has {have}, not period={period}; pass the period of the composites")
+    time_step(func, ndsi)  # frame t - period must be the same season a year before
+    ndsi = north_up(ndsi)  # the bootstrap's blocks start at the north-west corner either way
     v = np.asarray(ndsi.values, dtype=np.float64)
+    # slack for noise or an overshooting interpolation; digital numbers, percent or a nodata
+    # value such as -9999 are far outside and would give plausible but meaningless scores
+    if np.isfinite(v).any() and (np.nanmin(v) < -1.5 or np.nanmax(v) > 1.5):
+        raise InputError(f"{func}: ndsi holds values in [{np.nanmin(v):g}, {np.nanmax(v):g}]; expected NDSI "
+                         "in [-1, 1] with NaN for nodata (digital numbers, or a nodata value left in?)")
     interp = (ndsi["interpolated"].values.astype(bool) if "interpolated" in ndsi.coords
               else np.zeros(n_time, bool))
     # a quarter without scenes has nothing to score against (evaluate leaves such targets out too)
@@ -93,6 +105,10 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
                              f"is interpolated; the oracle has nothing to average")
         oracle.append((v[t] - np.mean(v[earlier], axis=0)) ** 2)
     oracle = np.stack(oracle)
+    # both forecasts are scored on the same pixels: the oracle's mean is NaN wherever an
+    # earlier year is, and a sum over fewer pixels divided by the seasonal count is too low
+    paired = np.isfinite(seasonal) & np.isfinite(oracle)
+    seasonal, oracle = np.where(paired, seasonal, np.nan), np.where(paired, oracle, np.nan)
     cells, n_cells = pixel_blocks(v.shape[1:], block)
     (s_sp, n), (s_or, _) = _block_sums(seasonal, cells, n_cells), _block_sums(oracle, cells, n_cells)
     keep = n > 0

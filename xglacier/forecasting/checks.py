@@ -42,6 +42,30 @@ def check_output(func: str, name: str, pred: Any, target: torch.Tensor) -> None:
                          f"{tuple(target.shape)} (batch, n_out, size, size)")
 
 
+def check_period(func: str, name: str, model: Any, per_year: int | None, label: str) -> None:
+    """:class:`~xglacier.errors.InputError` when ``model`` reads seasons ``model.period`` frames
+    apart (a seasonal baseline, or a seasonal residual) but the data have ``per_year`` frames per
+    year (or no whole number): quarterly seasons read from monthly frames are four months back.
+    ``label`` names the data with its verb ("the samples have")."""
+    period = getattr(model, "period", None)
+    if period is None:
+        return
+    if getattr(model, "trainable", True):  # a learned model reads the period only for its residual
+        residual = getattr(model, "residual", None)
+        if residual is None:
+            return
+        from .models.base import SEASONAL_RESIDUALS  # a model with a residual is xglacier's
+
+        if residual not in SEASONAL_RESIDUALS:
+            return
+    if per_year is None:
+        raise InputError(f"{func}: model {name!r} reads the same season period={period} frames back, but "
+                         f"{label} no whole number of frames per year: no season comes back")
+    if period != per_year:
+        raise InputError(f"{func}: model {name!r} reads the same season period={period} frames, but "
+                         f"{label} {per_year} frames per year; build the model with period={per_year}")
+
+
 def uses_gaps(model: Any) -> bool:
     """Whether ``model`` reads ``forward(..., missing=)``: learned xglacier models with ``gaps=True``."""
     return getattr(model, "gaps", False) is True

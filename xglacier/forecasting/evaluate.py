@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from .._validate import check_choice, check_flag, check_int, check_number, frames_per_year
-from ..errors import ParameterError
+from ..errors import InputError, ParameterError
 from ..nn.loop import model_device
-from .checks import check_compatible, check_output, check_patchset, uses_gaps
+from .checks import check_compatible, check_output, check_patchset, check_period, uses_gaps
+from .kernels import gather_patches
 from .patches import PatchSet
 from .skill import bootstrap_means, pixel_blocks
 
@@ -40,14 +41,43 @@ def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
     p = ps.plan
     kw = {"patch_size": p.size, "n_in": p.n_in, "n_out": p.n_out}
     out: dict[str, nn.Module] = {"persistence": Persistence(**kw)}
-    period = period if period is not None else (_frames_per_year(ps) or 4)
-    if period <= p.n_in:
+    period = period if period is not None else _frames_per_year(ps)
+    # without a whole number of frames per year (period None) no season comes back
+    if period is not None and period <= p.n_in:
         out["seasonal_persistence"] = SeasonalPersistence(**kw, period=period)
-    if 2 * period <= p.n_in:  # with one year of inputs it would be seasonal persistence again
+    if period is not None and 2 * period <= p.n_in:  # one year of inputs: seasonal persistence again
         out["seasonal_climatology"] = SeasonalClimatology(**kw, period=period)
     out["climatology"] = Climatology(**kw)
     out["linear_trend"] = LinearTrend(**kw)
     return out
+
+
+def _check_observed_targets(test: PatchSet) -> None:
+    """:class:`InputError` when ``nan="fill"`` put ``fill_value`` in place of a NaN target pixel.
+
+    A score against a filled target scores an invented value (0 by default: bare rock in
+    NDSI), which looks like an ordinary figure. Filled input frames are what a forecast does.
+    """
+    if test.nan != "fill":
+        return  # gathering raises NaNInPatchError itself
+    cube, p = test.load(), test.plan
+    nan_frames = np.isnan(cube).any(axis=(1, 2))
+    t0 = p.samples[:, 0]
+    maybe = np.flatnonzero(np.any([nan_frames[t0 + p.n_in + j] for j in range(p.n_out)], axis=0))
+    for start in range(0, maybe.size, 256):
+        rows = p.samples[maybe[start:start + 256]].copy()
+        rows[:, 0] += p.n_in  # gather the targets alone
+        x, y = (np.empty((len(rows), k, p.size, p.size), np.float32) for k in (0, p.n_out))
+        gather_patches(cube, rows, p.size, 0, p.n_out, x, y)
+        bad = np.flatnonzero(np.isnan(y).any(axis=(1, 2, 3)))
+        if bad.size:
+            t, y0, x0 = p.samples[maybe[start + bad[0]]]
+            raise InputError(
+                f"evaluate: the test samples have NaN target pixels, the first in the sample at time index "
+                f"{t}, y0={y0}, x0={x0} of variable {test.da.name!r}, which nan='fill' replaced by "
+                f"fill_value={test.fill_value}; a score against them scores invented values. Fill the gaps "
+                "first (fill_gaps, composite) or test on samples whose targets were observed"
+            )
 
 
 def _named_models(models: Mapping[str, nn.Module] | nn.Module | None) -> dict[str, nn.Module]:
@@ -250,7 +280,9 @@ def evaluate(
         Confidence level of the intervals.
     period
         Frames per seasonal cycle for ``seasonal_persistence``; by default inferred from
-        the time axis (4 for quarterly composites, 12 for monthly), else 4.
+        the time axis (4 for quarterly composites, 12 for monthly); without a whole number
+        of frames per year the seasonal baselines are left out. A value that is not the
+        samples' frames per year raises :class:`~xglacier.errors.ParameterError`.
     bootstrap
         ``"block"`` (spatial blocks) or ``"sample"`` (samples one by one, too narrow for
         overlapping patches; for comparison).
@@ -295,8 +327,15 @@ def evaluate(
     check_flag("evaluate", "baselines", baselines)
     check_choice("evaluate", "bootstrap", bootstrap, ("block", "sample"))
     check_patchset("evaluate", "test", test)
+    _check_observed_targets(test)
     size = test.plan.size
     block = check_int("evaluate", "block", 2 * size if block is None else block, low=size)
+    per_year = _frames_per_year(test)
+    if period is not None and per_year is not None and period != per_year:
+        raise ParameterError(f"evaluate: period={period} but the test samples have {per_year} frames per "
+                             f"year; seasonal persistence would read another season (leave period=None)")
+    for key, model in named.items():
+        check_period("evaluate", key, model, per_year, "the test samples have")
     extra = _baselines(test, period) if baselines else {}
     clash = sorted(set(extra) & set(named))
     if clash:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,28 +46,26 @@ import pandas as pd
 import xarray as xr
 
 from .._attrs import georeference, with_history
-from .._validate import check_choice, check_int, check_number, check_time
+from .._validate import check_choice, check_int, check_number, check_time, frames_per_year
 from .._windows import window_starts
-from ..errors import DimensionError, InputError, InterpolatedInputWarning, NaNInPatchError, ParameterError
+from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
+from .axes import north_up, time_step
 from .checks import uses_gaps
+from .gaps import series_gaps
 from .kernels import gather_patches, scatter_patches
 from .patches import patch_weight
 
 _MODEL_LOCK = threading.Lock()
 
 
-def _future_times(times: pd.DatetimeIndex, steps: int) -> pd.DatetimeIndex:
-    """Valid times of the next ``steps`` frames, following the cube's regular frequency."""
-    freq = None
-    if len(times) >= 3:
-        # pandas 3 warns about infer_freq's return type changing; either type works here
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            freq = pd.infer_freq(times)
-    if freq is not None:
-        return pd.date_range(times[-1], periods=steps + 1, freq=freq)[1:]
-    step = pd.Timedelta(np.median(np.diff(times.asi8)), "ns")
+def _future_times(times: pd.DatetimeIndex, step: Any, steps: int) -> pd.DatetimeIndex:
+    """Valid times of the next ``steps`` frames, one ``step`` (:func:`time_step`) apart."""
+    # whole months: calendar arithmetic, not a mean length (MonthEnd is a DateOffset too)
+    if isinstance(step, pd.offsets.MonthEnd):
+        return pd.DatetimeIndex([times[-1] + pd.offsets.MonthEnd(step.n * (k + 1)) for k in range(steps)])
+    if isinstance(step, pd.DateOffset):
+        return pd.DatetimeIndex([times[-1] + pd.DateOffset(months=step.months * (k + 1))
+                                 for k in range(steps)])
     return pd.DatetimeIndex([times[-1] + step * (k + 1) for k in range(steps)])
 
 
@@ -148,11 +145,27 @@ def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndar
 def _nan_error(block: np.ndarray, where: dict[str, Any], y0: int, x0: int) -> NaNInPatchError:
     t, y, x = np.argwhere(np.isnan(block))[0]
     times = where["times"]
+    row = y0 + y if not where["ascending"] else where["rows"] - 1 - (y0 + y)  # in the input's order
     return NaNInPatchError(
         f"forecast: variable {where['name']!r} has NaN in the last {len(times)} input frames, first "
-        f"found at time index {where['offset'] + t} ({times[t]}), y={y0 + y}, x={x0 + x}; fill the gaps "
+        f"found at time index {where['offset'] + t} ({times[t]}), y={row}, x={x0 + x}; fill the gaps "
         "first (fill_gaps, composite) or pass nan='fill'"
     )
+
+
+def _range_error(frames: np.ndarray, where: dict[str, Any]) -> InputError | None:
+    """An error when ``frames`` hold values far outside the ``value_range`` of the model's checkpoint."""
+    if where["range"] is None or not np.isfinite(frames).any():
+        return None
+    lo, hi = where["range"]
+    slack = 0.5 * (hi - lo)  # noise and interpolation overshoot a little; units are far off
+    fmin, fmax = float(np.nanmin(frames)), float(np.nanmax(frames))
+    if lo - slack <= fmin and fmax <= hi + slack:
+        return None
+    return InputError(
+        f"forecast: variable {where['name']!r} holds values in [{fmin:g}, {fmax:g}] in its last "
+        f"{len(where['times'])} frames; the model's checkpoint names value_range=[{lo:g}, {hi:g}] "
+        "(digital numbers, percent, or a nodata value such as -9999 left in?)")
 
 
 def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: int, n_out: int,
@@ -167,6 +180,8 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: in
     """
     _, i, j = block_id
     frames = np.ascontiguousarray(block, dtype=np.float32)
+    if nan is not None and (err := _range_error(frames, where)) is not None:
+        raise err
     if nan == "fill":
         frames = np.nan_to_num(frames, nan=fill_value)
     elif nan == "raise" and np.isnan(frames).any():
@@ -241,10 +256,11 @@ def _check_model(model: Any) -> tuple[int, int, int]:
                  for attr in ("patch_size", "n_in", "n_out"))
 
 
-def _output(data: Any, da: xr.DataArray, model: Any, steps: int, attrs: dict[str, Any]) -> xr.DataArray:
+def _output(data: Any, da: xr.DataArray, model: Any, steps: int, step: Any,
+            attrs: dict[str, Any]) -> xr.DataArray:
     """Wrap ``(steps, y, x)`` forecast data with lead/valid/reference times and the input's grid."""
     times = da.indexes["time"]
-    valid = _future_times(times, steps)
+    valid = _future_times(times, step, steps)
     ref = times[-1]
     coords = {
         "lead_time": ("lead_time", (valid - ref).as_unit("ns"),
@@ -264,23 +280,6 @@ def _output(data: Any, da: xr.DataArray, model: Any, steps: int, attrs: dict[str
     out = xr.DataArray(data, dims=("lead_time", "y", "x"), coords=coords, name=name,
                        attrs=with_history(base, "forecast", source=da, **attrs))
     return georeference(out, da)
-
-
-def _input_gaps(last: xr.DataArray, model: Any) -> tuple[bool, ...]:
-    """Which input frames ``composite`` interpolated; a warning when the model reads them as data."""
-    flag = last.coords.get("interpolated")
-    if flag is None or flag.dims != ("time",):
-        return (False,) * last.sizes["time"]
-    invented = np.asarray(flag.values, bool)
-    # a model with gaps=True reads a missing frame there; any other builds on the invented values
-    if invented.any() and not uses_gaps(model):
-        dates = [str(t)[:10] for t in last["time"].values[invented]]
-        warnings.warn(f"forecast: input frame(s) {dates} of variable {last.name!r} were interpolated "
-                      "(coordinate 'interpolated': no scene in their period); the forecast builds on "
-                      "them as if observed, and a seasonal model carries them into the same quarter "
-                      "of the next year (a learned model with gaps=True reads them as missing)",
-                      InterpolatedInputWarning, stacklevel=3)
-    return tuple(bool(v) for v in invented)
 
 
 def forecast(
@@ -310,7 +309,11 @@ def forecast(
     Parameters
     ----------
     da
-        ``(time, y, x)`` DataArray on a regular time step (e.g. 3-month NDSI composites).
+        ``(time, y, x)`` DataArray on a regular time step (e.g. 3-month NDSI composites; a
+        missing period among the frames it reads raises
+        :class:`~xglacier.errors.TimeAxisError`). A ``y``-ascending scene is forecast
+        north-up, as :func:`~xglacier.patches` shows a model its training samples, and
+        turned back: its forecast is the mirror of the north-up scene's.
     model
         A forecasting model of :mod:`xglacier.models` (or any module with the same
         interface: ``patch_size``, ``n_in``, ``n_out``, ``model(x)``). Put in eval mode
@@ -329,7 +332,9 @@ def forecast(
         frames that ``composite`` interpolated (its ``interpolated`` coordinate) are passed
         as missing to a model that reads gaps (learned models with ``gaps=True``); any other
         model uses them, with an :class:`~xglacier.errors.InterpolatedInputWarning` naming
-        their dates.
+        their dates. A model loaded from a checkpoint with a ``value_range`` refuses input
+        frames far outside it (:class:`~xglacier.errors.InputError`: digital numbers for an
+        NDSI model).
     block
         Side of the square blocks in pixels, at least the patch size; memory per task grows
         with it. Default: per axis, blocks of at most ``round(sqrt(batch_size))`` windows
@@ -366,11 +371,18 @@ def forecast(
             f"forecast: expected a (time, y, x) DataArray, got {type(da).__name__} with dims "
             f"{getattr(da, 'dims', None)}"
         )
-    check_time(da)
+    check_time(da, func="forecast")
     p, n_in, n_out = _check_model(model)
     nt, ny, nx = da.shape
     if nt < n_in:
         raise InputError(f"forecast: variable {da.name!r} has {nt} frames; the model needs n_in={n_in}")
+    # the frames the model reads must be consecutive (an earlier gap does not matter), and
+    # their step dates the forecast; one frame more, so that a gap shows against a step
+    step = time_step("forecast", da.isel(time=slice(-max(n_in + 1, 3), None)))
+    from .checks import check_period  # late: torch loads when a forecast runs
+
+    check_period("forecast", type(model).__name__, model, frames_per_year(da["time"].values),
+                 f"variable {da.name!r} has")
     if p > min(ny, nx):
         raise InputError(f"forecast: patch size {p} of the model is larger than the scene ({ny} x {nx})")
     steps = check_int("forecast", "steps", steps, low=1)
@@ -384,14 +396,20 @@ def forecast(
     per_block = max(1, round(math.sqrt(batch_size)))
     ay, ax = _Axis.plan(ny, p, stride, block, per_block), _Axis.plan(nx, p, stride, block, per_block)
     m = min(batch_size, max(ay.counts) * max(ax.counts))
-    last = da.isel(time=slice(nt - n_in, nt))
-    gaps = _input_gaps(last, model)
-    where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values]}
+    recent = da.isel(time=slice(nt - n_in, nt))
+    last = north_up(recent)  # as patches() showed the model its training samples
+    ascending = last is not recent
+    gaps = series_gaps(last, model)
+    where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values],
+             "ascending": ascending, "rows": ny,
+             "range": (getattr(model, "checkpoint_meta", None) or {}).get("value_range")}
     eager = not isinstance(last.data, dsa.Array)
     if eager:
         frames = np.asarray(last.data)
         if nan == "raise" and np.isnan(frames).any():
             raise _nan_error(frames, where, 0, 0)  # at once, naming the scene's first NaN
+        if (err := _range_error(frames, where)) is not None:
+            raise err
         # name=False: a random key instead of hashing the whole array
         data = dsa.from_array(frames, chunks=(-1, ay.chunks, ax.chunks), name=False)
     else:
@@ -410,5 +428,7 @@ def forecast(
     result = dsa.concatenate(rounds)[:steps]
     if eager:
         result = result.compute()
-    return _output(result, da, model, steps, dict(
+    if ascending:  # back to the input's row order
+        result = result[:, ::-1]
+    return _output(result, da, model, steps, step, dict(
         model=type(model).__name__, steps=steps, stride=stride, weight=weight, nan=nan, block=block))

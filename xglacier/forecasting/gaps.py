@@ -12,11 +12,15 @@ frame.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import xarray as xr
 
 from .._validate import check_int, check_number
+from ..errors import InterpolatedInputWarning
+from .checks import uses_gaps
 
 if TYPE_CHECKING:
     from .patches import PatchSet
@@ -80,3 +84,24 @@ class GapSource:
         size = self.ps.plan.size
         patch = self.ps.load()[t0 - 1, y0:y0 + size, x0:x0 + size].astype(np.float32)
         return np.nan_to_num(patch, nan=self.ps.fill_value) if self.ps.nan == "fill" else patch
+
+
+def series_gaps(last: xr.DataArray, model: Any) -> tuple[bool, ...]:
+    """Which of the frames ``last`` (a forecast's inputs) ``composite`` interpolated.
+
+    A model that does not read gaps gets an :class:`~xglacier.errors.InterpolatedInputWarning`
+    naming their dates: it builds on the invented values.
+    """
+    flag = last.coords.get("interpolated")
+    if flag is None or flag.dims != ("time",):
+        return (False,) * last.sizes["time"]
+    invented = np.asarray(flag.values, bool)
+    # a model with gaps=True reads a missing frame there; any other builds on the invented values
+    if invented.any() and not uses_gaps(model):
+        dates = [str(t)[:10] for t in last["time"].values[invented]]
+        warnings.warn(f"forecast: input frame(s) {dates} of variable {last.name!r} were interpolated "
+                      "(coordinate 'interpolated': no scene in their period); the forecast builds on "
+                      "them as if observed, and a seasonal model carries them into the same quarter "
+                      "of the next year (a learned model with gaps=True reads them as missing)",
+                      InterpolatedInputWarning, stacklevel=3)
+    return tuple(bool(v) for v in invented)

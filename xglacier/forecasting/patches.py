@@ -19,6 +19,7 @@ import xarray as xr
 from .._validate import check_choice, check_flag, check_int, check_number, check_time
 from .._windows import window_starts
 from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
+from .axes import north_up, time_step
 from .kernels import gather_patches, scatter_patches
 from .splits import frames_needed, space_split, time_split
 
@@ -299,7 +300,10 @@ def patches(
     Parameters
     ----------
     da
-        ``(time, y, x)`` DataArray, NumPy or Dask backed.
+        ``(time, y, x)`` DataArray, NumPy or Dask backed, on one regular time step (a
+        missing period raises :class:`~xglacier.errors.TimeAxisError`). A ``y``-ascending
+        cube is turned north-up, as :func:`~xglacier.forecast` shows the model every scene:
+        ``PatchSet.da`` is the north-up cube and the plan's origins index it.
     size, stride
         Patch side and step between patch origins (pixels).
     n_in, n_out
@@ -331,7 +335,7 @@ def patches(
     if da.dims != ("time", "y", "x"):
         raise DimensionError(f"patches: variable {da.name!r} has dimensions {da.dims}; "
                              "expected ('time', 'y', 'x')")
-    check_time(da)
+    check_time(da, func="patches")
     size, stride, n_in, n_out = (check_int("patches", label, value, low=1) for label, value in
                                  (("size", size), ("stride", stride), ("n_in", n_in), ("n_out", n_out)))
     edge = check_flag("patches", "edge", edge)
@@ -344,6 +348,8 @@ def patches(
     if nt < n_in + n_out:
         raise InputError(f"patches: variable {da.name!r} has {nt} frames; a sample needs "
                          f"n_in + n_out = {n_in + n_out}")
+    time_step("patches", da)  # a window must not span a missing period
+    da = north_up(da)  # trained as forecast() will show them scenes
     drop_interpolated = check_flag("patches", "drop_interpolated", drop_interpolated)
     times = None
     if drop_interpolated and "interpolated" in da.coords and da["interpolated"].dims == ("time",):
@@ -389,7 +395,9 @@ def assemble(
         ``(k, 2)`` array of patch origins ``(y0, x0)``, or a :class:`PatchPlan` whose
         samples give them.
     like
-        DataArray with the target grid (``y``, ``x`` coordinates and CRS are copied).
+        DataArray with the target grid (``y``, ``x`` coordinates and CRS are copied). With a
+        :class:`PatchPlan` (whose origins index the north-up cube), a ``y``-ascending ``like``
+        gets the result in its own row order.
     weight
         ``"uniform"`` averages overlapping predictions; ``"hann"`` weights each patch by a
         smooth window that is highest at its centre (its edges are least reliable).
@@ -429,6 +437,8 @@ def assemble(
     scatter_patches(np.ascontiguousarray(pred, dtype=np.float32), yx, w, num, den)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 0, num / den, np.nan).astype(np.float32)
+    if isinstance(origins, PatchPlan) and north_up(like) is not like:
+        out = out[:, ::-1]  # a plan indexes the north-up cube (PatchSet.da); like is y ascending
     coords = {k: v for k, v in like.coords.items() if set(v.dims) <= {"y", "x"}}
     res = xr.DataArray(out, dims=(dim, "y", "x"), coords=coords)
     if "grid_mapping" in like.encoding:

@@ -11,11 +11,12 @@ samples as independent and gives intervals that are too narrow.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .._attrs import georeference, with_history
 from .._validate import check_int, check_spatial
-from ..errors import DimensionError, GridMismatchError
+from ..errors import DimensionError, GridMismatchError, InputError, TimeAxisError
 
 __all__ = ["bootstrap_means", "pixel_blocks", "skill_map"]
 
@@ -73,7 +74,12 @@ def _on_grid(func: str, name: str, da: xr.DataArray, like: xr.DataArray) -> xr.D
     """``da`` with the rows and columns of ``like`` in ``like``'s order, or a clear error."""
     check_spatial(da, f"{func}: {name}")
     for dim in ("y", "x"):
-        if dim not in da.coords or dim not in like.coords:
+        if (dim in da.coords) != (dim in like.coords):
+            # which way up is the bare one? matching by position could mirror it silently
+            has, lacks = (name, "the prediction") if dim in da.coords else ("the prediction", name)
+            raise GridMismatchError(f"{func}: {lacks} has no {dim} coordinate but {has} has one; its pixels "
+                                    f"cannot be matched; assign the same {dim} coordinate to every input")
+        if dim not in da.coords:
             if da.sizes[dim] != like.sizes[dim]:
                 raise GridMismatchError(f"{func}: {name} has {da.sizes[dim]} {dim} pixels, the prediction "
                                         f"{like.sizes[dim]}")
@@ -135,9 +141,16 @@ def skill_map(prediction: xr.DataArray, truth: xr.DataArray, reference: xr.DataA
     arrays = {"prediction": prediction, "truth": truth, "reference": reference}
     for name, da in arrays.items():
         if not isinstance(da, xr.DataArray):
-            raise TypeError(f"{func}: {name} is a {type(da).__name__}; expected an xarray.DataArray")
+            raise InputError(f"{func}: {name} is a {type(da).__name__}; expected an xarray.DataArray")
         if da.ndim not in (2, 3):
             raise DimensionError(f"{func}: {name} has dims {da.dims}; expected (frame, y, x) or (y, x)")
+        t = da.coords.get("time")
+        order = pd.Index(t.values) if t is not None and t.ndim == 1 else None
+        if da.ndim == 3 and order is not None and t.dims == da.dims[:1] and not (
+                order.is_monotonic_increasing and order.is_unique):
+            # frames are matched by position: one input out of order compares other dates
+            raise TimeAxisError(f"{func}: coordinate 'time' of {name} is not sorted (or repeats a time); "
+                                "call .sortby('time') first")
     frames = {name: da.sizes[da.dims[0]] if da.ndim == 3 else 1 for name, da in arrays.items()}
     if len(set(frames.values())) != 1:
         raise DimensionError(f"{func}: the inputs have {frames} frames; expected as many in each")
@@ -147,6 +160,12 @@ def skill_map(prediction: xr.DataArray, truth: xr.DataArray, reference: xr.DataA
         raise GridMismatchError(f"{func}: the prediction's valid times {np.atleast_1d(p_time.values)} are "
                                 f"not the truth's {np.atleast_1d(t_time.values)}")
     like = prediction
+    crs = {name: da.rio.crs for name, da in arrays.items() if da.rio.crs is not None}
+    for name, c in crs.items():
+        first, c0 = next(iter(crs.items()))
+        if c != c0:
+            raise GridMismatchError(f"{func}: {name} has CRS {c}, {first} {c0}; put every input on one grid "
+                                    "first (the same coordinates in another CRS are another place)")
     data = []
     for name, da in arrays.items():
         da = _on_grid(func, name, da, like)

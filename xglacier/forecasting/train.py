@@ -31,7 +31,7 @@ from .._validate import check_choice, check_flag, check_int, check_number
 from ..errors import InputError, ParameterError, TrainingDivergedError
 from ..nn.batches import BatchLoader
 from ..nn.loop import check_fit_options, model_device, train_epochs
-from .checks import check_compatible, check_output, check_patchset, uses_gaps
+from .checks import check_compatible, check_output, check_patchset, check_period, uses_gaps
 from .evaluate import _frames_per_year, evaluate
 from .gaps import GapSource
 from .patches import PatchSet
@@ -402,13 +402,4 @@ def _check_data(model: nn.Module, train: PatchSet, val: PatchSet | None) -> None
         if (val.plan.size, val.plan.n_in, val.plan.n_out) != (train.plan.size, train.plan.n_in,
                                                                train.plan.n_out):
             raise InputError("fit: val samples differ from train samples in size, n_in or n_out")
-    residual = getattr(model, "residual", None)
-    if residual is None:
-        return
-    from .models.base import SEASONAL_RESIDUALS  # a model with a residual is xglacier's: the package is there
-
-    per_year = _frames_per_year(train)
-    if residual in SEASONAL_RESIDUALS and per_year is not None and per_year != model.period:
-        raise InputError(f"fit: model {name!r} has residual={residual!r} with period={model.period} "
-                         f"frames, but the samples have {per_year} frames per year; build the model "
-                         f"with period={per_year}")
+    check_period("fit", name, model, _frames_per_year(train), "the samples have")
