@@ -89,3 +89,25 @@ def test_bad_input_is_refused():
         held_out_ceiling(frames(np.zeros(6), interpolated=[0, 0, 0, 0, 1, 1]), period=2)
     with pytest.raises(InputError, match="every earlier frame of the season"):
         held_out_ceiling(frames(np.zeros(6), interpolated=[1, 0, 1, 0, 0, 0]), period=2)
+
+
+@pytest.mark.parametrize("ascending", [False, True])
+def test_windows_ceiling_by_hand(ascending):
+    import xglacier
+    from xglacier.forecasting.ceiling import windows_ceiling
+
+    # two seasons a year, 1-frame windows: targets are frames 2..5 (x is the season, y the year)
+    values = [0.0, 1.0, 0.2, 0.8, 0.4, 0.6]
+    da = frames(values, interpolated=[0, 0, 0, 1, 0, 0])
+    da = da.isel(y=slice(None, None, -1)) if ascending else da
+    ps = xglacier.patches(da, size=8, stride=8, n_in=2, n_out=1, drop_interpolated=True)
+    c = windows_ceiling(ps, period=2)
+    # targets 2, 4, 5 (3 is interpolated: its window is dropped); seasonal = the frame 2 back
+    sp = [(0.2 - 0.0) ** 2, (0.4 - 0.2) ** 2, (0.6 - 0.8) ** 2]
+    # oracle: mean of the observed frames of the season before (3 left out)
+    orc = [(0.2 - 0.0) ** 2, (0.4 - 0.1) ** 2, (0.6 - 1.0) ** 2]
+    assert c["seasonal"] == pytest.approx(np.mean(sp)) and c["oracle"] == pytest.approx(np.mean(orc))
+    assert c["ratio"] == pytest.approx(np.mean(orc) / np.mean(sp))
+    assert c["gap_share"] == pytest.approx(sp[2] / sum(sp))  # target 5's year-earlier frame is 3
+    with pytest.raises(InputError, match="windows_ceiling: test is a DataArray"):
+        windows_ceiling(da)

@@ -50,6 +50,10 @@ def test_demo_command(tmp_path, capsys):
     found = re.findall(r"ratio (\d+\.\d+) \(paired 95 %: (\d+\.\d+)-(\d+\.\d+)\)", line)
     ratio, low, high = (float(v) for v in found[0])
     assert low <= ratio <= high
+    # the oracle on the test windows the verdict reads, with the share the 2019 gap carries
+    line = next(x for x in text.splitlines() if "on the test windows the verdict reads" in x)
+    ratio, share = re.findall(r"ratio (\d+\.\d+); (\d+)% of seasonal persistence", line)[0]
+    assert 0 < float(ratio) and 0 <= int(share) <= 100
     assert "segmentation" in text and "random_forest" in text and "NDSI > 0.4" in text
     for name in ("composites.nc", "gapfill.png", "ndsi_composites.png", "snow_mask.png", "flow.png",
                  "forecast.png", "forecast_flow.png", "skill_map.png", "salstm_small.json",

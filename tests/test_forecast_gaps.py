@@ -26,7 +26,7 @@ LEARNED = [SALSTM, LSTMEncoderDecoder, ConvLSTM]
 
 def small(cls, **kw):
     extra = {"heads": 4} if cls is SALSTM else {}
-    return cls(preset="small", patch_size=8, **extra, **kw)
+    return cls(preset="small", patch_size=8, **extra, **{"gaps": True, **kw})
 
 
 def randomised(model, seed=0, scale=0.3):
@@ -251,7 +251,8 @@ def test_forecast_passes_the_interpolated_frames_as_missing(chunked):
         np.testing.assert_array_equal(fc.values, xglacier.forecast(da, model, steps=6, stride=4).values)
 
 
-def test_a_model_without_gaps_still_warns():
+def test_gaps_are_off_by_default_and_such_a_model_still_warns():
+    assert SALSTM(preset="small").gaps is False and "missing_frame" not in SALSTM(preset="small").state_dict()
     da = quarterly(nt=8, ny=12, nx=12, gap=[5])
     with pytest.warns(InterpolatedInputWarning, match="gaps=True reads them as missing"):
         xglacier.forecast(da, small(SALSTM, gaps=False), steps=2)

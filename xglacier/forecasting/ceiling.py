@@ -128,3 +128,53 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
         "per_frame": [(str(ndsi.time.values[t])[:10], float(np.nanmean(a)), float(np.nanmean(b)))
                       for t, a, b in zip(targets, seasonal, oracle, strict=True)],
     }
+
+
+def windows_ceiling(test: Any, *, period: int = 4) -> dict[str, Any]:
+    """Seasonal persistence against the climate oracle on the targets of a PatchSet's windows.
+
+    What :func:`xglacier.evaluate` scores (every sample and lead of ``test``), with the oracle
+    of :func:`held_out_ceiling`: each target frame by the mean of its season over the observed
+    frames before it (``interpolated`` ones left out). ``gap_share`` is the share of seasonal
+    persistence's squared error on the targets whose year-earlier frame was interpolated.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr, xglacier
+    >>> t = pd.date_range("2014-01-01", periods=16, freq="3MS")
+    >>> season = np.tile([0.9, 0.5, 0.1, 0.6], 4).astype("f4")
+    >>> cube = xr.DataArray(season[:, None, None] * np.ones((1, 8, 8), "f4"), dims=("time", "y", "x"),
+    ...                     coords={"time": t, "interpolated": ("time", np.arange(16) == 10)})
+    >>> cube[10] = 0.35  # an invented summer: spring and autumn's mean
+    >>> c = windows_ceiling(xglacier.patches(cube, size=8, stride=8, n_in=4, n_out=4))
+    >>> round(c["oracle"], 4), c["seasonal"] > 0, round(c["gap_share"], 2)
+    (0.0, True, 1.0)
+    """
+    from .patches import PatchSet
+
+    if not isinstance(test, PatchSet):
+        raise InputError(f"windows_ceiling: test is a {type(test).__name__}; expected a PatchSet")
+    period = check_int("windows_ceiling", "period", period, low=1, high=test.n_in)
+    cube = test.load()
+    flag = test.da.coords.get("interpolated")
+    invented = (np.zeros(cube.shape[0], bool) if flag is None or flag.dims != ("time",)
+                else np.asarray(flag.values, bool))
+    size, n_in, n_out = test.size, test.n_in, test.n_out
+    se_sp, se_or, se_gap = 0.0, 0.0, 0.0
+    for t0, r, c in test.plan.samples:
+        for k in range(n_out):
+            t = t0 + n_in + k
+            same = [i for i in range(t % period, t, period) if not invented[i]]
+            if not same:
+                raise InputError(f"windows_ceiling: target frame {t} has no observed frame of its season "
+                                 "before it")
+            target = cube[t, r:r + size, c:c + size]
+            sp = np.mean((cube[t - period, r:r + size, c:c + size] - target) ** 2)
+            se_sp += sp
+            se_gap += sp if invented[t - period] else 0.0
+            se_or += np.mean((cube[same, r:r + size, c:c + size].mean(axis=0) - target) ** 2)
+    n = len(test) * n_out
+    seasonal, oracle = se_sp / n, se_or / n
+    return {"seasonal": float(seasonal), "oracle": float(oracle),
+            "ratio": float(oracle / seasonal) if seasonal > 0 else float("nan"),
+            "gap_share": float(se_gap / se_sp) if se_sp > 0 else 0.0}

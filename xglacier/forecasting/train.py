@@ -253,8 +253,8 @@ def fit(
         :mod:`xglacier.models` model; the recipe's ``True`` skips other models); ``False``
         keeps the model's own.
     gap_rate
-        For models that read missing-frame flags (``gaps=True``, the default of
-        :mod:`xglacier.models`): in this share of the training samples, one input frame
+        For models that read missing-frame flags (``gaps=True``, an option of the
+        :mod:`xglacier.models` models): in this share of the training samples, one input frame
         drawn at random (not the last) is hidden as a missing quarter is: replaced by the
         linear interpolation in time of its neighbours, as ``composite`` fills an empty
         period, and flagged (:class:`~xglacier.forecasting.gaps.GapSource`); the data's own

@@ -71,7 +71,7 @@ class ConvLSTM(ForecastModel):
                  n_out: int | None = None, encoder: Sequence[int] | None = None,
                  decoder: Sequence[int] | None = None, kernel: int | None = None,
                  preset: str | None = None, residual: str | None = None,
-                 period: int = 4, statistics: Sequence[float] | None = None, gaps: bool = True) -> None:
+                 period: int = 4, statistics: Sequence[float] | None = None, gaps: bool = False) -> None:
         kw = resolve_preset("ConvLSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, encoder=encoder, decoder=decoder,
             kernel=kernel), _DEFAULTS)

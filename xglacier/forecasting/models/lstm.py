@@ -44,7 +44,7 @@ class LSTMEncoderDecoder(ForecastModel):
     def __init__(self, *, patch_size: int | None = None, n_in: int | None = None,
                  n_out: int | None = None, hidden: int | None = None, layers: int | None = None,
                  dropout: float | None = None, preset: str | None = None, residual: str | None = None,
-                 period: int = 4, statistics: Sequence[float] | None = None, gaps: bool = True) -> None:
+                 period: int = 4, statistics: Sequence[float] | None = None, gaps: bool = False) -> None:
         kw = resolve_preset("LSTMEncoderDecoder", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
             dropout=dropout), _DEFAULTS)

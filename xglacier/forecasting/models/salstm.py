@@ -77,7 +77,7 @@ class SALSTM(ForecastModel):
                  heads: int | None = None, dropout: float | None = None,
                  preset: str | None = None, residual: str | None = None, period: int = 4,
                  statistics: Sequence[float] | None = None, feedback: str = "tanh",
-                 gaps: bool = True) -> None:
+                 gaps: bool = False) -> None:
         kw = resolve_preset("SALSTM", preset, PRESETS, dict(
             patch_size=patch_size, n_in=n_in, n_out=n_out, hidden=hidden, layers=layers,
             heads=heads, dropout=dropout), _DEFAULTS)
