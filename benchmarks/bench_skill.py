@@ -13,7 +13,8 @@ lead times with 95 % block-bootstrap intervals) and timed (training wall time, e
 Run ``python benchmarks/bench_skill.py`` (about 10-20 min on 2 cores); ``--composites
 FILE.nc`` reuses the demo's ``composites.nc`` instead of preprocessing again; ``--seeds
 42,1,2`` scores the same models on several samples (one held-out year is a lottery, see
-``bench_skill_ceiling.py``) and ends with each model's paired skill per sample. The machine's
+``bench_skill_ceiling.py``) and ends with each model's paired skill per sample; ``--gap-rate
+0.5`` builds the models with ``gaps=True`` and trains them with that ``gap_rate``. The machine's
 load average is printed: a busy machine slows training, not the scores (training is seeded).
 """
 
@@ -33,6 +34,7 @@ def score(seed: int, args: argparse.Namespace) -> pd.DataFrame:
     """Train the chosen models on the sample of ``seed`` and score them beside the baselines."""
     import xglacier
     from xglacier.demo.forecast import demo_patches, interval_label
+    from xglacier.forecasting.ceiling import windows_ceiling
 
     ndsi = demo_composites(args.composites, seed)
     train, val, test = demo_patches(ndsi, n_in=args.n_in)
@@ -45,9 +47,12 @@ def score(seed: int, args: argparse.Namespace) -> pd.DataFrame:
         for residual in residuals:
             label = f"{cls_name}" + (f" residual={residual}" if residual else "")
             torch.manual_seed(seed)
-            model = getattr(xglacier.models, cls_name)(preset="small", residual=residual, n_in=args.n_in)
+            gaps = {} if args.gap_rate is None else {"gaps": True}
+            model = getattr(xglacier.models, cls_name)(preset="small", residual=residual, n_in=args.n_in,
+                                                       **gaps)
             t0 = time.perf_counter()
-            history = xglacier.fit(model, train, val, epochs=args.epochs, seed=seed, progress=False)
+            history = xglacier.fit(model, train, val, epochs=args.epochs, seed=seed, progress=False,
+                                   gap_rate=args.gap_rate)
             seconds = time.perf_counter() - t0
             models[label] = model
             timing.append({"model": label, "train_s": round(seconds, 1), "epochs": len(history),
@@ -63,6 +68,10 @@ def score(seed: int, args: argparse.Namespace) -> pd.DataFrame:
         print(result.sort_values("mse").drop(columns=["skill_low", "skill_high", "skill_reference"],
                                              errors="ignore").to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"intervals: {interval_label(table)}", flush=True)
+    w = windows_ceiling(test)
+    print(f"climate oracle on these test windows: MSE {w['oracle']:.4f} against seasonal persistence's "
+          f"{w['seasonal']:.4f} (ratio {w['ratio']:.2f}); {w['gap_share']:.0%} of seasonal persistence's "
+          "squared error on targets whose year-earlier frame was interpolated", flush=True)
     return result.loc[list(models)].assign(seed=seed)
 
 
@@ -76,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-in", type=int, default=4, help="quarters in (the paper's 4)")
     parser.add_argument("--models", default="SALSTM,LSTMEncoderDecoder,ConvLSTM")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--gap-rate", type=float, default=None,
+                        help="build the models with gaps=True and fit them with this gap_rate")
     args = parser.parse_args(argv)
     if args.seeds and args.composites:
         parser.error("--seeds makes each sample's composites; leave out --composites")
