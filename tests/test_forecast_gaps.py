@@ -72,18 +72,30 @@ def test_the_missing_frame_is_added_where_frames_are_missing(cls):
 
 @pytest.mark.parametrize("cls", LEARNED)
 @pytest.mark.parametrize("residual", ["seasonal", "climatology", "last"])
-def test_an_untrained_gap_aware_model_is_still_its_reference(cls, residual):
-    """The missing frame starts at zero and the residual head at zero: flags change nothing
-    before training, so training starts from the reference forecast as without gaps."""
+def test_an_untrained_gap_aware_model_forecasts_its_observed_reference(cls, residual):
+    """The missing frame and the residual head start at zero: untrained, the model forecasts its
+    reference, taken from observed inputs only (the same quarter of the latest year observed,
+    the mean over the observed years, the last observed frame)."""
     model = small(cls, residual=residual, statistics=(0.2, 0.5), n_in=8).eval()
     x = torch.rand(3, 8, 8, 8)
     missing = torch.zeros(3, 8, dtype=torch.bool)
-    missing[1, 4] = missing[2, 7] = True
+    missing[1, 4] = True            # lead 0's latest same-season input (4; the other is 0)
+    missing[2, [7, 3]] = True       # both of lead 3's, and the last frame
     with torch.no_grad():
-        torch.testing.assert_close(model(x, missing=missing), model(x), rtol=0, atol=0)
-        if residual == "seasonal":
-            torch.testing.assert_close(model(x, missing=missing),
-                                       SeasonalPersistence(patch_size=8, n_in=8)(x), rtol=0, atol=0)
+        out = model(x, missing=missing)
+        torch.testing.assert_close(out[0], model(x)[0], rtol=0, atol=0)  # nothing missing: unchanged
+    if residual == "seasonal":
+        torch.testing.assert_close(model(x)[0], SeasonalPersistence(patch_size=8, n_in=8)(x)[0])
+        torch.testing.assert_close(out[1, 0], x[1, 0])  # a year further back
+        torch.testing.assert_close(out[1, 1:], x[1, 5:8])
+        torch.testing.assert_close(out[2, 3], x[2, 7])  # none observed: as without flags
+    elif residual == "climatology":
+        torch.testing.assert_close(out[1, 0], x[1, 0])
+        torch.testing.assert_close(out[1, 1], (x[1, 1] + x[1, 5]) / 2)
+        torch.testing.assert_close(out[2, 3], (x[2, 3] + x[2, 7]) / 2)
+    else:
+        torch.testing.assert_close(out[1], x[1, 7].expand(4, -1, -1))
+        torch.testing.assert_close(out[2], x[2, 6].expand(4, -1, -1))  # the last observed frame
 
 
 @pytest.mark.parametrize("cls", LEARNED)

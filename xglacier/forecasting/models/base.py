@@ -21,12 +21,12 @@ without a residual), so every caller (:func:`xglacier.fit`, :func:`xglacier.eval
 Gaps (``gaps=True``, learned models, off by default): ``forward(x, missing=...)`` takes which
 input frames were never observed (``composite``'s ``interpolated`` periods, whose values
 are a linear interpolation in time). A learned frame ``missing_frame`` (zeros at first, so
-an untrained model forecasts as one without gaps) is added to the normalised input where a
-frame is missing, so the network knows which values were invented: a seasonal model can
-then learn how the same quarter differs from the interpolation of its neighbours (a summer
-quarter is not the mean of spring and autumn). :func:`xglacier.fit` teaches it by hiding
-observed input frames at random (``gap_rate``) and putting the interpolation of their
-neighbours in their place, as ``composite`` does.
+an untrained model reads its inputs as one without gaps) is added to the normalised input where a
+frame is missing, so the network knows which values were invented (a summer quarter is not
+the mean of spring and autumn), and the residual reference is taken from observed inputs
+only (the same quarter of the latest year observed, see :meth:`ForecastModel.reference`).
+:func:`xglacier.fit` teaches it by hiding observed input frames at random (``gap_rate``)
+and putting the interpolation of their neighbours in their place, as ``composite`` does.
 """
 
 from __future__ import annotations
@@ -74,6 +74,17 @@ def season_means(x: torch.Tensor, period: int, steps: int) -> torch.Tensor:
     """``(B, steps, P, P)``: for each lead, the mean of the ``(B, n_in, P, P)`` inputs of its season."""
     n_in = x.shape[1]
     return torch.stack([x[:, season_inputs(n_in, period, k)].mean(dim=1) for k in range(steps)], dim=1)
+
+
+def _observed(x: torch.Tensor, group: list[int], missing: torch.Tensor, *, mean: bool) -> torch.Tensor:
+    """``(B, P, P)``: the mean (``mean``) or the first of the observed inputs ``group`` (latest
+    first) of each sample; all of ``group`` for a sample with none observed."""
+    seen = ~missing[:, group]
+    seen = torch.where(seen.any(dim=1, keepdim=True), seen, torch.ones_like(seen))
+    if not mean:  # the first observed: a one-hot of the first True
+        seen = seen & (seen.cumsum(dim=1) == 1)
+    w = seen.to(x.dtype)[:, :, None, None]
+    return (x[:, group] * w).sum(dim=1) / w.sum(dim=1)
 
 
 class ForecastModel(nn.Module):
@@ -164,21 +175,30 @@ class ForecastModel(nn.Module):
         self.statistics = _statistics(type(self).__name__, (mean, std))
         self.config["statistics"] = self.statistics
 
-    def reference(self, x: torch.Tensor, steps: int) -> torch.Tensor | None:
+    def reference(self, x: torch.Tensor, steps: int, missing: torch.Tensor | None = None
+                  ) -> torch.Tensor | None:
         """The ``(B, steps, P, P)`` frames the residual is added to (None without a residual).
 
         ``"seasonal"``: lead ``k`` (from 0) takes input ``n_in - period + k % period``, as
         :class:`~xglacier.models.SeasonalPersistence`; ``"climatology"``: the mean of the
         inputs of that season, as :class:`~xglacier.models.SeasonalClimatology`; ``"last"``:
-        the last input frame.
+        the last input frame. With ``missing`` (``(B, n_in)`` booleans, True where an input
+        was interpolated), only observed inputs count: the same quarter of the latest year
+        observed, the mean over the observed years, the last observed frame; where none of a
+        lead's inputs was observed, those without ``missing``.
         """
         if getattr(self, "residual", None) is None:
             return None
         if self.residual == "last":
-            return x[:, -1:].expand(-1, steps, -1, -1)
-        if self.residual == "climatology":
-            return season_means(x, self.period, steps)
-        return x[:, [season_inputs(self.n_in, self.period, k)[0] for k in range(steps)]]
+            groups = [list(range(self.n_in - 1, -1, -1))] * steps
+        else:
+            groups = [season_inputs(self.n_in, self.period, k) for k in range(steps)]
+        if missing is None:
+            if self.residual == "climatology":
+                return season_means(x, self.period, steps)
+            return x[:, [g[0] for g in groups]]
+        return torch.stack([_observed(x, g, missing, mean=self.residual == "climatology")
+                            for g in groups], dim=1)
 
     def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
                 teacher_forcing: float = 0.0, missing: torch.Tensor | None = None) -> torch.Tensor:
@@ -190,12 +210,12 @@ class ForecastModel(nn.Module):
         self._check(x)
         steps = n_out or self.n_out
         mean, std = self.statistics or (0.0, 1.0)
-        ref = self.reference(x, steps)
+        missing = self._missing(x, missing)
+        ref = self.reference(x, steps, missing)
         base = ref if ref is not None else mean
         if targets is not None:
             targets = (targets - base) / std
         xn = (x - mean) / std
-        missing = self._missing(x, missing)
         if missing is not None:
             xn = xn + missing[:, :, None, None].to(xn.dtype) * self.missing_frame
         out = self._predict(xn, steps, targets, teacher_forcing)
