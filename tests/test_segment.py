@@ -296,3 +296,22 @@ def test_dataset_input_builds_the_model_channels():
         segment(comps, model, dem=truth.dem, time=0)
     with pytest.raises(ParameterError, match="scene Dataset only"):
         segment(feats, model, dem=truth.dem)
+
+
+@pytest.mark.parametrize("flip", ["y", "x", "both"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_scene_stored_either_way_gets_the_same_labels(scene, convnet, flip, chunked):
+    """y ascending or x descending: the model (not flip-invariant) sees the scene north-up and
+    east-right, as it was trained, and the result comes back on the input's grid."""
+    dims = ["y", "x"] if flip == "both" else [flip]
+    other = scene.isel({d: slice(None, None, -1) for d in dims})
+    if chunked:
+        other = other.chunk({"y": 23, "x": 31})
+    want = segment(scene, convnet, tile=32, overlap=8)
+    got = segment(other, convnet, tile=32, overlap=8).compute()
+    for d in ("y", "x"):
+        np.testing.assert_array_equal(got[d].values, other[d].values)
+    back = got.isel({d: slice(None, None, -1) for d in dims})
+    np.testing.assert_array_equal(back.probability.values, want.probability.values)
+    np.testing.assert_array_equal(back.label.values, want.label.values)
+    assert got.rio.crs == want.rio.crs

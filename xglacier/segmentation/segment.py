@@ -297,7 +297,9 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     ----------
     features
         ``(channel, y, x)`` DataArray (e.g. from :func:`xglacier.features`) whose channel
-        names equal ``model.channels`` in the same order. NaN marks missing data: a pixel
+        names equal ``model.channels`` in the same order; ``y`` and ``x`` may run either way
+        (the model sees the scene north-up and east-right, as it was trained, and the result
+        comes back on the input's grid). NaN marks missing data: a pixel
         with any NaN channel is labelled no data (the model imputes NaN with the training
         mean only to predict the pixels around it).
         Or a scene Dataset of reflectance bands: the model's channels are then built from
@@ -386,6 +388,12 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     windows_per_chunk = check_int("segment", "windows_per_chunk", windows_per_chunk, low=1)
     ood_sigmas = check_number("segment", "ood_sigmas", ood_sigmas, low=0, low_open=True, allow_none=True)
     tta = check_flag("segment", "tta", tta)
+    # the models learnt scenes north-up and east-right (fine_tune orients them so): show them
+    # every scene that way, and give the result back in the input's order
+    flips = {d: slice(None, None, -1) for d, wrong in (("y", 1), ("x", -1))
+             if d in features.coords and features.sizes[d] > 1
+             and wrong * (float(features[d][-1]) - float(features[d][0])) > 0}
+    given, features = features, features.isel(flips)
     _, ny, nx = features.shape
     if ny == 0 or nx == 0:
         raise InputError(f"segment: features has an empty grid (y={ny}, x={nx})")
@@ -427,8 +435,12 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     )[:, :ny, :nx]
     prob = after(prob, gate)
     label = prob.map_blocks(argmax_label, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
+    if flips:
+        prob, label = prob[(slice(None), flips.get("y", slice(None)), flips.get("x", slice(None)))], \
+            label[(flips.get("y", slice(None)), flips.get("x", slice(None)))]
     if eager:
         prob, label = dask.compute(prob, label)
+    features = given
     attrs = with_history({}, "segment", source=features, model=type(model).__name__, tile=tile,
                          overlap=overlap, batch_size=batch_size, windows_per_chunk=windows_per_chunk,
                          ood_sigmas=ood_sigmas, tta=tta)
