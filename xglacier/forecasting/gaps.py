@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 class GapSource:
     """``gather(index) -> (x, y, gaps)`` of a PatchSet, with frames hidden at ``rate``.
 
+    Parameters
+    ----------
+    ps
+        The samples; ``gaps`` comes from :meth:`~xglacier.PatchSet.input_gaps`.
+    rate
+        Share of the samples in which one observed input frame (drawn at random, never the
+        last, nor the first of a window at the start of the series) is hidden.
+    seed
+        Seeds the draws; each ``gather`` call draws anew (a fresh source repeats them).
+
     Examples
     --------
     >>> import numpy as np, pandas as pd, xarray as xr, xglacier
@@ -47,8 +57,8 @@ class GapSource:
         self.ps = ps
         self.rate = float(check_number("GapSource", "rate", rate, low=0, high=1))
         self.rng = np.random.default_rng(check_int("GapSource", "seed", seed, low=0, allow_none=True))
-        days = ps.da["time"].values.astype("datetime64[s]").astype(np.float64) / 86400.0
-        self.days = days
+        # frame times in days: interpolation weights as composite's, by time, not by position
+        self.days = ps.da["time"].values.astype("datetime64[s]").astype(np.float64) / 86400.0
 
     def __len__(self) -> int:
         return len(self.ps)
