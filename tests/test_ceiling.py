@@ -111,3 +111,26 @@ def test_windows_ceiling_by_hand(ascending):
     assert c["gap_share"] == pytest.approx(sp[2] / sum(sp))  # target 5's year-earlier frame is 3
     with pytest.raises(InputError, match="windows_ceiling: test is a DataArray"):
         windows_ceiling(da)
+
+
+def test_windows_ceiling_nan_dns_and_empty():
+    import xglacier
+    from xglacier.forecasting.ceiling import windows_ceiling
+
+    values = np.array([0.0, 1.0, 0.2, 0.8, 0.4, 0.6])
+    stack = values[:, None, None] * np.ones((6, 8, 8))
+    stack[0, 0, 0] = np.nan  # the oracle's mean is NaN there for every even-season target
+    ps = xglacier.patches(frames(stack), size=8, stride=8, n_in=2, n_out=1, nan="fill")
+    c = windows_ceiling(ps, period=2)
+    # targets 2..5, every pixel alike except (0, 0), which is left out of both for targets 2 and 4
+    sp = [(0.2 - 0.0) ** 2, (0.8 - 1.0) ** 2, (0.4 - 0.2) ** 2, (0.6 - 0.8) ** 2]
+    orc = [(0.2 - 0.0) ** 2, (0.8 - 1.0) ** 2, (0.4 - 0.1) ** 2, (0.6 - 0.9) ** 2]
+    weights = [63, 64, 63, 64]
+    assert c["seasonal"] == pytest.approx(np.average(sp, weights=weights))
+    assert c["oracle"] == pytest.approx(np.average(orc, weights=weights))
+    dns = xglacier.patches(frames(values * 10000), size=8, stride=8, n_in=2, n_out=1)
+    with pytest.raises(InputError, match=r"windows_ceiling: test's variable holds values in \[0, 10000\]"):
+        windows_ceiling(dns, period=2)
+    empty = xglacier.patches(frames(np.full(6, np.nan)), size=8, stride=8, n_in=2, n_out=1, nan="fill")
+    with pytest.raises(InputError, match="windows_ceiling: no finite pixel"):
+        windows_ceiling(empty, period=2)

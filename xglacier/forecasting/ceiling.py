@@ -29,6 +29,17 @@ def _block_sums(err: np.ndarray, cells: np.ndarray, n_cells: int) -> tuple[np.nd
             np.bincount(flat, minlength=n_cells).astype(float))
 
 
+def _ndsi_values(func: str, label: str, values: Any) -> np.ndarray:
+    """``values`` as float64, or :class:`InputError` when they cannot be NDSI."""
+    v = np.asarray(values, dtype=np.float64)
+    # slack for noise or an overshooting interpolation; digital numbers, percent or a nodata
+    # value such as -9999 are far outside and would give plausible but meaningless scores
+    if np.isfinite(v).any() and (np.nanmin(v) < -1.5 or np.nanmax(v) > 1.5):
+        raise InputError(f"{func}: {label} holds values in [{np.nanmin(v):g}, {np.nanmax(v):g}]; expected "
+                         "NDSI in [-1, 1] with NaN for nodata (digital numbers, or a nodata value left in?)")
+    return v
+
+
 def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_boot: int = 1000,
                      seed: int = 0) -> dict[str, Any]:
     """Seasonal persistence against the climate oracle on the last ``period`` frames.
@@ -83,12 +94,7 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
         raise InputError(f"{func}: ndsi has {have}, not period={period}; pass the period of the composites")
     time_step(func, ndsi)  # frame t - period must be the same season a year before
     ndsi = north_up(ndsi)  # the bootstrap's blocks start at the north-west corner either way
-    v = np.asarray(ndsi.values, dtype=np.float64)
-    # slack for noise or an overshooting interpolation; digital numbers, percent or a nodata
-    # value such as -9999 are far outside and would give plausible but meaningless scores
-    if np.isfinite(v).any() and (np.nanmin(v) < -1.5 or np.nanmax(v) > 1.5):
-        raise InputError(f"{func}: ndsi holds values in [{np.nanmin(v):g}, {np.nanmax(v):g}]; expected NDSI "
-                         "in [-1, 1] with NaN for nodata (digital numbers, or a nodata value left in?)")
+    v = _ndsi_values(func, "ndsi", ndsi.values)
     interp = (ndsi["interpolated"].values.astype(bool) if "interpolated" in ndsi.coords
               else np.zeros(n_time, bool))
     # a quarter without scenes has nothing to score against (evaluate leaves such targets out too)
@@ -135,8 +141,10 @@ def windows_ceiling(test: Any, *, period: int = 4) -> dict[str, Any]:
 
     What :func:`xglacier.evaluate` scores (every sample and lead of ``test``), with the oracle
     of :func:`held_out_ceiling`: each target frame by the mean of its season over the observed
-    frames before it (``interpolated`` ones left out). ``gap_share`` is the share of seasonal
-    persistence's squared error on the targets whose year-earlier frame was interpolated.
+    frames before it (``interpolated`` ones left out). Both are scored on the pixels where both
+    are finite (NaN nodata left out; interpolated targets are not scored); values must be
+    NDSI. ``gap_share`` is the share of seasonal persistence's squared error on the targets
+    whose year-earlier frame was interpolated.
 
     Examples
     --------
@@ -155,26 +163,30 @@ def windows_ceiling(test: Any, *, period: int = 4) -> dict[str, Any]:
     if not isinstance(test, PatchSet):
         raise InputError(f"windows_ceiling: test is a {type(test).__name__}; expected a PatchSet")
     period = check_int("windows_ceiling", "period", period, low=1, high=test.n_in)
-    cube = test.load()
+    cube = _ndsi_values("windows_ceiling", "test's variable", test.load())
     flag = test.da.coords.get("interpolated")
     invented = (np.zeros(cube.shape[0], bool) if flag is None or flag.dims != ("time",)
                 else np.asarray(flag.values, bool))
     size, n_in, n_out = test.size, test.n_in, test.n_out
-    se_sp, se_or, se_gap = 0.0, 0.0, 0.0
+    sums = np.zeros(3)  # seasonal, oracle, seasonal on gap-led targets
+    count = 0
     for t0, r, c in test.plan.samples:
-        for k in range(n_out):
-            t = t0 + n_in + k
+        for t in range(t0 + n_in, t0 + n_in + n_out):
+            if invented[t]:  # never observed: not scored (evaluate's test sets leave them out)
+                continue
             same = [i for i in range(t % period, t, period) if not invented[i]]
             if not same:
                 raise InputError(f"windows_ceiling: target frame {t} has no observed frame of its season "
                                  "before it")
             target = cube[t, r:r + size, c:c + size]
-            sp = np.mean((cube[t - period, r:r + size, c:c + size] - target) ** 2)
-            se_sp += sp
-            se_gap += sp if invented[t - period] else 0.0
-            se_or += np.mean((cube[same, r:r + size, c:c + size].mean(axis=0) - target) ** 2)
-    n = len(test) * n_out
-    seasonal, oracle = se_sp / n, se_or / n
+            sp = (cube[t - period, r:r + size, c:c + size] - target) ** 2
+            orc = (cube[same, r:r + size, c:c + size].mean(axis=0) - target) ** 2
+            ok = np.isfinite(sp) & np.isfinite(orc)  # both scored on the same pixels
+            sums += [sp[ok].sum(), orc[ok].sum(), sp[ok].sum() if invented[t - period] else 0.0]
+            count += int(ok.sum())
+    if count == 0:
+        raise InputError("windows_ceiling: no finite pixel in the test targets and their references")
+    seasonal, oracle = sums[0] / count, sums[1] / count
     return {"seasonal": float(seasonal), "oracle": float(oracle),
             "ratio": float(oracle / seasonal) if seasonal > 0 else float("nan"),
-            "gap_share": float(se_gap / se_sp) if se_sp > 0 else 0.0}
+            "gap_share": float(sums[2] / sums[0]) if sums[0] > 0 else 0.0}
