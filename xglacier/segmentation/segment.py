@@ -436,8 +436,8 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     prob = after(prob, gate)
     label = prob.map_blocks(argmax_label, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
     if flips:
-        prob, label = prob[(slice(None), flips.get("y", slice(None)), flips.get("x", slice(None)))], \
-            label[(flips.get("y", slice(None)), flips.get("x", slice(None)))]
+        ys, xs = flips.get("y", slice(None)), flips.get("x", slice(None))
+        prob, label = prob[:, ys, xs], label[ys, xs]
     if eager:
         prob, label = dask.compute(prob, label)
     features = given
