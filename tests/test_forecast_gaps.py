@@ -268,3 +268,19 @@ def test_gaps_are_off_by_default_and_such_a_model_still_warns():
     da = quarterly(nt=8, ny=12, nx=12, gap=[5])
     with pytest.warns(InterpolatedInputWarning, match="gaps=True reads them as missing"):
         xglacier.forecast(da, small(SALSTM, gaps=False), steps=2)
+
+
+def test_gap_source_never_interpolates_from_nan():
+    """A NaN left in the frame before a window (outside what gather checks) is never spread into
+    a hidden frame: a sample whose first frame was drawn keeps it."""
+    from xglacier.forecasting.gaps import GapSource
+
+    da = quarterly(nt=12)
+    da[0, 3, 3] = np.nan
+    ps = xglacier.patches(da, size=8, stride=8, n_in=4, n_out=4)  # nan="raise"
+    # the window right after the NaN frame, over the NaN pixel
+    later = np.flatnonzero((ps.plan.samples == [1, 0, 0]).all(axis=1))
+    assert later.size == 1
+    x, _, gaps = GapSource(ps, rate=1.0, seed=1).gather(np.repeat(later, 50))
+    assert not np.isnan(x).any()
+    assert not gaps[:, 0].any() and gaps[:, 1:].any()  # position 0 drawn: left as it was
