@@ -298,7 +298,8 @@ def test_evaluate_errors():
 def test_evaluate_includes_baselines_computed_by_hand():
     ps = xglacier.patches(random_cube(nt=12), size=4, stride=4, n_in=4, n_out=2)
     table = evaluate({"last": Last(n_in=4)}, ps, n_boot=200)
-    names = ["last", "persistence", "seasonal_persistence", "climatology", "linear_trend"]
+    names = ["last", "persistence", "seasonal_persistence", "history_climatology", "climatology",
+             "linear_trend"]
     assert table.model.unique().tolist() == names
     rows = {name: table[table.model == name].reset_index(drop=True) for name in names}
     # same predictions, same bootstrap draws: identical rows, intervals included
@@ -317,6 +318,15 @@ def test_evaluate_includes_baselines_computed_by_hand():
         se, ae = hand_errors(ps, predict)
         np.testing.assert_allclose(rows[name].mse, [*se.mean(0), se.mean()], rtol=1e-5)
         np.testing.assert_allclose(rows[name].mae, [*ae.mean(0), ae.mean()], rtol=1e-5)
+    # the long-term climatology: lead h's quarter averaged over every frame 4, 8, ... before it
+    cube = ps.da.values.astype(np.float64)
+    se = np.empty((len(ps), 2))
+    for i, (t0, y0, x0) in enumerate(ps.plan.samples):
+        for h in range(2):
+            t = t0 + 4 + h
+            past = cube[t % 4:t0 + 4:4, y0:y0 + 4, x0:x0 + 4]
+            se[i, h] = ((past.mean(0) - cube[t, y0:y0 + 4, x0:x0 + 4]) ** 2).mean()
+    np.testing.assert_allclose(rows["history_climatology"].mse, [*se.mean(0), se.mean()], rtol=1e-5)
     assert (table.mse_low <= table.mse).all() and (table.mse <= table.mse_high).all()
     with pytest.raises(ParameterError, match="baseline names"):
         evaluate({"persistence": Last(n_in=4)}, ps)

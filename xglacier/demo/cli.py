@@ -10,9 +10,10 @@ Run the whole method on the embedded synthetic sample (a 200x200 px valley glaci
 
   1. clean the scenes (cloud mask, scene filter), align them (ECC), fill gaps,
      compute NDSI and 3-month composites, measure surface velocity (optical flow);
-  2. train a small SA-LSTM-H forecast model (seasonal residual, the default recipe) on the
-     composites, score it beside the naive baselines with block-bootstrap intervals, say
-     whether it beats each, map where it beats seasonal persistence, forecast the held-out year;
+  2. train a small SA-LSTM-H forecast model (residual over the long-term climatology, the
+     default recipe) on the composites, score it beside the naive baselines with
+     block-bootstrap intervals, say whether it beats each, map where it beats seasonal
+     persistence, forecast the held-out year;
   3. train a small U-Net on other synthetic glaciers, map clean and debris-covered
      ice on the sample and score it beside the classical baselines.
 

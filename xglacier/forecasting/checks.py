@@ -69,3 +69,20 @@ def check_period(func: str, name: str, model: Any, per_year: int | None, label: 
 def uses_gaps(model: Any) -> bool:
     """Whether ``model`` reads ``forward(..., missing=)``: learned xglacier models with ``gaps=True``."""
     return getattr(model, "gaps", False) is True
+
+
+def uses_climate(model: Any) -> bool:
+    """Whether ``model`` needs ``forward(..., climate=)``: ``residual="history"`` models and the
+    ``HistoryClimatology`` baseline."""
+    return getattr(model, "reads_climate", False) is True
+
+
+def model_extras(model: Any, batch: tuple[torch.Tensor, ...], device: Any) -> dict[str, torch.Tensor]:
+    """The keywords ``model`` reads from a ``(x, y, gaps, climate)`` batch of a
+    :class:`~xglacier.forecasting.gaps.GapSource` (``missing``, ``climate``)."""
+    more = {}
+    if uses_gaps(model) and len(batch) > 2:
+        more["missing"] = batch[2].to(device)
+    if uses_climate(model):
+        more["climate"] = batch[3].to(device)
+    return more

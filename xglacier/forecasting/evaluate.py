@@ -18,7 +18,7 @@ from torch import nn
 from .._validate import check_choice, check_flag, check_int, check_number, frames_per_year
 from ..errors import InputError, ParameterError
 from ..nn.loop import model_device
-from .checks import check_compatible, check_output, check_patchset, check_period, uses_gaps
+from .checks import check_compatible, check_output, check_patchset, check_period, model_extras, uses_climate
 from .kernels import gather_patches
 from .patches import PatchSet
 from .skill import bootstrap_means, pixel_blocks
@@ -33,7 +33,14 @@ def _frames_per_year(ps: PatchSet) -> int | None:
 
 def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
     try:
-        from .models import Climatology, LinearTrend, Persistence, SeasonalClimatology, SeasonalPersistence
+        from .models import (
+            Climatology,
+            HistoryClimatology,
+            LinearTrend,
+            Persistence,
+            SeasonalClimatology,
+            SeasonalPersistence,
+        )
     except ImportError as err:  # the models package is optional for training alone
         raise ImportError(
             f"evaluate: the baselines need xglacier.models ({err}); pass baselines=False"
@@ -47,6 +54,8 @@ def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
         out["seasonal_persistence"] = SeasonalPersistence(**kw, period=period)
     if period is not None and 2 * period <= p.n_in:  # one year of inputs: seasonal persistence again
         out["seasonal_climatology"] = SeasonalClimatology(**kw, period=period)
+    if period is not None and period <= p.n_in:
+        out["history_climatology"] = HistoryClimatology(**kw, period=period)
     out["climatology"] = Climatology(**kw)
     out["linear_trend"] = LinearTrend(**kw)
     return out
@@ -115,19 +124,21 @@ def _errors(named: dict[str, nn.Module], test: PatchSet, batch_size: int, cells:
     ii, jj = np.mgrid[0:size, 0:size]
     states = {key: model.training for key, model in named.items()}
     devices = {key: model_device(model) for key, model in named.items()}
+    climate = [getattr(m, "period", None) for m in named.values() if uses_climate(m)]
     pos = 0
     try:
         for model in named.values():
             model.eval()
         with torch.no_grad():
-            for xb, yb, gb in test.to_torch(batch_size=batch_size, shuffle=False, gaps=True):
-                k = len(xb)
+            for batch in test.to_torch(batch_size=batch_size, shuffle=False, gaps=True,
+                                       climate=bool(climate), period=climate[0] if climate else 4):
+                xb, yb, k = batch[0], batch[1], len(batch[0])
                 if cells is not None:
                     y0, x0 = (test.plan.samples[pos:pos + k, i, None, None] for i in (1, 2))
                     # (sample, row, col, lead) -> block * n_out + lead
                     where = (cells[y0 + ii, x0 + jj][..., None] * n_out + lead).ravel()
                 for m, key in enumerate(names):
-                    more = {"missing": gb.to(devices[key])} if uses_gaps(named[key]) else {}
+                    more = model_extras(named[key], batch, devices[key])
                     pred = named[key](xb.to(devices[key]), n_out=n_out, targets=None,
                                       teacher_forcing=0.0, **more)
                     check_output("evaluate", key, pred, yb)
@@ -269,7 +280,10 @@ def evaluate(
         Also score ``persistence`` (last input frame), ``seasonal_persistence`` (the same
         season one year earlier, when the inputs reach that far), ``seasonal_climatology``
         (mean of the inputs of the same season, when the inputs cover two years or more),
-        ``climatology`` (mean of the inputs) and ``linear_trend`` from :mod:`xglacier.models`.
+        ``history_climatology`` (mean of the same season over every year before the window's
+        first target, inputs or not, leaving out interpolated frames: the long-term
+        climatology; when the frames per year are known), ``climatology`` (mean of the
+        inputs) and ``linear_trend`` from :mod:`xglacier.models`.
     n_boot
         Bootstrap resamples; 0 leaves the interval columns NaN.
     batch_size

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import dask
@@ -47,13 +46,14 @@ import xarray as xr
 
 from .._attrs import georeference, with_history
 from .._validate import check_choice, check_int, check_number, check_time, frames_per_year
-from .._windows import window_starts
 from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
 from .axes import north_up, time_step
-from .checks import uses_gaps
+from .checks import uses_climate, uses_gaps
 from .gaps import series_gaps
+from .history import history_means, invented_frames
 from .kernels import gather_patches, scatter_patches
 from .patches import patch_weight
+from .tiling import TileAxis
 
 _MODEL_LOCK = threading.Lock()
 
@@ -69,43 +69,6 @@ def _future_times(times: pd.DatetimeIndex, step: Any, steps: int) -> pd.Datetime
     return pd.DatetimeIndex([times[-1] + step * (k + 1) for k in range(steps)])
 
 
-@dataclass(frozen=True)
-class _Axis:
-    """Blocks and window origins along y or x: ``edges`` bound the blocks, ``first`` indexes
-    ``origins`` at each block's first window (both end with the totals)."""
-
-    size: int
-    edges: tuple[int, ...]
-    origins: tuple[int, ...]
-    first: tuple[int, ...]
-
-    @classmethod
-    def plan(cls, n: int, size: int, stride: int, block: int | None, per_block: int) -> _Axis:
-        origins = window_starts(n, size, stride, end="flush")
-        if block is None:
-            # as few blocks of at most `per_block` windows as needed, evened out: the flush
-            # window lands in the last block, which a sliver narrower than a patch joins
-            windows = -(-len(origins) // -(-len(origins) // per_block))
-            block = max(size, windows * stride)
-        edges = [*range(0, n, block), n]
-        if len(edges) > 2 and edges[-1] - edges[-2] < size:
-            del edges[-2]  # a block narrower than a patch joins the one before
-        first = [*np.searchsorted(origins, edges[:-1]).tolist(), len(origins)]
-        return cls(size, tuple(edges), tuple(origins.tolist()), tuple(first))
-
-    @property
-    def chunks(self) -> tuple[int, ...]:
-        return tuple(np.diff(self.edges).tolist())
-
-    @property
-    def counts(self) -> tuple[int, ...]:
-        """Windows starting in each block."""
-        return tuple(np.diff(self.first).tolist())
-
-    def windows(self, b: int) -> np.ndarray:
-        return np.asarray(self.origins[self.first[b]:self.first[b + 1]], np.int64)
-
-
 def _prepare_model(model: Any) -> None:
     """Eval mode once, whichever task gets there first."""
     with _MODEL_LOCK:
@@ -114,10 +77,13 @@ def _prepare_model(model: Any) -> None:
 
 
 def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndarray, p: int,
-                     m: int, n_out: int, gaps: tuple[bool, ...] | None = None) -> np.ndarray:
+                     m: int, n_out: int, gaps: tuple[bool, ...] | None = None,
+                     climate: np.ndarray | None = None) -> np.ndarray:
     """``(k, n_out, p, p)`` predictions of the windows at ``ys x xs`` (row-major), ``m`` per call.
 
-    ``gaps``: which of the ``n_in`` frames were never observed, passed to a model that reads them.
+    ``gaps``: which of the ``n_in`` frames were never observed, passed to a model that reads
+    them; ``climate``: the ``(n_out, y, x)`` season means of the targets over the history, on
+    the grid of ``frames``, passed to a model that reads them.
     """
     import torch
 
@@ -125,6 +91,7 @@ def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndar
     yx = np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
     samples = np.column_stack([np.zeros(len(yx), np.int64), yx])
     xb = np.empty((m, n_in, p, p), np.float32)
+    cb = np.empty((m, n_out, p, p), np.float32) if climate is not None else None
     out = np.empty((len(yx), n_out, p, p), np.float32)
     more = {}
     if gaps is not None and any(gaps) and uses_gaps(model):
@@ -133,6 +100,10 @@ def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndar
         rows = samples[k:k + m]
         gather_patches(frames, rows, p, n_in, 0, xb, np.empty((m, 0, p, p), np.float32))
         xb[len(rows):] = xb[len(rows) - 1]  # top up: every call holds m windows
+        if cb is not None:
+            gather_patches(climate, rows, p, n_out, 0, cb, np.empty((m, 0, p, p), np.float32))
+            cb[len(rows):] = cb[len(rows) - 1]
+            more["climate"] = torch.from_numpy(cb)
         with torch.no_grad():
             pred = model(torch.from_numpy(xb), **more)
         if tuple(pred.shape) != (m, n_out, p, p):
@@ -168,11 +139,12 @@ def _range_error(frames: np.ndarray, where: dict[str, Any]) -> InputError | None
         "(digital numbers, percent, or a nodata value such as -9999 left in?)")
 
 
-def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: int, n_out: int,
-                   nan: str | None, fill_value: float, where: dict[str, Any],
-                   gaps: tuple[bool, ...] | None = None, block_id: tuple[int, ...] | None = None
-                   ) -> np.ndarray:
-    """Pass 1: ``(n_in, By + halo, Bx + halo)`` frames -> the predictions of the block's windows.
+def _predict_block(block: np.ndarray, climate: np.ndarray | None = None, *, model: Any, ay: TileAxis,
+                   ax: TileAxis, m: int, n_out: int, nan: str | None, fill_value: float,
+                   where: dict[str, Any], gaps: tuple[bool, ...] | None = None,
+                   block_id: tuple[int, ...] | None = None) -> np.ndarray:
+    """Pass 1: ``(n_in, By + halo, Bx + halo)`` frames (and the ``(n_out, ...)`` climate of a
+    model that reads it) -> the predictions of the block's windows.
 
     They are ``(ny_w * nx_w, n_out, p, p)`` (row-major windows) held, without a copy, in a
     chunk of shape ``(n_out, ny_w * p, nx_w * p)`` (what the Dask array's chunks say).
@@ -189,12 +161,14 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: _Axis, ax: _Axis, m: in
     _prepare_model(model)
     ys, xs = ay.windows(i), ax.windows(j)
     p = ay.size
-    pred = _predict_windows(model, frames, ys - ay.edges[i], xs - ax.edges[j], p, m, n_out, gaps)
+    if climate is not None:
+        climate = np.ascontiguousarray(climate, dtype=np.float32)
+    pred = _predict_windows(model, frames, ys - ay.edges[i], xs - ax.edges[j], p, m, n_out, gaps, climate)
     return pred.reshape(n_out, len(ys) * p, len(xs) * p)
 
 
 def _blend_block(*mosaics: np.ndarray, sources: tuple[tuple[int, int], ...], i: int, j: int,
-                 ay: _Axis, ax: _Axis, weight: str) -> np.ndarray:
+                 ay: TileAxis, ax: TileAxis, weight: str) -> np.ndarray:
     """Pass 2: blend the windows of ``mosaics`` (of blocks ``sources``) that reach block ``(i, j)``.
 
     Contributions are added in the order of the whole scene's windows, as
@@ -220,13 +194,14 @@ def _blend_block(*mosaics: np.ndarray, sources: tuple[tuple[int, int], ...], i: 
         return np.where(den > 0, num / den, np.nan).astype(np.float32)
 
 
-def _forecast_round(frames: dsa.Array, model: Any, ay: _Axis, ax: _Axis, m: int, n_out: int,
+def _forecast_round(frames: dsa.Array, model: Any, ay: TileAxis, ax: TileAxis, m: int, n_out: int,
                     weight: str, nan: str | None, fill_value: float, where: dict[str, Any],
-                    gaps: tuple[bool, ...]) -> dsa.Array:
+                    gaps: tuple[bool, ...], climate: dsa.Array | None) -> dsa.Array:
     """One round: ``(n_in, y, x)`` frames on the block grid -> ``(n_out, y, x)`` blended frames."""
     p = ay.size
+    arrays = (frames,) if climate is None else (frames, climate)
     mosaic = dsa.map_overlap(
-        _predict_block, frames, depth={0: 0, 1: (0, p - 1), 2: (0, p - 1)}, boundary="none",
+        _predict_block, *arrays, depth={0: 0, 1: (0, p - 1), 2: (0, p - 1)}, boundary="none",
         trim=False, model=model, ay=ay, ax=ax, m=m, n_out=n_out, nan=nan, fill_value=fill_value,
         where=where, gaps=gaps, token="forecast-predict",
         chunks=((n_out,), tuple(c * p for c in ay.counts), tuple(c * p for c in ax.counts)),
@@ -245,6 +220,20 @@ def _forecast_round(frames: dsa.Array, model: Any, ay: _Axis, ax: _Axis, m: int,
                                         meta=np.empty((0, 0, 0), np.float32)))
         rows.append(row)
     return dsa.block([rows])
+
+
+def _history(da: xr.DataArray, model: Any, first: int, n_out: int, axes: tuple[TileAxis, TileAxis]
+             ) -> dsa.Array:
+    """``(n_out, y, x)`` north-up season means, over all of ``da``, of the frames ``first``,
+    ``first + 1``, ... after its last (a model's own forecasts never count in them)."""
+    time_step("forecast", da)  # seasons are counted in frames: the whole history must be regular
+    series = north_up(da)
+    data = series.data if isinstance(series.data, dsa.Array) else np.asarray(series.data)
+    means = history_means(data, invented_frames(series), da.sizes["time"], range(first, first + n_out),
+                          model.period)
+    if not isinstance(means, dsa.Array):
+        means = dsa.from_array(means, chunks=-1, name=False)
+    return means.rechunk((-1, axes[0].chunks, axes[1].chunks))
 
 
 def _check_model(model: Any) -> tuple[int, int, int]:
@@ -334,7 +323,10 @@ def forecast(
         model uses them, with an :class:`~xglacier.errors.InterpolatedInputWarning` naming
         their dates. A model loaded from a checkpoint with a ``value_range`` refuses input
         frames far outside it (:class:`~xglacier.errors.InputError`: digital numbers for an
-        NDSI model).
+        NDSI model).  A model with ``residual="history"`` also reads, for each forecast frame,
+        the mean of its season over every earlier year of ``da`` (interpolated frames left
+        out where the season has observed ones; see :mod:`xglacier.forecasting.history`):
+        the whole series must then be on one regular time step.
     block
         Side of the square blocks in pixels, at least the patch size; memory per task grows
         with it. Default: per axis, blocks of at most ``round(sqrt(batch_size))`` windows
@@ -394,7 +386,7 @@ def forecast(
     fill_value = check_number("forecast", "fill_value", fill_value)
 
     per_block = max(1, round(math.sqrt(batch_size)))
-    ay, ax = _Axis.plan(ny, p, stride, block, per_block), _Axis.plan(nx, p, stride, block, per_block)
+    ay, ax = TileAxis.plan(ny, p, stride, block, per_block), TileAxis.plan(nx, p, stride, block, per_block)
     m = min(batch_size, max(ay.counts) * max(ax.counts))
     recent = da.isel(time=slice(nt - n_in, nt))
     last = north_up(recent)  # as patches() showed the model its training samples
@@ -423,8 +415,9 @@ def forecast(
         if rounds:  # the next round reads the last n_in frames, blended ones included
             data = dsa.concatenate([data, rounds[-1]])[-n_in:].rechunk((-1, ay.chunks, ax.chunks))
             gaps = (*gaps, *(False,) * n_out)[-n_in:]  # the model's own frames are not gaps
+        climate = _history(da, model, len(rounds) * n_out, n_out, (ay, ax)) if uses_climate(model) else None
         rounds.append(_forecast_round(data, lazy_model, ay, ax, m, n_out, weight,
-                                      None if rounds else check, fill_value, where, gaps))
+                                      None if rounds else check, fill_value, where, gaps, climate))
     result = dsa.concatenate(rounds)[:steps]
     if eager:
         result = result.compute()

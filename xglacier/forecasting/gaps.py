@@ -18,16 +18,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from .._validate import check_int, check_number
+from .._validate import check_flag, check_int, check_number
 from ..errors import InterpolatedInputWarning
 from .checks import uses_gaps
+from .history import history_means, invented_frames
 
 if TYPE_CHECKING:
     from .patches import PatchSet
 
 
 class GapSource:
-    """``gather(index) -> (x, y, gaps)`` of a PatchSet, with frames hidden at ``rate``.
+    """``gather(index) -> (x, y, gaps)`` of a PatchSet, with frames hidden at ``rate``; with
+    ``climate=True``, ``(x, y, gaps, climate)``.
 
     Parameters
     ----------
@@ -38,6 +40,11 @@ class GapSource:
         last, nor the first of a window at the start of the series) is hidden.
     seed
         Seeds the draws; each ``gather`` call draws anew (a fresh source repeats them).
+    climate, period
+        Also gather the ``(k, n_out, size, size)`` season means of each sample's targets over
+        every year before its first target (:func:`~xglacier.forecasting.history.history_means`,
+        ``period`` frames per year): the reference of ``residual="history"`` models. They are
+        read from the PatchSet's cube, so frames hidden here still count in them as observed.
 
     Examples
     --------
@@ -53,23 +60,40 @@ class GapSource:
     True
     """
 
-    def __init__(self, ps: PatchSet, *, rate: float = 0.0, seed: int | None = None) -> None:
+    def __init__(self, ps: PatchSet, *, rate: float = 0.0, seed: int | None = None, climate: bool = False,
+                 period: int = 4) -> None:
         self.ps = ps
         self.rate = float(check_number("GapSource", "rate", rate, low=0, high=1))
         self.rng = np.random.default_rng(check_int("GapSource", "seed", seed, low=0, allow_none=True))
+        self.climate = check_flag("GapSource", "climate", climate)
+        self.period = check_int("GapSource", "period", period, low=1, high=ps.n_in if climate else None)
+        self.invented = invented_frames(ps.da)
         # frame times in days: interpolation weights as composite's, by time, not by position
         self.days = ps.da["time"].values.astype("datetime64[s]").astype(np.float64) / 86400.0
 
     def __len__(self) -> int:
         return len(self.ps)
 
-    def gather(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def gather(self, index: np.ndarray) -> tuple[np.ndarray, ...]:
         idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
         x, y = self.ps.gather(idx)
-        gaps = self.ps.input_gaps(idx)
+        gaps = self._hide(idx, x, self.ps.input_gaps(idx))
+        return (x, y, gaps, self.climate_of(idx)) if self.climate else (x, y, gaps)
+
+    def climate_of(self, idx: np.ndarray) -> np.ndarray:
+        """``(k, n_out, size, size)``: each sample's targets' season means over the years before."""
+        p, cube = self.ps.plan, self.ps.load()
+        out = np.empty((idx.size, p.n_out, p.size, p.size), np.float32)
+        for b, (t0, y0, x0) in enumerate(p.samples[idx]):
+            patch = cube[:, y0:y0 + p.size, x0:x0 + p.size]
+            out[b] = history_means(patch, self.invented, int(t0) + p.n_in, range(p.n_out), self.period)
+        return out
+
+    def _hide(self, idx: np.ndarray, x: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+        """Hide one observed input frame in a ``rate`` share of the samples (``x`` in place)."""
         n_in = x.shape[1]
         if self.rate == 0 or n_in < 2:
-            return x, y, gaps
+            return gaps
         hide = self.rng.random(idx.size) < self.rate
         where = self.rng.integers(0, n_in - 1, idx.size)  # never the last input frame
         t0 = self.ps.plan.samples[idx, 0]
@@ -86,7 +110,7 @@ class GapSource:
             f = (self.days[t] - self.days[t - 1]) / (self.days[t + 1] - self.days[t - 1])
             x[b, i] = before + np.float32(f) * (after - before)
             gaps[b, i] = True
-        return x, y, gaps
+        return gaps
 
     def _frame_before(self, sample: int) -> np.ndarray:
         """The patch of the frame before the sample's window (as ``gather`` would give it)."""
@@ -102,10 +126,7 @@ def series_gaps(last: xr.DataArray, model: Any) -> tuple[bool, ...]:
     A model that does not read gaps gets an :class:`~xglacier.errors.InterpolatedInputWarning`
     naming their dates: it builds on the invented values.
     """
-    flag = last.coords.get("interpolated")
-    if flag is None or flag.dims != ("time",):
-        return (False,) * last.sizes["time"]
-    invented = np.asarray(flag.values, bool)
+    invented = invented_frames(last)
     # a model with gaps=True reads a missing frame there; any other builds on the invented values
     if invented.any() and not uses_gaps(model):
         dates = [str(t)[:10] for t in last["time"].values[invented]]

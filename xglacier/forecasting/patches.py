@@ -198,25 +198,29 @@ class PatchSet:
         >>> patches(cube, size=4, stride=4, n_in=2, n_out=1).input_gaps([0, 1, 2]).tolist()
         [[False, True], [True, False], [False, False]]
         """
+        from .history import invented_frames
+
         idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
-        flag = self.da.coords.get("interpolated")
-        if flag is None or flag.dims != ("time",):
-            return np.zeros((idx.size, self.n_in), bool)
-        invented = np.asarray(flag.values, bool)
-        return invented[self.plan.samples[idx, 0][:, None] + np.arange(self.n_in)]
+        return invented_frames(self.da)[self.plan.samples[idx, 0][:, None] + np.arange(self.n_in)]
 
     # -- torch ---------------------------------------------------------------------------
     def to_torch(self, *, batch_size: int = 100, shuffle: bool = False, seed: int | None = None,
-                 drop_last: bool = False, gaps: bool = False) -> BatchLoader:
-        """Iterable of float32 ``torch`` tensor batches ``(inputs, targets)``, and with
-        ``gaps=True`` the boolean ``(k, n_in)`` :meth:`input_gaps` of the batch third.
+                 drop_last: bool = False, gaps: bool = False, climate: bool = False,
+                 period: int = 4) -> BatchLoader:
+        """Iterable of float32 ``torch`` tensor batches ``(inputs, targets)``; with ``gaps=True``
+        the boolean ``(k, n_in)`` :meth:`input_gaps` of the batch third; with ``climate=True``
+        the gaps third and the ``(k, n_out, size, size)`` season means of the targets over every
+        year before the window's first target fourth (``period`` frames per year, see
+        :mod:`xglacier.forecasting.history`).
 
         Each batch is gathered straight from the cube; nothing else is kept in memory.
         """
         from ..nn.batches import BatchLoader  # late: torch loads on first use
         from .gaps import GapSource
 
-        source = GapSource(self) if check_flag("to_torch", "gaps", gaps) else self
+        with_climate = check_flag("to_torch", "climate", climate)
+        source = (GapSource(self, climate=with_climate, period=period)
+                  if check_flag("to_torch", "gaps", gaps) or with_climate else self)
         return BatchLoader(source, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
 
     # -- splits --------------------------------------------------------------------------

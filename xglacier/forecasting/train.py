@@ -31,7 +31,15 @@ from .._validate import check_choice, check_flag, check_int, check_number
 from ..errors import InputError, ParameterError, TrainingDivergedError
 from ..nn.batches import BatchLoader
 from ..nn.loop import check_fit_options, model_device, train_epochs
-from .checks import check_compatible, check_output, check_patchset, check_period, uses_gaps
+from .checks import (
+    check_compatible,
+    check_output,
+    check_patchset,
+    check_period,
+    model_extras,
+    uses_climate,
+    uses_gaps,
+)
 from .evaluate import _frames_per_year, evaluate
 from .gaps import GapSource
 from .patches import PatchSet
@@ -101,14 +109,18 @@ def _resolve(recipe: str, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _augmented(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random turn by a multiple of 90 degrees and flip, the same for inputs and targets."""
+def _augmented(xb: torch.Tensor, yb: torch.Tensor, more: dict[str, torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """One random turn by a multiple of 90 degrees and flip, the same for inputs, targets and
+    the other per-pixel frames of ``more`` (the climate; the per-frame gap flags stay)."""
     k = int(torch.randint(0, 4, ()))
-    if k:
-        xb, yb = torch.rot90(xb, k, dims=(2, 3)), torch.rot90(yb, k, dims=(2, 3))
-    if bool(torch.randint(0, 2, ())):
-        xb, yb = torch.flip(xb, dims=(3,)), torch.flip(yb, dims=(3,))
-    return xb, yb
+    flip = bool(torch.randint(0, 2, ()))
+
+    def turn(t: torch.Tensor) -> torch.Tensor:
+        t = torch.rot90(t, k, dims=(2, 3)) if k else t
+        return torch.flip(t, dims=(3,)) if flip else t
+
+    return turn(xb), turn(yb), {key: turn(v) if v.ndim == 4 else v for key, v in more.items()}
 
 
 def training_statistics(ps: PatchSet, *, limit: int = 4096) -> tuple[float, float]:
@@ -144,6 +156,16 @@ def training_statistics(ps: PatchSet, *, limit: int = 4096) -> tuple[float, floa
 # -- fit ------------------------------------------------------------------------------------
 
 
+def _source(model: nn.Module, ps: PatchSet, gap_rate: float, seed: int) -> PatchSet | GapSource:
+    """What ``model`` is fed: the samples, with their gaps (and ``gap_rate`` hidden frames) for a
+    model that reads gaps, and the targets' season means for one that reads the climate."""
+    climate = uses_climate(model)
+    if not (uses_gaps(model) or climate):
+        return ps
+    return GapSource(ps, rate=gap_rate if uses_gaps(model) else 0.0, seed=seed, climate=climate,
+                     period=getattr(model, "period", 4))
+
+
 def _mean_loss(model: nn.Module, ps: PatchSet, loss_fn: LossFn, batch_size: int,
                device: torch.device, n_out: int, gap_rate: float = 0.0, seed: int = 0) -> float:
     """Sample-weighted mean loss over a PatchSet, in eval mode, without teacher forcing.
@@ -153,12 +175,10 @@ def _mean_loss(model: nn.Module, ps: PatchSet, loss_fn: LossFn, batch_size: int,
     """
     model.eval()
     total, count = 0.0, 0
-    gaps = uses_gaps(model)
-    source = GapSource(ps, rate=gap_rate, seed=seed) if gaps else ps
     with torch.no_grad():
-        for batch in BatchLoader(source, batch_size=batch_size, shuffle=False):
+        for batch in BatchLoader(_source(model, ps, gap_rate, seed), batch_size=batch_size, shuffle=False):
             xb, yb = batch[0].to(device), batch[1].to(device)
-            more = {"missing": batch[2].to(device)} if gaps else {}
+            more = model_extras(model, batch, device)
             pred = model(xb, n_out=n_out, targets=None, teacher_forcing=0.0, **more)
             check_output("fit", type(model).__name__, pred, yb)
             total += float(loss_fn(pred, yb)) * len(xb)
@@ -344,13 +364,13 @@ def fit(
     device = model_device(model)
     n_out, tf, augment = train.plan.n_out, opt["teacher_forcing"], opt["augment"]
     lr, wd, batch_size = opt["lr"], opt["weight_decay"], opt["batch_size"]
-    gaps, gap_rate = uses_gaps(model), float(opt["gap_rate"])
+    gap_rate = float(opt["gap_rate"])
 
     def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor, int]:
         xb, yb = batch[0].to(device), batch[1].to(device)
+        more = model_extras(model, batch, device)
         if augment:
-            xb, yb = _augmented(xb, yb)
-        more = {"missing": batch[2].to(device)} if gaps else {}
+            xb, yb, more = _augmented(xb, yb, more)
         pred = model(xb, n_out=n_out, targets=yb, teacher_forcing=tf, **more)
         check_output("fit", name, pred, yb)
         batch_loss = loss_fn(pred, yb)
@@ -359,8 +379,8 @@ def fit(
     history = train_epochs(
         "fit", model, params,
         setup=lambda: (torch.optim.AdamW(params, lr=lr, weight_decay=wd),
-                       BatchLoader(GapSource(train, rate=gap_rate, seed=seed) if gaps else train,
-                                   batch_size=batch_size, shuffle=True, seed=seed)),
+                       BatchLoader(_source(model, train, gap_rate, seed), batch_size=batch_size,
+                                   shuffle=True, seed=seed)),
         step=step,
         val_loss=None if val is None else (
             lambda: _mean_loss(model, val, loss_fn, batch_size, device, n_out, gap_rate, seed + 1)),

@@ -5,14 +5,22 @@ All share :class:`ForecastModel`: ``model(x)`` maps ``(batch, n_in, P, P)`` fram
 """
 
 from .base import ForecastModel
-from .baselines import Climatology, LinearTrend, Persistence, SeasonalClimatology, SeasonalPersistence
+from .baselines import (
+                        Climatology,
+                        HistoryClimatology,
+                        LinearTrend,
+                        Persistence,
+                        SeasonalClimatology,
+                        SeasonalPersistence,
+)
 from .convlstm import ConvLSTM
 from .lstm import LSTMEncoderDecoder
 from .salstm import SALSTM
 
 #: The naive baselines every evaluation reports (``SeasonalClimatology`` when the inputs cover
-#: two seasonal cycles or more).
-BASELINES = (Persistence, SeasonalPersistence, SeasonalClimatology, Climatology, LinearTrend)
+#: two seasonal cycles or more; ``HistoryClimatology`` when the samples' frames per year are known).
+BASELINES = (Persistence, SeasonalPersistence, SeasonalClimatology, HistoryClimatology, Climatology,
+             LinearTrend)
 
 __all__ = [
     "BASELINES",
@@ -20,6 +28,7 @@ __all__ = [
     "Climatology",
     "ConvLSTM",
     "ForecastModel",
+    "HistoryClimatology",
     "LSTMEncoderDecoder",
     "LinearTrend",
     "Persistence",

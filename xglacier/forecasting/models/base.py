@@ -7,7 +7,9 @@ transformations recorded in its ``config`` (hence in its checkpoint):
   training samples; ``None`` is the identity): the network reads ``(x - mean) / std``;
 * residual forecasting, ``residual="seasonal"`` (the same quarter one year earlier, i.e. the
   input ``period`` frames before the target), ``"climatology"`` (the mean of the same
-  quarter over every year of the inputs), ``"last"`` (the last input frame) or ``None``: the
+  quarter over every year of the inputs), ``"history"`` (the mean of the same quarter over
+  every year *before the forecast*, inputs or not: ``forward``'s ``climate``, see
+  :mod:`xglacier.forecasting.history`), ``"last"`` (the last input frame) or ``None``: the
   network predicts the change over that reference, and ``forward`` adds the reference back,
   so that a network that outputs zeros *is* the reference forecast. A residual model starts
   there: its output layer is initialised to zero (see :meth:`ForecastModel._zero_start`), so
@@ -41,9 +43,9 @@ from ..._validate import check_choice, check_flag, check_int, check_number
 from ...errors import InputError, ParameterError
 
 #: What ``residual=`` accepts: the reference the network's output is added to.
-RESIDUALS = ("seasonal", "climatology", "last")
+RESIDUALS = ("seasonal", "climatology", "history", "last")
 #: The residuals whose reference is read one seasonal ``period`` (or whole periods) back.
-SEASONAL_RESIDUALS = ("seasonal", "climatology")
+SEASONAL_RESIDUALS = ("seasonal", "climatology", "history")
 
 
 def season_inputs(n_in: int, period: int, lead: int) -> list[int]:
@@ -104,10 +106,11 @@ class ForecastModel(nn.Module):
     patch_size, n_in, n_out
         Patch side and frames in / out.
     residual
-        ``"seasonal"``, ``"climatology"``, ``"last"`` or ``None`` (learned models only).
+        ``"seasonal"``, ``"climatology"``, ``"history"``, ``"last"`` or ``None`` (learned
+        models only).
     period
-        Frames per seasonal cycle for ``residual="seasonal"`` and ``"climatology"`` (4 for
-        quarterly frames; at most ``n_in``).
+        Frames per seasonal cycle for ``residual="seasonal"``, ``"climatology"`` and
+        ``"history"`` (4 for quarterly frames; at most ``n_in``).
     statistics
         ``(mean, std)`` input normalisation, or ``None``.
     gaps
@@ -175,8 +178,13 @@ class ForecastModel(nn.Module):
         self.statistics = _statistics(type(self).__name__, (mean, std))
         self.config["statistics"] = self.statistics
 
-    def reference(self, x: torch.Tensor, steps: int, missing: torch.Tensor | None = None
-                  ) -> torch.Tensor | None:
+    @property
+    def reads_climate(self) -> bool:
+        """Whether ``forward`` needs ``climate=`` (``residual="history"``)."""
+        return getattr(self, "residual", None) == "history"
+
+    def reference(self, x: torch.Tensor, steps: int, missing: torch.Tensor | None = None,
+                  climate: torch.Tensor | None = None) -> torch.Tensor | None:
         """The ``(B, steps, P, P)`` frames the residual is added to (None without a residual).
 
         ``"seasonal"``: lead ``k`` (from 0) takes input ``n_in - period + k % period``, as
@@ -185,10 +193,15 @@ class ForecastModel(nn.Module):
         the last input frame. With ``missing`` (``(B, n_in)`` booleans, True where an input
         was interpolated), only observed inputs count: the same quarter of the latest year
         observed, the mean over the observed years, the last observed frame; where none of a
-        lead's inputs was observed, those without ``missing``.
+        lead's inputs was observed, those without ``missing``. ``"history"``: ``climate``,
+        the ``(B, >= steps, P, P)`` season means over every year before the forecast (from
+        :meth:`~xglacier.PatchSet.to_torch` with ``climate=True``, or :func:`xglacier.forecast`),
+        and ``"seasonal"``'s reference where a pixel of it is NaN (never observed).
         """
         if getattr(self, "residual", None) is None:
             return None
+        if self.residual == "history":
+            return self._climate(x, steps, missing, climate)
         if self.residual == "last":
             groups = [list(range(self.n_in - 1, -1, -1))] * steps
         else:
@@ -201,17 +214,20 @@ class ForecastModel(nn.Module):
                             for g in groups], dim=1)
 
     def forward(self, x: torch.Tensor, n_out: int | None = None, targets: torch.Tensor | None = None,
-                teacher_forcing: float = 0.0, missing: torch.Tensor | None = None) -> torch.Tensor:
+                teacher_forcing: float = 0.0, missing: torch.Tensor | None = None,
+                climate: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, n_in, P, P)`` -> ``(B, n_out, P, P)`` frames (``n_out`` overrides the model's).
 
         ``missing``: ``(B, n_in)`` booleans, True where an input frame was interpolated, not
         observed (read by a model with ``gaps=True``, ignored by one with ``gaps=False``).
+        ``climate``: ``(B, n_out, P, P)`` season means of the targets over the years before
+        (needed by ``residual="history"``, ignored by other models).
         """
         self._check(x)
         steps = n_out or self.n_out
         mean, std = self.statistics or (0.0, 1.0)
         missing = self._missing(x, missing)
-        ref = self.reference(x, steps, missing)
+        ref = self.reference(x, steps, missing, climate)
         base = ref if ref is not None else mean
         if targets is not None:
             targets = (targets - base) / std
@@ -220,6 +236,24 @@ class ForecastModel(nn.Module):
             xn = xn + missing[:, :, None, None].to(xn.dtype) * self.missing_frame
         out = self._predict(xn, steps, targets, teacher_forcing)
         return base + out * std
+
+    def _climate(self, x: torch.Tensor, steps: int, missing: torch.Tensor | None,
+                 climate: torch.Tensor | None) -> torch.Tensor:
+        name = type(self).__name__
+        want = (x.shape[0], steps, self.patch_size, self.patch_size)
+        if climate is None:
+            raise InputError(f"{name}: residual='history' needs climate=, the {want} season means of the "
+                             "targets over the years before (PatchSet.to_torch(climate=True); fit, "
+                             "evaluate and forecast pass it)")
+        climate = torch.as_tensor(climate, device=x.device, dtype=x.dtype)
+        if climate.ndim != 4 or climate.shape[0] != want[0] or climate.shape[1] < steps \
+                or tuple(climate.shape[2:]) != want[2:]:
+            raise InputError(f"{name}: climate of shape {tuple(climate.shape)}; expected {want}")
+        climate = climate[:, :steps]
+        groups = [season_inputs(self.n_in, self.period, k) for k in range(steps)]
+        seasonal = (x[:, [g[0] for g in groups]] if missing is None else
+                    torch.stack([_observed(x, g, missing, mean=False) for g in groups], dim=1))
+        return torch.where(torch.isfinite(climate), climate, seasonal)
 
     def _missing(self, x: torch.Tensor, missing: torch.Tensor | None) -> torch.Tensor | None:
         """The checked ``missing`` flags, or None when there are none or the model ignores them."""

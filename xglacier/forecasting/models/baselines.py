@@ -91,6 +91,31 @@ class SeasonalClimatology(_Seasonal):
 
 
 @register_model
+class HistoryClimatology(_Seasonal):
+    """Each future frame is the per-pixel mean of its season over every year before the
+    forecast (``forward``'s ``climate``; see :mod:`xglacier.forecasting.history`), not only
+    over the inputs; seasonal persistence where a pixel was never observed in its season.
+
+    It is the long-term climatology a forecaster starts from, and the reference of learned
+    models with ``residual="history"``: beside it, their score shows what they learned.
+    :func:`xglacier.evaluate` and :func:`xglacier.forecast` pass ``climate``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x, climate = torch.zeros(1, 4, 1, 1), torch.tensor([0.5, float("nan")]).reshape(1, 2, 1, 1)
+    >>> HistoryClimatology(patch_size=1, n_out=2)(x, climate=climate)[0, :, 0, 0].tolist()
+    [0.5, 0.0]
+    """
+
+    reads_climate = True
+
+    def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0, climate=None):
+        self._check(x)
+        return self._climate(x, n_out or self.n_out, None, climate)
+
+
+@register_model
 class Climatology(_Baseline):
     """Every future frame equals the per-pixel mean of the inputs.
 
