@@ -139,19 +139,20 @@ def _range_error(frames: np.ndarray, where: dict[str, Any]) -> InputError | None
         "(digital numbers, percent, or a nodata value such as -9999 left in?)")
 
 
-def _predict_block(block: np.ndarray, climate: np.ndarray | None = None, *, model: Any, ay: TileAxis,
-                   ax: TileAxis, m: int, n_out: int, nan: str | None, fill_value: float,
-                   where: dict[str, Any], gaps: tuple[bool, ...] | None = None,
+def _predict_block(block: np.ndarray, *, model: Any, ay: TileAxis, ax: TileAxis, m: int, n_out: int,
+                   nan: str | None, fill_value: float, where: dict[str, Any],
+                   gaps: tuple[bool, ...] | None = None, climate: bool = False,
                    block_id: tuple[int, ...] | None = None) -> np.ndarray:
-    """Pass 1: ``(n_in, By + halo, Bx + halo)`` frames (and the ``(n_out, ...)`` climate of a
-    model that reads it) -> the predictions of the block's windows.
+    """Pass 1: ``(n_in, By + halo, Bx + halo)`` frames (followed by the ``n_out`` climate
+    frames with ``climate``) -> the predictions of the block's windows.
 
     They are ``(ny_w * nx_w, n_out, p, p)`` (row-major windows) held, without a copy, in a
     chunk of shape ``(n_out, ny_w * p, nx_w * p)`` (what the Dask array's chunks say).
     ``nan`` is None after the first round (the frames are the model's own).
     """
     _, i, j = block_id
-    frames = np.ascontiguousarray(block, dtype=np.float32)
+    history = np.ascontiguousarray(block[-n_out:], dtype=np.float32) if climate else None
+    frames = np.ascontiguousarray(block[:-n_out] if climate else block, dtype=np.float32)
     if nan is not None and (err := _range_error(frames, where)) is not None:
         raise err
     if nan == "fill":
@@ -161,9 +162,7 @@ def _predict_block(block: np.ndarray, climate: np.ndarray | None = None, *, mode
     _prepare_model(model)
     ys, xs = ay.windows(i), ax.windows(j)
     p = ay.size
-    if climate is not None:
-        climate = np.ascontiguousarray(climate, dtype=np.float32)
-    pred = _predict_windows(model, frames, ys - ay.edges[i], xs - ax.edges[j], p, m, n_out, gaps, climate)
+    pred = _predict_windows(model, frames, ys - ay.edges[i], xs - ax.edges[j], p, m, n_out, gaps, history)
     return pred.reshape(n_out, len(ys) * p, len(xs) * p)
 
 
@@ -199,11 +198,12 @@ def _forecast_round(frames: dsa.Array, model: Any, ay: TileAxis, ax: TileAxis, m
                     gaps: tuple[bool, ...], climate: dsa.Array | None) -> dsa.Array:
     """One round: ``(n_in, y, x)`` frames on the block grid -> ``(n_out, y, x)`` blended frames."""
     p = ay.size
-    arrays = (frames,) if climate is None else (frames, climate)
+    if climate is not None:  # one array: the climate frames after the inputs
+        frames = dsa.concatenate([frames, climate]).rechunk((-1, ay.chunks, ax.chunks))
     mosaic = dsa.map_overlap(
-        _predict_block, *arrays, depth={0: 0, 1: (0, p - 1), 2: (0, p - 1)}, boundary="none",
+        _predict_block, frames, depth={0: 0, 1: (0, p - 1), 2: (0, p - 1)}, boundary="none",
         trim=False, model=model, ay=ay, ax=ax, m=m, n_out=n_out, nan=nan, fill_value=fill_value,
-        where=where, gaps=gaps, token="forecast-predict",
+        where=where, gaps=gaps, climate=climate is not None, token="forecast-predict",
         chunks=((n_out,), tuple(c * p for c in ay.counts), tuple(c * p for c in ax.counts)),
         dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
     )
