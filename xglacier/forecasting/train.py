@@ -220,6 +220,8 @@ def fit(
     them: a residual model, which starts from its reference forecast, never ends worse on
     the validation samples than that reference). Take ``train`` and ``val`` from
     ``PatchSet.split(by="time")``: no training window reaches a validation target frame.
+    A model with ``residual="history"`` is given each sample's climate (its targets' season
+    means over every year before them, :mod:`xglacier.forecasting.history`) with the frames.
 
     Every option left at ``None`` comes from ``recipe``:
 
