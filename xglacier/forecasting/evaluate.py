@@ -33,31 +33,24 @@ def _frames_per_year(ps: PatchSet) -> int | None:
 
 def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
     try:
-        from .models import (
-            Climatology,
-            HistoryClimatology,
-            LinearTrend,
-            Persistence,
-            SeasonalClimatology,
-            SeasonalPersistence,
-        )
+        from . import models as m
     except ImportError as err:  # the models package is optional for training alone
         raise ImportError(
             f"evaluate: the baselines need xglacier.models ({err}); pass baselines=False"
         ) from err
     p = ps.plan
     kw = {"patch_size": p.size, "n_in": p.n_in, "n_out": p.n_out}
-    out: dict[str, nn.Module] = {"persistence": Persistence(**kw)}
+    out: dict[str, nn.Module] = {"persistence": m.Persistence(**kw)}
     period = period if period is not None else _frames_per_year(ps)
     # without a whole number of frames per year (period None) no season comes back
     if period is not None and period <= p.n_in:
-        out["seasonal_persistence"] = SeasonalPersistence(**kw, period=period)
+        out["seasonal_persistence"] = m.SeasonalPersistence(**kw, period=period)
     if period is not None and 2 * period <= p.n_in:  # one year of inputs: seasonal persistence again
-        out["seasonal_climatology"] = SeasonalClimatology(**kw, period=period)
+        out["seasonal_climatology"] = m.SeasonalClimatology(**kw, period=period)
     if period is not None and period <= p.n_in:
-        out["history_climatology"] = HistoryClimatology(**kw, period=period)
-    out["climatology"] = Climatology(**kw)
-    out["linear_trend"] = LinearTrend(**kw)
+        out["history_climatology"] = m.HistoryClimatology(**kw, period=period)
+    out["climatology"] = m.Climatology(**kw)
+    out["linear_trend"] = m.LinearTrend(**kw)
     return out
 
 
