@@ -213,6 +213,8 @@ def format_forecast(s: dict[str, Any]) -> list[str]:
         lines.append(f"    SA-LSTM-H beats every baseline ({', '.join(won)}): its MSE interval lies below "
                      "each baseline's")
     else:
+        if won:
+            lines.append(f"    SA-LSTM-H beats {', '.join(won)}: its MSE interval lies below each one's")
         for name, v in lost.items():
             how = (f"MSE {v['delta']:+.4f} ({v['ratio'] - 1:+.0%}), intervals overlap" if v["delta"] < 0
                    else f"MSE {v['delta']:+.4f} ({v['ratio'] - 1:+.0%}): worse")

@@ -1,0 +1,35 @@
+"""The demo's verdict: which baselines the model's MSE interval lies below, said in its report."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from xglacier.demo.forecast import format_forecast, verdict
+
+
+def table():
+    rows = [("m", 0.014, 0.011, 0.018), ("seasonal_persistence", 0.038, 0.026, 0.051),
+            ("history_climatology", 0.012, 0.009, 0.015), ("persistence", 0.016, 0.013, 0.019)]
+    t = pd.DataFrame([{"model": n, "lead": "all", "mse": m, "mse_low": lo, "mse_high": hi, "mae": m}
+                      for n, m, lo, hi in rows])
+    t.attrs.update(bootstrap="block", n_blocks=25, block=40, n_boot=1000)
+    return t
+
+
+def test_verdict_compares_intervals_and_the_report_names_each_side():
+    v = verdict(table(), "m")
+    assert v["seasonal_persistence"]["beats"] and not v["history_climatology"]["beats"]
+    assert not v["persistence"]["beats"]                 # lower MSE, but the intervals overlap
+    assert abs(v["history_climatology"]["delta"] - 0.002) < 1e-12
+    summary = {"patch": 20, "train": 9, "val": 3, "test": 3, "epochs_run": 5, "best_epoch": 2,
+               "table": table().set_index("model").drop(columns="lead"), "interval": "block",
+               "verdict": v, "skill": {"skill": float("nan")},
+               "ceiling": {"years": 7, "oracle": 0.02, "seasonal": 0.021, "ratio": 0.95, "ratio_low": 0.9,
+                           "ratio_high": 1.0},
+               "forecast_mse": 0.02, "forecast_mae": 0.1, "seasonal_mse": 0.02, "seasonal_mae": 0.1,
+               "skill_share": 0.4, "flow_pairs": 3, "flow_above_noise": 3}
+    text = "\n".join(format_forecast(summary))
+    assert "SA-LSTM-H beats seasonal_persistence: its MSE interval lies below" in text
+    assert "does NOT beat history_climatology: MSE +0.0020 (+17%): worse" in text
+    assert "does NOT beat persistence: MSE -0.0020 (-12%), intervals overlap" in text
+    assert "own starting point" in text
