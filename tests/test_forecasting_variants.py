@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 
 import xglacier
-from xglacier.errors import GridMismatchError, InputError, ParameterError, TimeAxisError
+from xglacier.errors import GridMismatchError, InputError, NaNInPatchError, ParameterError, TimeAxisError
 from xglacier.forecasting.ceiling import held_out_ceiling
 from xglacier.forecasting.evaluate import evaluate
 from xglacier.forecasting.skill import skill_map
@@ -279,6 +279,58 @@ def test_forecast_of_a_y_ascending_cube_is_the_mirror_for_a_model_with_a_directi
     np.testing.assert_array_equal(np.asarray(up_fc.values), down_fc.values[:, ::-1])
     # by hand, north-up: every window moves its rows one south, the top row of a window stays
     np.testing.assert_array_equal(down_fc.values[0, 1:][0:2], da.values[-1, :2])
+
+
+class SouthEast(Persistence):
+    """A model with a direction on both axes: the last frame moved one row south and one column
+    east (down and right in a north-up, east-right patch)."""
+
+    def forward(self, x, n_out=None, targets=None, teacher_forcing=0.0):
+        last = x[:, -1:]
+        last = torch.cat([last[:, :, :1], last[:, :, :-1]], dim=2)
+        last = torch.cat([last[:, :, :, :1], last[:, :, :, :-1]], dim=3)
+        return last.expand(-1, n_out or self.n_out, -1, -1).clone()
+
+
+FLIPS = [("y",), ("x",), ("y", "x")]
+
+
+@pytest.mark.parametrize("dims", FLIPS)
+def test_patches_of_a_turned_cube_are_the_north_up_east_right_samples_and_reassemble_in_place(dims):
+    da = cube(rand(6, 11, 9))
+    turned = da.isel({d: slice(None, None, -1) for d in dims})
+    ps, ps_turned = (xglacier.patches(a, size=4, stride=3, n_in=2, n_out=1) for a in (da, turned))
+    np.testing.assert_array_equal(ps.gather(range(len(ps)))[0], ps_turned.gather(range(len(ps_turned)))[0])
+    first = np.flatnonzero(ps_turned.plan.samples[:, 0] == 0)
+    x, _ = ps_turned.gather(first)
+    back = xglacier.assemble(x[:, -1:], ps_turned.plan.subset(first), like=turned.isel(time=0))
+    np.testing.assert_array_equal(back.values[0], turned.values[1])
+    np.testing.assert_array_equal(back.x.values, turned.x.values)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("dims", FLIPS)
+def test_forecast_of_a_turned_cube_is_the_mirror_for_a_model_with_a_direction(dims, chunked):
+    da = cube(rand(5, 14, 10))
+    flip = {d: slice(None, None, -1) for d in dims}
+    turned = da.isel(flip)
+    model = SouthEast(patch_size=6, n_in=2, n_out=1)
+    fc = xglacier.forecast(da, model, steps=2, weight="uniform")
+    fc_turned = xglacier.forecast(turned.chunk({"y": 5, "x": 4}) if chunked else turned, model, steps=2,
+                                  weight="uniform")
+    np.testing.assert_array_equal(np.asarray(fc_turned.values), fc.isel(flip).values)
+    np.testing.assert_array_equal(fc_turned.x.values, turned.x.values)
+    # by hand, north-up and east-right: the top-left window's frame moved one row down and right
+    np.testing.assert_array_equal(fc.values[0, 1, 1:3], da.values[-1, 0, :2])
+
+
+def test_a_nan_is_named_at_its_place_in_a_turned_input():
+    values = rand(5, 8, 8)
+    values[-1, 1, 6] = np.nan
+    da = cube(values)
+    turned = da.assign_coords(y=da.y.values[::-1], x=da.x.values[::-1])  # NaN at row 1, column 6
+    with pytest.raises(NaNInPatchError, match=r"y=1, x=6"):
+        xglacier.forecast(turned, SouthEast(patch_size=4, n_in=2, n_out=1), steps=1)
 
 
 def test_ceiling_intervals_do_not_depend_on_the_row_order():

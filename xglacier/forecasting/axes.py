@@ -1,7 +1,7 @@
 """The time and row order the forecasting stage works in: one regular step, rows north to south.
 
 :func:`time_step` finds the step between frames (or refuses a series with a missing period);
-:func:`north_up` turns a ``y``-ascending scene north-up. :func:`~xglacier.patches`,
+:func:`north_up` turns a scene north-up and east-right. :func:`~xglacier.patches`,
 :func:`~xglacier.forecast` and :func:`~xglacier.forecasting.ceiling.held_out_ceiling` use them.
 """
 
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._orient import view_flips
 from ..errors import TimeAxisError
 
 __all__ = ["north_up", "time_step"]
@@ -59,9 +60,10 @@ def time_step(func: str, da: xr.DataArray) -> pd.DateOffset | pd.offsets.MonthEn
 
 
 def north_up(da: xr.DataArray) -> xr.DataArray:
-    """``da`` with rows from north to south (``y`` descending), lazily; unchanged without a ``y``
-    coordinate. The forecasting models have a direction (glaciers flow and are lit one way on
-    the ground), so :func:`patches` and :func:`~xglacier.forecast` show them every scene this way.
+    """``da`` with rows from north to south (``y`` descending) and columns from west to east
+    (``x`` ascending), lazily; unchanged when it is so already or has no such coordinates. The
+    forecasting models have a direction (glaciers flow and are lit one way on the ground), so
+    :func:`patches` and :func:`~xglacier.forecast` show them every scene this way.
 
     Examples
     --------
@@ -69,6 +71,5 @@ def north_up(da: xr.DataArray) -> xr.DataArray:
     >>> north_up(da).y.values.tolist()
     [60.0, 30.0, 0.0]
     """
-    if "y" in da.coords and da.sizes["y"] > 1 and da["y"].values[0] < da["y"].values[-1]:
-        return da.isel(y=slice(None, None, -1))
-    return da
+    flips = view_flips(da)
+    return da.isel(flips) if flips else da

@@ -45,15 +45,16 @@ import pandas as pd
 import xarray as xr
 
 from .._attrs import georeference, with_history
+from .._orient import view_flips
 from .._validate import check_choice, check_int, check_number, check_time, frames_per_year
 from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
 from .axes import north_up, time_step
+from .blocks import BlockAxis
 from .checks import uses_climate, uses_gaps
 from .gaps import series_gaps
 from .history import history_means, invented_frames
 from .kernels import gather_patches, scatter_patches
 from .patches import patch_weight
-from .tiling import TileAxis
 
 _MODEL_LOCK = threading.Lock()
 
@@ -116,10 +117,12 @@ def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndar
 def _nan_error(block: np.ndarray, where: dict[str, Any], y0: int, x0: int) -> NaNInPatchError:
     t, y, x = np.argwhere(np.isnan(block))[0]
     times = where["times"]
-    row = y0 + y if not where["ascending"] else where["rows"] - 1 - (y0 + y)  # in the input's order
+    # in the input's order
+    row = y0 + y if "y" not in where["flips"] else where["shape"][0] - 1 - (y0 + y)
+    col = x0 + x if "x" not in where["flips"] else where["shape"][1] - 1 - (x0 + x)
     return NaNInPatchError(
         f"forecast: variable {where['name']!r} has NaN in the last {len(times)} input frames, first "
-        f"found at time index {where['offset'] + t} ({times[t]}), y={row}, x={x0 + x}; fill the gaps "
+        f"found at time index {where['offset'] + t} ({times[t]}), y={row}, x={col}; fill the gaps "
         "first (fill_gaps, composite) or pass nan='fill'"
     )
 
@@ -139,7 +142,7 @@ def _range_error(frames: np.ndarray, where: dict[str, Any]) -> InputError | None
         "(digital numbers, percent, or a nodata value such as -9999 left in?)")
 
 
-def _predict_block(block: np.ndarray, *, model: Any, ay: TileAxis, ax: TileAxis, m: int, n_out: int,
+def _predict_block(block: np.ndarray, *, model: Any, ay: BlockAxis, ax: BlockAxis, m: int, n_out: int,
                    nan: str | None, fill_value: float, where: dict[str, Any],
                    gaps: tuple[bool, ...] | None = None, climate: bool = False,
                    block_id: tuple[int, ...] | None = None) -> np.ndarray:
@@ -167,7 +170,7 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: TileAxis, ax: TileAxis,
 
 
 def _blend_block(*mosaics: np.ndarray, sources: tuple[tuple[int, int], ...], i: int, j: int,
-                 ay: TileAxis, ax: TileAxis, weight: str) -> np.ndarray:
+                 ay: BlockAxis, ax: BlockAxis, weight: str) -> np.ndarray:
     """Pass 2: blend the windows of ``mosaics`` (of blocks ``sources``) that reach block ``(i, j)``.
 
     Contributions are added in the order of the whole scene's windows, as
@@ -193,7 +196,7 @@ def _blend_block(*mosaics: np.ndarray, sources: tuple[tuple[int, int], ...], i: 
         return np.where(den > 0, num / den, np.nan).astype(np.float32)
 
 
-def _forecast_round(frames: dsa.Array, model: Any, ay: TileAxis, ax: TileAxis, m: int, n_out: int,
+def _forecast_round(frames: dsa.Array, model: Any, ay: BlockAxis, ax: BlockAxis, m: int, n_out: int,
                     weight: str, nan: str | None, fill_value: float, where: dict[str, Any],
                     gaps: tuple[bool, ...], climate: dsa.Array | None) -> dsa.Array:
     """One round: ``(n_in, y, x)`` frames on the block grid -> ``(n_out, y, x)`` blended frames."""
@@ -222,7 +225,7 @@ def _forecast_round(frames: dsa.Array, model: Any, ay: TileAxis, ax: TileAxis, m
     return dsa.block([rows])
 
 
-def _history(da: xr.DataArray, model: Any, first: int, n_out: int, axes: tuple[TileAxis, TileAxis]
+def _history(da: xr.DataArray, model: Any, first: int, n_out: int, axes: tuple[BlockAxis, BlockAxis]
              ) -> dsa.Array:
     """``(n_out, y, x)`` north-up season means, over all of ``da``, of the frames ``first``,
     ``first + 1``, ... after its last (a model's own forecasts never count in them)."""
@@ -300,9 +303,9 @@ def forecast(
     da
         ``(time, y, x)`` DataArray on a regular time step (e.g. 3-month NDSI composites; a
         missing period among the frames it reads raises
-        :class:`~xglacier.errors.TimeAxisError`). A ``y``-ascending scene is forecast
-        north-up, as :func:`~xglacier.patches` shows a model its training samples, and
-        turned back: its forecast is the mirror of the north-up scene's.
+        :class:`~xglacier.errors.TimeAxisError`). A scene with ``y`` ascending or ``x``
+        descending is forecast north-up and east-right, as :func:`~xglacier.patches` shows a
+        model its training samples, and turned back: its forecast is the mirror of that scene's.
     model
         A forecasting model of :mod:`xglacier.models` (or any module with the same
         interface: ``patch_size``, ``n_in``, ``n_out``, ``model(x)``). Put in eval mode
@@ -386,14 +389,14 @@ def forecast(
     fill_value = check_number("forecast", "fill_value", fill_value)
 
     per_block = max(1, round(math.sqrt(batch_size)))
-    ay, ax = TileAxis.plan(ny, p, stride, block, per_block), TileAxis.plan(nx, p, stride, block, per_block)
+    ay, ax = BlockAxis.plan(ny, p, stride, block, per_block), BlockAxis.plan(nx, p, stride, block, per_block)
     m = min(batch_size, max(ay.counts) * max(ax.counts))
     recent = da.isel(time=slice(nt - n_in, nt))
-    last = north_up(recent)  # as patches() showed the model its training samples
-    ascending = last is not recent
+    flips = view_flips(recent)
+    last = recent.isel(flips)  # north-up, east-right: as patches() showed the model its samples
     gaps = series_gaps(last, model)
     where = {"name": da.name, "offset": nt - n_in, "times": [str(t)[:19] for t in last["time"].values],
-             "ascending": ascending, "rows": ny,
+             "flips": flips, "shape": (ny, nx),
              "range": (getattr(model, "checkpoint_meta", None) or {}).get("value_range")}
     eager = not isinstance(last.data, dsa.Array)
     if eager:
@@ -421,7 +424,6 @@ def forecast(
     result = dsa.concatenate(rounds)[:steps]
     if eager:
         result = result.compute()
-    if ascending:  # back to the input's row order
-        result = result[:, ::-1]
+    result = result[(slice(None), *(flips.get(d, slice(None)) for d in ("y", "x")))]  # the input's order
     return _output(result, da, model, steps, step, dict(
         model=type(model).__name__, steps=steps, stride=stride, weight=weight, nan=nan, block=block))

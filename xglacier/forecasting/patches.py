@@ -16,10 +16,12 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from .._orient import view_flips
 from .._validate import check_choice, check_flag, check_int, check_number, check_time
 from .._windows import window_starts
 from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
 from .axes import north_up, time_step
+from .history import invented_frames
 from .kernels import gather_patches, scatter_patches
 from .splits import frames_needed, space_split, time_split
 
@@ -198,8 +200,6 @@ class PatchSet:
         >>> patches(cube, size=4, stride=4, n_in=2, n_out=1).input_gaps([0, 1, 2]).tolist()
         [[False, True], [True, False], [False, False]]
         """
-        from .history import invented_frames
-
         idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
         return invented_frames(self.da)[self.plan.samples[idx, 0][:, None] + np.arange(self.n_in)]
 
@@ -305,9 +305,9 @@ def patches(
     ----------
     da
         ``(time, y, x)`` DataArray, NumPy or Dask backed, on one regular time step (a
-        missing period raises :class:`~xglacier.errors.TimeAxisError`). A ``y``-ascending
-        cube is turned north-up, as :func:`~xglacier.forecast` shows the model every scene:
-        ``PatchSet.da`` is the north-up cube and the plan's origins index it.
+        missing period raises :class:`~xglacier.errors.TimeAxisError`). A cube with ``y``
+        ascending or ``x`` descending is turned north-up and east-right, as
+        :func:`~xglacier.forecast` shows the model every scene: ``PatchSet.da`` is that cube.
     size, stride
         Patch side and step between patch origins (pixels).
     n_in, n_out
@@ -400,8 +400,8 @@ def assemble(
         samples give them.
     like
         DataArray with the target grid (``y``, ``x`` coordinates and CRS are copied). With a
-        :class:`PatchPlan` (whose origins index the north-up cube), a ``y``-ascending ``like``
-        gets the result in its own row order.
+        :class:`PatchPlan` (whose origins index the north-up, east-right cube), a ``like``
+        with ``y`` ascending or ``x`` descending gets the result in its own order.
     weight
         ``"uniform"`` averages overlapping predictions; ``"hann"`` weights each patch by a
         smooth window that is highest at its centre (its edges are least reliable).
@@ -441,8 +441,8 @@ def assemble(
     scatter_patches(np.ascontiguousarray(pred, dtype=np.float32), yx, w, num, den)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(den > 0, num / den, np.nan).astype(np.float32)
-    if isinstance(origins, PatchPlan) and north_up(like) is not like:
-        out = out[:, ::-1]  # a plan indexes the north-up cube (PatchSet.da); like is y ascending
+    if isinstance(origins, PatchPlan):  # a plan indexes the north-up, east-right cube (PatchSet.da)
+        out = out[(slice(None), *(view_flips(like).get(d, slice(None)) for d in ("y", "x")))]
     coords = {k: v for k, v in like.coords.items() if set(v.dims) <= {"y", "x"}}
     res = xr.DataArray(out, dims=(dim, "y", "x"), coords=coords)
     if "grid_mapping" in like.encoding:

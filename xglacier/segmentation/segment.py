@@ -44,6 +44,7 @@ import numpy as np
 import xarray as xr
 
 from .._attrs import georeference, with_history
+from .._orient import view_flips
 from .._validate import check_flag, check_int, check_number
 from ..errors import DimensionError, InputError, MissingBandError, ParameterError
 from ..nn.shift import after, check_inputs, training_statistics
@@ -390,9 +391,7 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
     tta = check_flag("segment", "tta", tta)
     # the models learnt scenes north-up and east-right (fine_tune orients them so): show them
     # every scene that way, and give the result back in the input's order
-    flips = {d: slice(None, None, -1) for d, wrong in (("y", 1), ("x", -1))
-             if d in features.coords and features.sizes[d] > 1
-             and wrong * (float(features[d][-1]) - float(features[d][0])) > 0}
+    flips = view_flips(features)
     given, features = features, features.isel(flips)
     _, ny, nx = features.shape
     if ny == 0 or nx == 0:

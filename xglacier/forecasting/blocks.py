@@ -10,7 +10,7 @@ from .._windows import window_starts
 
 
 @dataclass(frozen=True)
-class TileAxis:
+class BlockAxis:
     """Blocks and window origins along y or x: ``edges`` bound the blocks, ``first`` indexes
     ``origins`` at each block's first window (both end with the totals)."""
 
@@ -20,7 +20,7 @@ class TileAxis:
     first: tuple[int, ...]
 
     @classmethod
-    def plan(cls, n: int, size: int, stride: int, block: int | None, per_block: int) -> TileAxis:
+    def plan(cls, n: int, size: int, stride: int, block: int | None, per_block: int) -> BlockAxis:
         origins = window_starts(n, size, stride, end="flush")
         if block is None:
             # as few blocks of at most `per_block` windows as needed, evened out: the flush
