@@ -187,6 +187,30 @@ def test_forecast_and_evaluate_refuse_a_seasonal_model_of_another_period():
     xglacier.forecast(monthly, SALSTM(preset="small", patch_size=4, n_in=4, n_out=2), steps=1)
 
 
+def test_fit_refuses_training_or_validation_targets_that_nan_fill_invented():
+    v = rand(16, 8, 8)
+    v[5, 2:6, 1] = np.nan  # frame 5 is a target of training windows, an input of others
+    ps = xglacier.patches(cube(v), size=4, stride=4, n_in=4, n_out=1, nan="fill")
+    train, val, _ = ps.split(by="time", test=0.2, val=0.2)
+    model = SALSTM(preset="small", patch_size=4, heads=4, n_out=1)
+    with pytest.raises(InputError, match=r"^fit: the train samples have NaN target pixels, the first in the "
+                                         r"sample at time index 1, y0=0, x0=0"):
+        xglacier.fit(model, train, val, epochs=1, progress=False)
+    w = rand(16, 8, 8)
+    late = int(val.plan.samples[:, 0].max()) + 4  # the last validation window's target
+    w[late, 0, 0] = np.nan
+    train, val, _ = xglacier.patches(cube(w), size=4, stride=4, n_in=4, n_out=1, nan="fill").split(
+        by="time", test=0.2, val=0.2)
+    with pytest.raises(InputError, match=r"^fit: the val samples have NaN target pixels"):
+        xglacier.fit(model, train, val, epochs=1, progress=False)
+    # NaN in input frames alone: filled, as a forecast fills them, and trained on
+    u = rand(16, 8, 8)
+    u[0, 0, 0] = np.nan
+    train, val, _ = xglacier.patches(cube(u), size=4, stride=4, n_in=4, n_out=1, nan="fill").split(
+        by="time", test=0.2, val=0.2)
+    assert len(xglacier.fit(model, train, val, epochs=1, progress=False)) == 1
+
+
 # -- evaluate ----------------------------------------------------------------------------------
 
 

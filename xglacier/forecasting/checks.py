@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .._validate import check_samples
 from ..errors import InputError
+from .kernels import gather_patches
 from .patches import PatchSet
 
 
@@ -32,6 +34,35 @@ def check_compatible(func: str, name: str, model: nn.Module, ps: PatchSet, label
     ]
     if diffs:
         raise InputError(f"{func}: model {name!r} does not fit the samples: " + "; ".join(diffs))
+
+
+def check_observed_targets(func: str, label: str, ps: PatchSet, why: str) -> None:
+    """:class:`InputError` when ``nan="fill"`` put ``fill_value`` in place of a NaN target pixel.
+
+    A score against a filled target scores an invented value (0 by default: bare rock in
+    NDSI), and a model trained on one learns it, both looking like ordinary figures. Filled
+    *input* frames are what a forecast does with a gap, and are accepted.
+    """
+    if ps.nan != "fill":
+        return  # gathering raises NaNInPatchError itself
+    cube, p = ps.load(), ps.plan
+    nan_frames = np.isnan(cube).any(axis=(1, 2))
+    t0 = p.samples[:, 0]
+    maybe = np.flatnonzero(np.any([nan_frames[t0 + p.n_in + j] for j in range(p.n_out)], axis=0))
+    for start in range(0, maybe.size, 256):
+        rows = p.samples[maybe[start:start + 256]].copy()
+        rows[:, 0] += p.n_in  # gather the targets alone
+        x, y = (np.empty((len(rows), k, p.size, p.size), np.float32) for k in (0, p.n_out))
+        gather_patches(cube, rows, p.size, 0, p.n_out, x, y)
+        bad = np.flatnonzero(np.isnan(y).any(axis=(1, 2, 3)))
+        if bad.size:
+            t, y0, x0 = p.samples[maybe[start + bad[0]]]
+            raise InputError(
+                f"{func}: the {label} samples have NaN target pixels, the first in the sample at time index "
+                f"{t}, y0={y0}, x0={x0} of variable {ps.da.name!r}, which nan='fill' replaced by "
+                f"fill_value={ps.fill_value}; {why}. Fill the gaps first (fill_gaps, composite) or use "
+                "samples whose targets were observed"
+            )
 
 
 def check_output(func: str, name: str, pred: Any, target: torch.Tensor) -> None:

@@ -16,10 +16,17 @@ import torch
 from torch import nn
 
 from .._validate import check_choice, check_flag, check_int, check_number, frames_per_year
-from ..errors import InputError, ParameterError
+from ..errors import ParameterError
 from ..nn.loop import model_device
-from .checks import check_compatible, check_output, check_patchset, check_period, model_extras, uses_climate
-from .kernels import gather_patches
+from .checks import (
+    check_compatible,
+    check_observed_targets,
+    check_output,
+    check_patchset,
+    check_period,
+    model_extras,
+    uses_climate,
+)
 from .patches import PatchSet
 from .skill import bootstrap_means, pixel_blocks
 
@@ -52,34 +59,6 @@ def _baselines(ps: PatchSet, period: int | None) -> dict[str, nn.Module]:
     out["climatology"] = m.Climatology(**kw)
     out["linear_trend"] = m.LinearTrend(**kw)
     return out
-
-
-def _check_observed_targets(test: PatchSet) -> None:
-    """:class:`InputError` when ``nan="fill"`` put ``fill_value`` in place of a NaN target pixel.
-
-    A score against a filled target scores an invented value (0 by default: bare rock in
-    NDSI), which looks like an ordinary figure. Filled input frames are what a forecast does.
-    """
-    if test.nan != "fill":
-        return  # gathering raises NaNInPatchError itself
-    cube, p = test.load(), test.plan
-    nan_frames = np.isnan(cube).any(axis=(1, 2))
-    t0 = p.samples[:, 0]
-    maybe = np.flatnonzero(np.any([nan_frames[t0 + p.n_in + j] for j in range(p.n_out)], axis=0))
-    for start in range(0, maybe.size, 256):
-        rows = p.samples[maybe[start:start + 256]].copy()
-        rows[:, 0] += p.n_in  # gather the targets alone
-        x, y = (np.empty((len(rows), k, p.size, p.size), np.float32) for k in (0, p.n_out))
-        gather_patches(cube, rows, p.size, 0, p.n_out, x, y)
-        bad = np.flatnonzero(np.isnan(y).any(axis=(1, 2, 3)))
-        if bad.size:
-            t, y0, x0 = p.samples[maybe[start + bad[0]]]
-            raise InputError(
-                f"evaluate: the test samples have NaN target pixels, the first in the sample at time index "
-                f"{t}, y0={y0}, x0={x0} of variable {test.da.name!r}, which nan='fill' replaced by "
-                f"fill_value={test.fill_value}; a score against them scores invented values. Fill the gaps "
-                "first (fill_gaps, composite) or test on samples whose targets were observed"
-            )
 
 
 def _named_models(models: Mapping[str, nn.Module] | nn.Module | None) -> dict[str, nn.Module]:
@@ -334,7 +313,7 @@ def evaluate(
     check_flag("evaluate", "baselines", baselines)
     check_choice("evaluate", "bootstrap", bootstrap, ("block", "sample"))
     check_patchset("evaluate", "test", test)
-    _check_observed_targets(test)
+    check_observed_targets("evaluate", "test", test, "a score against them scores invented values")
     size = test.plan.size
     block = check_int("evaluate", "block", 2 * size if block is None else block, low=size)
     per_year = _frames_per_year(test)

@@ -33,6 +33,7 @@ from ..nn.batches import BatchLoader
 from ..nn.loop import check_fit_options, model_device, train_epochs
 from .checks import (
     check_compatible,
+    check_observed_targets,
     check_output,
     check_patchset,
     check_period,
@@ -315,7 +316,8 @@ def fit(
         A bad keyword value, or a model without trainable parameters (a baseline).
     InputError
         The model's patch size or frame counts differ from the samples', its output has the
-        wrong shape, or its seasonal residual period differs from the samples' frames per year.
+        wrong shape, its seasonal residual period differs from the samples' frames per year, or
+        a training or validation target pixel was NaN and ``nan="fill"`` invented it.
     TrainingDivergedError
         The training or validation loss became NaN or infinite (lower ``lr``, check the
         inputs); the weights of the best epoch so far are restored first.
@@ -425,3 +427,7 @@ def _check_data(model: nn.Module, train: PatchSet, val: PatchSet | None) -> None
                                                                train.plan.n_out):
             raise InputError("fit: val samples differ from train samples in size, n_in or n_out")
     check_period("fit", name, model, _frames_per_year(train), "the samples have")
+    for label, ps in (("train", train), ("val", val)):
+        if ps is not None:
+            check_observed_targets("fit", label, ps, "a model trained or selected on them learns invented "
+                                   "values")
