@@ -221,8 +221,8 @@ def format_forecast(s: dict[str, Any]) -> list[str]:
             lines.append(f"    SA-LSTM-H does NOT beat {name}: {how}")
         if "history_climatology" in lost:
             lines.append("      (history_climatology is the model's own starting point: what training added "
-                         "did not carry over to the test years; the sample draws each year's snowline at "
-                         "random, so no past frame foretells it)")
+                         "did not carry over to the test years; the sample draws each year's snowline "
+                         "anomaly at random, so earlier years do not foretell the next)")
     sk = s["skill"]
     if sk["skill"] == sk["skill"]:  # NaN without a reference
         lines.append(f"    skill against {sk['skill_reference']} (1 - MSE ratio, paired over the same "
