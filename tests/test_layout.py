@@ -11,7 +11,7 @@ ROOT = Path(xglacier.__file__).parent
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80
 # private helper modules every stage shares (they hold public names only)
-SHARED = {"_validate", "_attrs", "_atomic", "_windows"}
+SHARED = {"_validate", "_attrs", "_atomic", "_windows", "_orient"}
 
 
 def _modules() -> list[Path]:
