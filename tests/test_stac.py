@@ -12,6 +12,9 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import socket
+import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -328,6 +331,53 @@ def test_load_missing_or_corrupt_asset(catalog, everything, engine, tmp_path):
         kept = load(items, engine=engine, on_error="skip")
     assert list(kept.id.values) == [items[0]["id"], items[3]["id"]]
     np.testing.assert_array_equal(kept.green.values, _source(catalog, kept).green.values)
+
+
+class Silent:
+    """A loopback server that accepts connections and never answers: a hung asset host."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])  # held open, never answered
+            except OSError:  # closed by close()
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_silent_asset_host_fails_the_read_instead_of_hanging(everything, engine):
+    silent = Silent()
+    try:
+        items = [copy.deepcopy(i.to_dict()) for i in everything][:2]
+        items[1]["assets"]["SR_B3"]["href"] = f"{silent.url}/{engine}/raise/silent_SR_B3.tif"
+        ds = load(items, engine=engine, http_timeout=1)
+        start = time.perf_counter()
+        with pytest.raises(AssetError, match=r"cannot read asset .*silent_SR_B3\.tif"):
+            ds.green.compute(scheduler="synchronous")
+        assert time.perf_counter() - start < 30  # about a second per attempt, not forever
+        items[1]["assets"]["SR_B3"]["href"] = f"{silent.url}/{engine}/skip/silent_SR_B3.tif"
+        with pytest.warns(SkippedSceneWarning, match=r"dropped 1 of 2 scenes.*silent_SR_B3"):
+            kept = load(items, engine=engine, on_error="skip", http_timeout=1)
+        assert list(kept.id.values) == [items[0]["id"]]
+    finally:
+        silent.close()
+    with pytest.raises(ParameterError, match="http_timeout"):
+        load(items, http_timeout=0)
 
 
 def test_load_skip_reads_the_last_block(catalog, everything, tmp_path):

@@ -21,6 +21,7 @@ from stackstac.rio_reader import AutoParallelRioReader
 
 from ..errors import AssetError, ParameterError
 from ._grid import Grid
+from ._http import http_options
 
 
 class AssetReader(AutoParallelRioReader):
@@ -66,10 +67,20 @@ class OdcAssetReader(RioReader):
 
 
 class OdcAssetDriver(RioDriver):
-    """odc-loader's rasterio driver that opens :class:`OdcAssetReader` readers."""
+    """odc-loader's rasterio driver that opens :class:`OdcAssetReader` readers, with the GDAL
+    ``options`` (:func:`http_options`) added to the environment its tasks read in."""
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.options = dict(options or {})
+
+    def capture_env(self) -> dict[str, Any]:
+        return {**super().capture_env(), **self.options}
 
     def open(self, src: Any, ctx: Any) -> OdcAssetReader:
         return OdcAssetReader(src, ctx)
+
+
 
 
 def _check_grid(name: str, xs: np.ndarray, ys: np.ndarray, grid: Grid) -> None:
@@ -89,6 +100,7 @@ def _check_grid(name: str, xs: np.ndarray, ys: np.ndarray, grid: Grid) -> None:
 def read_stackstac(
     items: Sequence[Mapping[str, Any]], bands: Sequence[str], grid: Grid,
     chunks: Mapping[str, int], resampling: str, dtype: str = "float32", fill: float = np.nan,
+    http_timeout: float = 60.0,
 ) -> dict[str, dsa.Array]:
     """Raw DNs per band, ``(time, y, x)`` Dask arrays of ``dtype``, through ``stackstac.stack``."""
     import stackstac
@@ -105,6 +117,7 @@ def read_stackstac(
         chunksize=(chunks["time"], 1, chunks["y"], chunks["x"]), dtype=np.dtype(dtype),
         fill_value=np.dtype(dtype).type(fill), rescale=False, sortby_date=False, xy_coords="center",
         properties=False, band_coords=False, errors_as_nodata=(), reader=AssetReader,
+        gdal_env=stackstac.DEFAULT_GDAL_ENV.updated(always=http_options(http_timeout)),
     )
     _check_grid("stackstac", arr["x"].values, arr["y"].values, grid)
     # stackstac silently drops items (and bands) that it finds entirely outside the grid:
@@ -125,6 +138,7 @@ def read_stackstac(
 def read_odc(
     items: Sequence[Mapping[str, Any]], bands: Sequence[str], grid: Grid,
     chunks: Mapping[str, int], resampling: str, dtype: str = "float32", fill: float = np.nan,
+    http_timeout: float = 60.0,
 ) -> dict[str, dsa.Array]:
     """Raw DNs per band, ``(time, y, x)`` Dask arrays of ``dtype``, through ``odc.stac.load``."""
     import odc.stac
@@ -136,7 +150,7 @@ def read_odc(
         [pystac.Item.from_dict(dict(i)) for i in items], bands=list(bands), geobox=geobox,
         chunks={"time": chunks["time"], "y": chunks["y"], "x": chunks["x"]}, dtype=dtype,
         nodata=np.dtype(dtype).type(fill), groupby="id", resampling=resampling, preserve_original_order=True,
-        fail_on_error=True, driver=OdcAssetDriver(),
+        fail_on_error=True, driver=OdcAssetDriver(http_options(http_timeout)),
     )
     _check_grid("odc", ds["x"].values, ds["y"].values, grid)
     if ds.sizes["time"] != len(items):

@@ -27,6 +27,7 @@ from ..errors import AssetError, MetadataError, ParameterError, SkippedSceneWarn
 from ..landsat import QA_BAND, REFLECTANCE_BANDS
 from ._bands import decode, plan
 from ._grid import make_grid, overlaps, target_crs
+from ._http import http_options
 from ._items import ItemInfo, as_item_list, engine_item, item_info
 from .search import check_bbox
 
@@ -48,11 +49,12 @@ def _attrs(band: str, integer: bool) -> dict[str, str]:
     return {"long_name": band}
 
 
-def _probe(info: ItemInfo) -> str | None:
+def _probe(info: ItemInfo, http_timeout: float) -> str | None:
     """Open every asset of an item and read its last block; the failure, or None."""
     for a in info.assets.values():
         try:
-            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(a.href) as src:
+            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", **http_options(http_timeout)), \
+                    rasterio.open(a.href) as src:
                 bh, bw = src.block_shapes[0]
                 row, col = (src.height - 1) // bh * bh, (src.width - 1) // bw * bw
                 src.read(1, window=((row, min(row + bh, src.height)), (col, min(col + bw, src.width))))
@@ -97,6 +99,7 @@ def load(
     engine: str = "stackstac",
     resampling: str = "nearest",
     on_error: str = "raise",
+    http_timeout: float = 60.0,
 ) -> xr.Dataset:
     """Load STAC items as a lazy scene cube ``(time, y, x)``, one variable per band.
 
@@ -134,6 +137,11 @@ def load(
         naming it, when the data is computed. ``"skip"``: every asset is opened now
         (its header and last block are read, no other pixel) and scenes with an
         unreadable asset are dropped with a :class:`~xglacier.errors.SkippedSceneWarning`.
+    http_timeout
+        Seconds a read of a remote asset may receive nothing (or take to connect) before it
+        fails as an :class:`~xglacier.errors.AssetError` naming the asset, instead of hanging
+        its Dask task (and a batch run's glacier) forever. A slow transfer that still moves
+        is not cut.
 
     Returns
     -------
@@ -167,6 +175,7 @@ def load(
     from ._engines import ENGINES
 
     bands, resampling = _check_load(bands, resolution, engine, on_error, resampling, ENGINES)
+    http_timeout = float(check_number("load", "http_timeout", http_timeout, low=0, low_open=True))
     bbox = None if bbox is None else check_bbox(bbox, "load")
     chunk = _chunks(chunks)
     records = as_item_list(items)
@@ -177,7 +186,7 @@ def load(
     if ids.has_duplicates:
         raise MetadataError(f"load: items {sorted(set(ids[ids.duplicated()]))} are given more than once")
     if on_error == "skip":
-        infos = _readable(infos)
+        infos = _readable(infos, http_timeout)
 
     out_crs = target_crs(crs, bbox, infos)
     grid = make_grid(infos, out_crs, float(resolution), bbox)
@@ -195,7 +204,8 @@ def load(
     raw: dict[str, dsa.Array] = {}
     for read in dict.fromkeys(plans.values()):  # one engine call per (dtype, fill)
         group = [b for b in bands if plans[b] == read]
-        raw.update(ENGINES[engine](engine_items, group, grid, chunk, resampling, read.dtype, read.fill))
+        raw.update(ENGINES[engine](engine_items, group, grid, chunk, resampling, read.dtype, read.fill,
+                                   http_timeout=http_timeout))
     data_vars = {}
     for band in bands:
         assets = [i.assets[band] for i in infos]
@@ -230,10 +240,10 @@ def _check_load(bands: Any, resolution: Any, engine: Any, on_error: Any, resampl
         ) from None
 
 
-def _readable(infos: list[ItemInfo]) -> list[ItemInfo]:
+def _readable(infos: list[ItemInfo], http_timeout: float) -> list[ItemInfo]:
     """The items whose assets all open; the others dropped with one warning naming them."""
     with ThreadPoolExecutor(max_workers=8) as pool:
-        failures = list(pool.map(_probe, infos))
+        failures = list(pool.map(lambda info: _probe(info, http_timeout), infos))
     dropped = [f for f in failures if f]
     if dropped:
         warnings.warn(
