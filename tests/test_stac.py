@@ -37,6 +37,7 @@ from xglacier.errors import (
 )
 from xglacier.io import _engines, _grid, _items
 from xglacier.io import load as load_module
+from xglacier.io.retry import RetryBudget
 from xglacier.io.stac import load, search
 
 from ._stac_server import (
@@ -331,6 +332,34 @@ def test_load_missing_or_corrupt_asset(catalog, everything, engine, tmp_path):
         kept = load(items, engine=engine, on_error="skip")
     assert list(kept.id.values) == [items[0]["id"], items[3]["id"]]
     np.testing.assert_array_equal(kept.green.values, _source(catalog, kept).green.values)
+
+
+def test_a_failing_modifier_is_retried_from_the_retries_or_the_budget(server):
+    calls = []
+
+    def flaky(obj):  # a signing service that fails twice, then answers
+        calls.append(type(obj).__name__)
+        if len(calls) <= 2:
+            raise ConnectionError("signing service unavailable")
+
+    budget = RetryBudget(3, 0.0)
+    ids = [i.id for i in search(BBOX, "2020-01-01", "2020-03-11", max_cloud=20, url=server.url,
+                                modifier=flaky, budget=budget)]
+    assert ids == [i.id for i in search(BBOX, "2020-01-01", "2020-03-11", max_cloud=20, url=server.url)]
+    assert budget.used == 2 and len(calls) > 2
+    calls.clear()
+    assert search(BBOX, "2020-01-01", "2020-03-11", max_cloud=20, url=server.url, modifier=flaky, retries=2,
+                  backoff=0.0)
+
+    def down(obj):
+        calls.append(1)
+        raise ConnectionError("signing service unavailable")
+
+    for kw in ({"budget": RetryBudget(2, 0.0)}, {"retries": 2, "backoff": 0.0}):
+        calls.clear()
+        with pytest.raises(StacError, match="signing service unavailable"):
+            search(BBOX, "2020-01-01", "2020-03-11", url=server.url, modifier=down, **kw)
+        assert len(calls) == 3  # retries + 1 calls in all, then the failure
 
 
 class Silent:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from requests.adapters import HTTPAdapter
@@ -149,3 +150,38 @@ class BudgetAdapter(HTTPAdapter):
                     return response
                 response.close()
             time.sleep(wait)
+
+
+def budgeted(func: Callable[..., Any], budget: RetryBudget, what: str) -> Callable[..., Any]:
+    """``func`` retried from ``budget``: each call that raises takes one of its retries (and
+    waits as it says); with none left, or a wait that would pass the deadline, the failure
+    is raised. No call starts after the deadline (:class:`TimeoutError` naming ``what``).
+
+    For work that makes its own requests outside a session of ours, such as the ``modifier``
+    of :func:`~xglacier.search` (signing asset URLs with another web service).
+
+    Examples
+    --------
+    >>> calls = []
+    >>> def flaky(x):
+    ...     calls.append(x)
+    ...     if len(calls) < 3:
+    ...         raise ConnectionError("try again")
+    ...     return x * 2
+    >>> budgeted(flaky, RetryBudget(5, 0.0), "flaky")(21), len(calls)
+    (42, 3)
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        while True:
+            if budget.expired():
+                raise TimeoutError(f"{what}: the deadline passed; not called")
+            try:
+                return func(*args, **kwargs)
+            except Exception:
+                wait = budget.take()
+                if wait is None:
+                    raise
+                time.sleep(wait)
+
+    return call

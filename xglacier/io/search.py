@@ -17,7 +17,7 @@ import pandas as pd
 from urllib3.util.retry import Retry
 
 from ..errors import EmptySearchError, ParameterError, StacError
-from .retry import RETRY_STATUSES, BudgetAdapter, RetryBudget
+from .retry import RETRY_STATUSES, BudgetAdapter, RetryBudget, budgeted
 
 #: Microsoft Planetary Computer's STAC API; its assets need signing (see :func:`search`).
 PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
@@ -140,7 +140,8 @@ def search(
     modifier
         Called on every returned item, e.g. ``planetary_computer.sign_inplace`` to sign
         the asset URLs of the Planetary Computer (``pip install planetary-computer``;
-        not a dependency of xglacier).
+        not a dependency of xglacier). A call that raises is retried as a request is (from
+        ``retries`` and ``backoff``, or from ``budget`` and never past its deadline).
     max_items, page_size
         Stop after ``max_items`` items; items per page requested from the server.
     retries, backoff, timeout
@@ -206,6 +207,8 @@ def search(
         f"platforms {list(platforms) if platforms else None}"
     )
 
+    if modifier is not None:  # it makes requests of its own (signing): retried as ours are
+        modifier = budgeted(modifier, budget or RetryBudget(retries, backoff), "search: modifier")
     try:
         # timeout and headers again: Client.open resets those of the stac_io it is given
         client = Client.open(url, stac_io=_stac_io(retries, backoff, timeout, headers, budget),
