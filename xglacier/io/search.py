@@ -90,6 +90,29 @@ def _tries(retries: int, budget: RetryBudget | None) -> str:
     return f"{budget.used} of the {budget.retries} retries of its budget"
 
 
+def _server_limits(client: Any, max_cloud: float | None, platforms: Sequence[str] | None
+                   ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
+    """The cloud and platform limits as the API takes them: ``(query, filter, server_side)``,
+    through the STAC query extension or CQL2 filters when it conforms to one, else neither."""
+    from pystac_client.conformance import ConformanceClasses
+
+    if client.conforms_to(ConformanceClasses.QUERY):
+        query: dict[str, Any] = {}
+        if max_cloud is not None:
+            query["eo:cloud_cover"] = {"lte": max_cloud}
+        if platforms:
+            query["platform"] = {"in": list(platforms)}
+        return query or None, None, True
+    if client.conforms_to(ConformanceClasses.FILTER):
+        args: list[dict[str, Any]] = []
+        if max_cloud is not None:
+            args.append({"op": "<=", "args": [{"property": "eo:cloud_cover"}, max_cloud]})
+        if platforms:
+            args.append({"op": "in", "args": [{"property": "platform"}, list(platforms)]})
+        return None, ({"op": "and", "args": args} if len(args) > 1 else args[0]) if args else None, True
+    return None, None, False
+
+
 def _keep(item: Any, max_cloud: float | None, platforms: Sequence[str] | None) -> bool:
     """The client-side equivalent of the server-side query (a missing property fails it)."""
     props = item.properties
@@ -189,7 +212,6 @@ def search(
     """
     from pystac import ItemCollection
     from pystac_client import Client
-    from pystac_client.conformance import ConformanceClasses
 
     bbox = check_bbox(bbox, "search")
     t0, t1 = _date(start, "start"), _date(end, "end")
@@ -219,23 +241,7 @@ def search(
             f"{asked}: {err}"
         ) from err
 
-    query = filt = None
-    server_side = False
-    if client.conforms_to(ConformanceClasses.QUERY):
-        query = {}
-        if max_cloud is not None:
-            query["eo:cloud_cover"] = {"lte": max_cloud}
-        if platforms:
-            query["platform"] = {"in": list(platforms)}
-        query, server_side = query or None, True
-    elif client.conforms_to(ConformanceClasses.FILTER):
-        args: list[dict[str, Any]] = []
-        if max_cloud is not None:
-            args.append({"op": "<=", "args": [{"property": "eo:cloud_cover"}, max_cloud]})
-        if platforms:
-            args.append({"op": "in", "args": [{"property": "platform"}, list(platforms)]})
-        filt = ({"op": "and", "args": args} if len(args) > 1 else args[0]) if args else None
-        server_side = True
+    query, filt, server_side = _server_limits(client, max_cloud, platforms)
 
     try:
         result = client.search(
