@@ -18,6 +18,7 @@ import xarray as xr
 from .._validate import check_int, check_spatial, check_time, frames_per_year
 from ..errors import DimensionError, InputError
 from .axes import north_up, time_step
+from .history import invented_frames
 from .skill import bootstrap_means, pixel_blocks
 
 
@@ -95,8 +96,7 @@ def held_out_ceiling(ndsi: xr.DataArray, *, period: int = 4, block: int = 40, n_
     time_step(func, ndsi)  # frame t - period must be the same season a year before
     ndsi = north_up(ndsi)  # the bootstrap's blocks start at the north-west corner either way
     v = _ndsi_values(func, "ndsi", ndsi.values)
-    interp = (ndsi["interpolated"].values.astype(bool) if "interpolated" in ndsi.coords
-              else np.zeros(n_time, bool))
+    interp = invented_frames(ndsi)
     # a quarter without scenes has nothing to score against (evaluate leaves such targets out too)
     targets = [t for t in range(n_time - period, n_time) if not interp[t]]
     if not targets:
@@ -164,9 +164,7 @@ def windows_ceiling(test: Any, *, period: int = 4) -> dict[str, Any]:
         raise InputError(f"windows_ceiling: test is a {type(test).__name__}; expected a PatchSet")
     period = check_int("windows_ceiling", "period", period, low=1, high=test.n_in)
     cube = _ndsi_values("windows_ceiling", "test's variable", test.load())
-    flag = test.da.coords.get("interpolated")
-    invented = (np.zeros(cube.shape[0], bool) if flag is None or flag.dims != ("time",)
-                else np.asarray(flag.values, bool))
+    invented = invented_frames(test.da)
     size, n_in, n_out = test.size, test.n_in, test.n_out
     sums = np.zeros(3)  # seasonal, oracle, seasonal on gap-led targets
     count = 0
