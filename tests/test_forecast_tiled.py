@@ -183,3 +183,20 @@ def test_interpolated_input_frames_warn_with_their_dates(chunked):
         warnings.simplefilter("error", InterpolatedInputWarning)
         xglacier.forecast(cube, model, steps=2)  # the last four frames are all observed: no warning
         xglacier.forecast(cube.drop_vars("interpolated"), model, steps=2)
+
+
+def test_model_keeps_its_mode_and_a_lazy_result_its_weights():
+    """``forecast`` runs an eval-mode copy of the model as it is at the call: the user's model
+    stays in training mode, and changing it before the compute changes nothing."""
+    torch.manual_seed(0)
+    model = SALSTM(preset="small", patch_size=8, n_in=4, n_out=2)  # dropout: mode matters
+    assert model.training
+    da = cube(nt=6, ny=24, nx=24)
+    lazy = xglacier.forecast(da.chunk({"y": 12}), model, steps=2, stride=4)
+    expected = xglacier.forecast(da, model, steps=2, stride=4).values  # computed now
+    assert model.training
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(0.5)
+    np.testing.assert_array_equal(lazy.values, expected)
+    assert not np.array_equal(xglacier.forecast(da, model, steps=2, stride=4).values, expected)

@@ -35,13 +35,20 @@ class ConvNet(SegmentationModel):
         return self.conv2(self.drop(torch.tanh(self.conv1(x))))
 
 
+class SharedCalls(list):
+    """A call log that copies of the model share: ``segment`` runs a copy of the model."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 class Pointwise(SegmentationModel):
     """A 1x1 convolution: position independent, so tiling must not show at all."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.conv = nn.Conv2d(len(self.channels), len(self.classes), 1)
-        self.calls: list[tuple[int, ...]] = []
+        self.calls: list[tuple[int, ...]] = SharedCalls()
 
     def forward(self, x):
         self.calls.append(tuple(x.shape))
@@ -190,10 +197,10 @@ def test_lazy_builds_without_computing(scene, no_compute):
         with pytest.raises(ComputeForbidden):
             out.label.values  # noqa: B018 - the guard really is active
     assert model.calls == []
-    # the model enters the graph once, as one key the tasks depend on
+    # a copy of the model enters the graph once, as one key the tasks depend on
     graph = dict(out.probability.data.__dask_graph__())
-    holders = [k for k, v in graph.items() if getattr(v, "value", None) is model]
-    assert len(holders) == 1
+    held = [v.value for v in graph.values() if isinstance(getattr(v, "value", None), Pointwise)]
+    assert len(held) == 1 and held[0] is not model
 
 
 def test_batches_and_windows_counted():
@@ -209,11 +216,24 @@ def test_batches_and_windows_counted():
 
 
 def test_eval_mode_and_deterministic(scene):
+    """The model runs in eval mode, and the user's model keeps its own mode."""
     model = make(ConvNet).train()
     a = segment(scene.chunk({"x": 60}), model, tile=48, overlap=12).probability.values
-    assert not model.training
-    b = segment(scene, model.train(), tile=48, overlap=12).probability.values
+    assert model.training
+    b = segment(scene, model.eval(), tile=48, overlap=12).probability.values
     np.testing.assert_array_equal(a, b)
+
+
+def test_lazy_result_is_the_model_as_it_was_at_the_call(scene):
+    """Changing the model between the call and the compute does not change a lazy result."""
+    model = make(ConvNet)
+    expected = segment(scene, model, tile=48, overlap=12).probability.values
+    lazy = segment(scene.chunk({"x": 60}), model, tile=48, overlap=12)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(1.0)
+    np.testing.assert_array_equal(lazy.probability.values, expected)
+    assert not np.array_equal(segment(scene, model, tile=48, overlap=12).probability.values, expected)
 
 
 def test_output_grid_crs_and_attributes(scene, convnet):

@@ -35,7 +35,6 @@ windows read the blended frames of the round before (through the same halo).
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any, Literal
 
 import dask
@@ -48,6 +47,7 @@ from .._attrs import georeference, with_history
 from .._orient import view_flips
 from .._validate import check_choice, check_int, check_number, check_time, frames_per_year
 from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
+from ..nn.frozen import frozen_copy
 from .axes import north_up, time_step
 from .blocks import BlockAxis
 from .checks import uses_climate, uses_gaps
@@ -55,8 +55,6 @@ from .gaps import series_gaps
 from .history import history_means, invented_frames
 from .kernels import gather_patches, scatter_patches
 from .patches import patch_weight
-
-_MODEL_LOCK = threading.Lock()
 
 
 def _future_times(times: pd.DatetimeIndex, step: Any, steps: int) -> pd.DatetimeIndex:
@@ -68,13 +66,6 @@ def _future_times(times: pd.DatetimeIndex, step: Any, steps: int) -> pd.Datetime
         return pd.DatetimeIndex([times[-1] + pd.DateOffset(months=step.months * (k + 1))
                                  for k in range(steps)])
     return pd.DatetimeIndex([times[-1] + step * (k + 1) for k in range(steps)])
-
-
-def _prepare_model(model: Any) -> None:
-    """Eval mode once, whichever task gets there first."""
-    with _MODEL_LOCK:
-        if getattr(model, "training", False):
-            model.eval()
 
 
 def _predict_windows(model: Any, frames: np.ndarray, ys: np.ndarray, xs: np.ndarray, p: int,
@@ -162,7 +153,6 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: BlockAxis, ax: BlockAxi
         frames = np.nan_to_num(frames, nan=fill_value)
     elif nan == "raise" and np.isnan(frames).any():
         raise _nan_error(frames, where, ay.edges[i], ax.edges[j])
-    _prepare_model(model)
     ys, xs = ay.windows(i), ax.windows(j)
     p = ay.size
     pred = _predict_windows(model, frames, ys - ay.edges[i], xs - ax.edges[j], p, m, n_out, gaps, history)
@@ -308,8 +298,9 @@ def forecast(
         model its training samples, and turned back: its forecast is the mirror of that scene's.
     model
         A forecasting model of :mod:`xglacier.models` (or any module with the same
-        interface: ``patch_size``, ``n_in``, ``n_out``, ``model(x)``). Put in eval mode
-        when the graph runs; it enters the graph once, unhashed.
+        interface: ``patch_size``, ``n_in``, ``n_out``, ``model(x)``). A copy of it as it is
+        now, in eval mode, enters the graph once, unhashed: the model itself keeps its mode,
+        and training it further does not change a lazy forecast.
     steps
         Frames to predict.
     stride
@@ -411,7 +402,7 @@ def forecast(
         data = last.data.rechunk((-1, ay.chunks, ax.chunks))
     data = data.astype(np.float32)
     # not pure: tokenizing would hash every weight of the model (seconds for large models)
-    lazy_model = dask.delayed(model, pure=False)
+    lazy_model = dask.delayed(frozen_copy(model), pure=False)
     rounds: list[dsa.Array] = []
     check = None if eager and nan == "raise" else nan  # NumPy input: checked above
     while len(rounds) * n_out < steps:

@@ -34,7 +34,6 @@ No data: a pixel where any channel is NaN (or infinite) has no prediction: ``lab
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,11 +46,10 @@ from .._attrs import georeference, with_history
 from .._orient import view_flips
 from .._validate import check_flag, check_int, check_number
 from ..errors import DimensionError, InputError, MissingBandError, ParameterError
+from ..nn.frozen import frozen_copy
 from ..nn.shift import after, check_inputs, training_statistics
 from ..nn.tiling import TileAxis, blend_weight
 from .classes import NODATA
-
-_MODEL_LOCK = threading.Lock()
 
 
 def check_features(where: str, features: Any, channels: Sequence[str] | None) -> xr.DataArray:
@@ -143,18 +141,6 @@ def segmentation_dataset(probability: Any, label: Any, like: xr.DataArray, class
     return georeference(ds, like)
 
 
-def _prepare_model(model: Any, device: str) -> None:
-    """Eval mode and ``device``, once, whichever task gets there first."""
-    import torch
-
-    with _MODEL_LOCK:
-        if getattr(model, "training", False):
-            model.eval()
-        param = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-        if param is not None and param.device != torch.device(device):
-            model.to(device)
-
-
 def _symmetric_proba(model: Any, x: Any) -> Any:
     """Mean of the probabilities over the 8 turns and flips of ``x``, each turned back (float64)."""
     import torch
@@ -192,7 +178,6 @@ def _predict_block(block: np.ndarray, *, model: Any, ay: TileAxis, ax: TileAxis,
     ``K + 1`` is 1 on the block's own pixels that have a missing channel (0 elsewhere, so
     that adding the spill in pass 2 leaves it alone).
     """
-    _prepare_model(model, device)
     _, by, bx = block_id
     acc = np.zeros((n_classes + 2, ay.chunk + ay.overlap, ax.chunk + ax.overlap), np.float64)
     own = block[:, :ay.chunk, :ax.chunk]
@@ -308,8 +293,9 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
         ``dem``), one scene picked by ``time`` when it has a time dimension.
     model
         A :class:`~xglacier.segmentation.models.SegmentationModel` (``channels``, ``classes``,
-        ``predict_proba``). It is put in eval mode (and moved to ``device``) when the
-        graph runs, and enters the graph once (``dask.delayed(model, pure=False)``).
+        ``predict_proba``). A copy of it as it is now, in eval mode on ``device``, enters
+        the graph once, unhashed: the model itself keeps its mode and device, and training it
+        further does not change a lazy result.
     tile
         Window size in pixels (the paper's 512).
     overlap
@@ -416,7 +402,7 @@ def segment(features: xr.DataArray | xr.Dataset, model: Any, *, tile: int = 512,
                    constant_values=np.nan)
     data = data.rechunk(((len(channels),), ay.input_chunks, ax.input_chunks))
     # not pure: tokenizing would hash (or pickle) every weight of the model
-    lazy_model = dask.delayed(model, pure=False)
+    lazy_model = dask.delayed(frozen_copy(model, device=device), pure=False)
     # pass 1: halo only after each block (what its windows reach into the next one)
     sums = dsa.map_overlap(
         _predict_block, data, depth={0: 0, 1: (0, ay.overlap), 2: (0, ax.overlap)}, boundary="none",
