@@ -57,6 +57,23 @@ def test_toml_round_trip(tmp_path):
     assert config_hash(load_config(path)) == config_hash(FULL)
 
 
+def test_toml_none_sets_the_nullable_fields_to_none(tmp_path):
+    """TOML has no null: ``"none"`` stands for None in every field that may be None."""
+    path = tmp_path / "run.toml"
+    path.write_text('local_scenes = "scenes"\nmax_cloud = "none"\nplatforms = "none"\nmax_missing = "none"\n'
+                    'glacier_timeout_s = "none"\nsegment_model = "none"\n')
+    config = load_config(path)
+    assert config.local_scenes == str(tmp_path / "scenes")  # a path, not none
+    assert (config.max_cloud, config.platforms, config.max_missing, config.glacier_timeout_s,
+            config.segment_model) == (None,) * 5
+    assert config == BatchConfig(local_scenes=str(tmp_path / "scenes"), max_cloud=None, platforms=None,
+                                 max_missing=None, glacier_timeout_s=None)
+    # a field that cannot be None still refuses the word, naming the file and the field
+    path.write_text('buffer_m = "none"\n')
+    with pytest.raises(ParameterError, match=r"run.toml: BatchConfig: buffer_m='none'"):
+        load_config(path)
+
+
 def test_hash_is_sha256_of_the_canonical_json():
     settings = {k: v for k, v in FULL.to_dict().items() if k not in RUN_ONLY}
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"))

@@ -363,11 +363,18 @@ def _check_together(c: BatchConfig) -> None:
         raise bad(f"composite_freq={c.composite_freq!r} is not a pandas frequency (e.g. '3MS')") from None
 
 
+#: The fields that may be None, and how a TOML file says None (it has no null).
+NULLABLE_FIELDS = tuple(f.name for f in fields(BatchConfig) if "None" in str(f.type))
+NONE_IN_TOML = "none"
+
+
 def load_config(path: str | os.PathLike[str]) -> BatchConfig:
     """Read a :class:`BatchConfig` from a TOML file (top-level keys named like the fields).
 
     Relative paths in ``local_scenes``, ``segment_model``, ``forecast_model`` and ``dem``
-    are taken from the file's folder, so a run folder can be moved whole.
+    are taken from the file's folder, so a run folder can be moved whole. TOML has no null:
+    the string ``"none"`` sets a field that may be None to None (``max_cloud = "none"``: no
+    cloud limit, ``glacier_timeout_s = "none"``: no time limit).
 
     Raises
     ------
@@ -384,6 +391,9 @@ def load_config(path: str | os.PathLike[str]) -> BatchConfig:
     >>> config = load_config(path)
     >>> config.buffer_m, config.local_scenes == str(path.parent / "scenes/{id}")
     (500.0, True)
+    >>> _ = path.write_text('local_scenes = "scenes"\\nglacier_timeout_s = "none"\\n')
+    >>> print(load_config(path).glacier_timeout_s)
+    None
     """
     path = Path(path)
     try:
@@ -393,6 +403,9 @@ def load_config(path: str | os.PathLike[str]) -> BatchConfig:
         raise InputError(f"load_config: {path} does not exist; expected a TOML configuration file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, IsADirectoryError) as err:
         raise InputError(f"load_config: {path} is not a valid TOML file: {err}") from None
+    for key in NULLABLE_FIELDS:
+        if data.get(key) == NONE_IN_TOML:  # TOML has no null
+            data[key] = None
     for key in PATH_FIELDS:
         value = data.get(key)
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
