@@ -7,6 +7,9 @@ LocalCluster; the end-to-end test over a STAC server is in ``test_batch_pipeline
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 
 import geopandas as gpd
 import pytest
@@ -18,7 +21,7 @@ from tests._batch_faults import calls, stub_values
 from xglacier.batch import BatchConfig, glacier_table, run_glaciers
 from xglacier.batch.layout import check_id, clean_stale, glacier_dir, log_path, shard
 from xglacier.batch.status import read_status, report
-from xglacier.errors import InputError, ParameterError, RunConfigError
+from xglacier.errors import InputError, OutputInUseError, ParameterError, RunConfigError
 
 client = _glaciers.client  # the module's warm 2-worker LocalCluster (a fixture)
 
@@ -157,6 +160,31 @@ def test_stale_temporaries_removed_at_start_only(client, tmp_path):
     keep.write_text("mine")
     assert sorted(clean_stale(out, ["g0"])) == sorted(stale)
     assert keep.exists() and not any(p.exists() for p in stale)
+
+
+def test_one_run_at_a_time_per_folder(client, tmp_path):
+    """A second run into a folder that a live run holds stops before touching anything; the
+    lock of a killed run goes with its process."""
+    out, _ = setup_out(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from xglacier.batch.lock import run_lock\n"
+         f"with run_lock({str(out)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        theirs = out / ".ndsi.0123.part.zarr"  # a file the other run is writing
+        theirs.mkdir()
+        with pytest.raises(OutputInUseError, match=rf"run_glaciers: another run is writing {out} "
+                                                   rf"\(process {holder.pid} on "):
+            run_glaciers(outlines(2), out, client=client, function=faulty(), progress=False)
+        assert theirs.exists() and not (out / "run.json").exists()
+        # a dry run writes nothing and needs no lock
+        assert list(run_glaciers(outlines(2), out, function=faulty(), dry_run=True)["action"]) == ["run"] * 2
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    table = run_glaciers(outlines(2), out, client=client, function=faulty(), progress=False)
+    assert list(table["status"]) == ["done"] * 2 and not theirs.exists()
 
 
 @pytest.mark.parametrize("bad", ["a/b", "../x", ".hidden", "", "with space", "x" * 201])

@@ -132,6 +132,10 @@ class BatchError(XGlacierError):
     """A batch run cannot go on as asked (its cluster went away, or its output folder conflicts)."""
 
 
+class OutputInUseError(BatchError):
+    """Another run is writing the same batch output folder (its lock is held)."""
+
+
 class RunConfigError(BatchError):
     """A batch output folder was written with another configuration (its run.json hash differs)."""
 

@@ -24,6 +24,7 @@ from .._atomic import file_sha256
 from .._validate import check_flag, check_int
 from ..errors import BatchError, ParameterError
 from . import layout, status
+from .lock import run_lock
 from .progress import Progress
 from .tasks import ThreadsPlugin, append_log, run_glacier_task, write_outcome
 
@@ -132,6 +133,11 @@ def run_glaciers(
         Accept an output folder written with another configuration (see
         :func:`~xglacier.batch.layout.write_run`).
 
+    Raises
+    ------
+    OutputInUseError
+        Another run is writing ``out`` (one run at a time per folder: :mod:`xglacier.batch.lock`).
+
     Returns
     -------
     pandas.DataFrame
@@ -167,23 +173,24 @@ def run_glaciers(
             "outlines": source, "outlines_sha256": checksum, "id_column": id_column,
             "glaciers": [[g.id, g.area_km2] for g in sorted(glaciers, key=lambda g: (-g.area_km2, g.id))]}
     layout.check_config(out, digest, reconfigure=reconfigure)
-    todo_plan = plan(glaciers, out, digest, rerun_failed=rerun_failed)
     if dry_run:
-        return todo_plan
-    layout.write_run(out, info, reconfigure=reconfigure)
-    layout.clean_stale(out, [g.id for g in glaciers])
-    by_id = {g.id: g for g in glaciers}
-    todo = [by_id[i] for i in todo_plan.loc[todo_plan["action"] == "run", "id"]]
-    bar = Progress(len(glaciers), skipped=len(glaciers) - len(todo), enabled=progress)
-    try:
-        if todo:
-            with _cluster(client, workers) as active:
-                bar.dashboard(getattr(active, "dashboard_link", None) if _has_dashboard(active) else None)
-                with _watchdog(active if client is None or _is_local(active) else None) as watch:
-                    _submit_all(active, todo, out, config, digest, function, is_transient, bar, watch)
-    finally:
-        bar.close()
-    table = status.write_summary(out)
+        return plan(glaciers, out, digest, rerun_failed=rerun_failed)
+    with run_lock(out):  # the plan, the clean-up and every write: one run at a time
+        todo_plan = plan(glaciers, out, digest, rerun_failed=rerun_failed)
+        layout.write_run(out, info, reconfigure=reconfigure)
+        layout.clean_stale(out, [g.id for g in glaciers])
+        by_id = {g.id: g for g in glaciers}
+        todo = [by_id[i] for i in todo_plan.loc[todo_plan["action"] == "run", "id"]]
+        bar = Progress(len(glaciers), skipped=len(glaciers) - len(todo), enabled=progress)
+        try:
+            if todo:
+                with _cluster(client, workers) as active:
+                    bar.dashboard(getattr(active, "dashboard_link", None) if _has_dashboard(active) else None)
+                    with _watchdog(active if client is None or _is_local(active) else None) as watch:
+                        _submit_all(active, todo, out, config, digest, function, is_transient, bar, watch)
+        finally:
+            bar.close()
+        table = status.write_summary(out)
     if progress:
         print(status.report(out, table), file=sys.stderr)
     return table

@@ -396,10 +396,8 @@ def assemble(
     predictions
         ``(k, steps, size, size)`` array (or torch tensor), one per patch.
     origins
-        ``(k, 2)`` array of patch origins ``(y0, x0)`` indexing ``like`` as it is, or a
-        :class:`PatchPlan` whose samples give them. The origins in a plan's ``samples``
-        index the north-up, east-right view of the cube: pass the plan itself, not its
-        ``samples[:, 1:]``, when ``like`` may have ``y`` ascending or ``x`` descending.
+        ``(k, 2)`` patch origins ``(y0, x0)`` in ``like`` as it is, or a :class:`PatchPlan`
+        (its ``samples`` index the north-up, east-right view: pass the plan itself).
     like
         DataArray with the target grid (``y``, ``x`` coordinates and CRS are copied). With a
         :class:`PatchPlan` (whose origins index the north-up, east-right cube), a ``like``
