@@ -91,8 +91,9 @@ import xarray as xr
 from _common import PeakRSS, lowpass
 
 import xglacier
+from xglacier.forecasting.blend import assemble
 from xglacier.forecasting.kernels import gather_patches
-from xglacier.forecasting.patches import assemble, positions
+from xglacier.forecasting.patches import positions
 from xglacier.models import SALSTM
 
 STEPS, STRIDE, BATCH = 4, 25, 256

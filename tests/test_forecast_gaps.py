@@ -247,7 +247,8 @@ def test_forecast_passes_the_interpolated_frames_as_missing(chunked):
         warnings.simplefilter("error", InterpolatedInputWarning)  # read as missing: nothing to warn of
         fc = xglacier.forecast(src, model, steps=6, stride=4).compute()
     # by hand: the last 4 frames (indices 4..7, the second missing) through the model, patch by patch
-    from xglacier.forecasting.patches import assemble, make_plan
+    from xglacier.forecasting.blend import assemble
+    from xglacier.forecasting.patches import make_plan
 
     frames = torch.from_numpy(da.values[4:8])
     plan = make_plan((4, 20, 20), 8, 4, 4, 0)

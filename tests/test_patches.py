@@ -53,6 +53,22 @@ def test_gathered_samples_equal_direct_slicing(no_compute):
     np.testing.assert_array_equal(yi, y[0])
 
 
+def test_subset_by_mask_or_positions():
+    """``subset`` keeps the chosen samples, in order, with the values they had; y ascending too."""
+    da = cube().isel(y=slice(None, None, -1))
+    ps = xglacier.patches(da, size=8, stride=8, n_in=3, n_out=2)
+    last = ps.plan.samples[:, 0] == ps.plan.samples[:, 0].max()
+    one_year = ps.subset(last)
+    assert len(one_year) == int(last.sum()) and (one_year.plan.samples[:, 0] == 12 - 5).all()
+    north_up = da.values[:, ::-1]
+    x, y = one_year.gather(np.arange(len(one_year)))
+    for k, (t0, y0, x0) in enumerate(one_year.plan.samples):
+        np.testing.assert_array_equal(y[k], north_up[t0 + 3:t0 + 5, y0:y0 + 8, x0:x0 + 8])
+    picked = ps.subset([5, 2])
+    np.testing.assert_array_equal(picked.plan.samples, ps.plan.samples[[5, 2]])
+    np.testing.assert_array_equal(picked.gather([0, 1])[0], ps.gather([5, 2])[0])
+
+
 def test_to_torch_batches_cover_all_samples_once():
     import torch
 

@@ -14,8 +14,9 @@ import rioxarray  # noqa: F401  (registers the .rio accessor used on every outpu
 from . import errors, review
 from .accessor import DataArrayGlacier, DatasetGlacier, GlacierAccessor
 from .datasets import open_sample, synthetic_cube
+from .forecasting.blend import assemble
 from .forecasting.forecast import forecast
-from .forecasting.patches import PatchPlan, PatchSet, assemble, patches
+from .forecasting.patches import PatchPlan, PatchSet, patches
 from .forecasting.skill import skill_map
 from .io.local import open_scenes
 from .io.stac import load, search

@@ -49,12 +49,12 @@ from .._validate import check_choice, check_int, check_number, check_time, frame
 from ..errors import DimensionError, InputError, NaNInPatchError, ParameterError
 from ..nn.frozen import frozen_copy
 from .axes import north_up, time_step
+from .blend import patch_weight
 from .blocks import BlockAxis
 from .checks import uses_climate, uses_gaps
 from .gaps import series_gaps
 from .history import history_means, invented_frames
 from .kernels import gather_patches, scatter_patches
-from .patches import patch_weight
 
 
 def _future_times(times: pd.DatetimeIndex, step: Any, steps: int) -> pd.DatetimeIndex:
