@@ -21,15 +21,31 @@ def test_verdict_compares_intervals_and_the_report_names_each_side():
     assert v["seasonal_persistence"]["beats"] and not v["history_climatology"]["beats"]
     assert not v["persistence"]["beats"]                 # lower MSE, but the intervals overlap
     assert abs(v["history_climatology"]["delta"] - 0.002) < 1e-12
+    everything = table()
+    everything["mse_high"] = everything["mse_low"] = everything["mse"]
+    everything.loc[everything["model"] == "m", ["mse", "mse_low", "mse_high"]] = 0.001
+    rows = table().set_index("model").drop(columns="lead")
     summary = {"patch": 20, "train": 9, "val": 3, "test": 3, "epochs_run": 5, "best_epoch": 2,
-               "table": table().set_index("model").drop(columns="lead"), "interval": "block",
-               "verdict": v, "skill": {"skill": float("nan")},
+               "year": 2021, "year_patches": 361, "year_table": rows, "year_verdict": v,
+               "test_windows": 3, "test_targets": ("2020-10", "2021-10"),
+               "table": rows, "interval": "block", "verdict": verdict(everything, "m"),
+               "skill": {"skill": float("nan")},
                "ceiling": {"years": 7, "oracle": 0.02, "seasonal": 0.021, "ratio": 0.95, "ratio_low": 0.9,
                            "ratio_high": 1.0},
                "forecast_mse": 0.02, "forecast_mae": 0.1, "seasonal_mse": 0.02, "seasonal_mae": 0.1,
                "skill_share": 0.4, "flow_pairs": 3, "flow_above_noise": 3}
     text = "\n".join(format_forecast(summary))
-    assert "SA-LSTM-H beats seasonal_persistence: its MSE interval lies below" in text
-    assert "does NOT beat history_climatology: MSE +0.0020 (+17%): worse" in text
-    assert "does NOT beat persistence: MSE -0.0020 (-12%), intervals overlap" in text
+    assert "held-out year 2021 (its four quarters forecast from the four before, 361 patches)" in text
+    year = "on the held-out year 2021, SA-LSTM-H"
+    assert f"{year} beats seasonal_persistence: its MSE interval lies below" in text
+    assert f"{year} does NOT beat history_climatology: MSE +0.0020 (+17%): worse" in text
+    assert f"{year} does NOT beat persistence: MSE -0.0020 (-12%), intervals overlap" in text
     assert "own starting point" in text
+    assert "all 3 test windows (targets 2020-10 to 2021-10)" in text
+    assert ("on the test windows, SA-LSTM-H beats every baseline (seasonal_persistence, history_climatology, "
+            "persistence)") in text
+    # the climate oracle's ratio interval reaches 1: the year cannot tell a forecaster from
+    # seasonal persistence
+    assert "no verdict on it can tell a forecaster from seasonal persistence" in text
+    summary["ceiling"] = {**summary["ceiling"], "ratio": 0.2, "ratio_low": 0.1, "ratio_high": 0.3}
+    assert "so it can tell a forecaster from seasonal persistence" in "\n".join(format_forecast(summary))

@@ -63,6 +63,7 @@ def test_subset_by_mask_or_positions():
     north_up = da.values[:, ::-1]
     x, y = one_year.gather(np.arange(len(one_year)))
     for k, (t0, y0, x0) in enumerate(one_year.plan.samples):
+        np.testing.assert_array_equal(x[k], north_up[t0:t0 + 3, y0:y0 + 8, x0:x0 + 8])
         np.testing.assert_array_equal(y[k], north_up[t0 + 3:t0 + 5, y0:y0 + 8, x0:x0 + 8])
     picked = ps.subset([5, 2])
     np.testing.assert_array_equal(picked.plan.samples, ps.plan.samples[[5, 2]])

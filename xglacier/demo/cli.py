@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..datasets.synthetic import SAMPLE_SEED
+
 HELP = """\
 Run the whole method on the embedded synthetic sample (a 200x200 px valley glacier,
 2014-2021, with its ground truth), in a few minutes on a laptop, and write the outputs:
@@ -28,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "(preprocessing, motion, forecasting and segmentation; trains two models)",
                           description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
-    demo.add_argument("--seed", type=int, default=42, help="seed of the synthetic sample (default: 42)")
+    demo.add_argument("--seed", type=int, default=SAMPLE_SEED,
+                      help=f"seed of the synthetic sample (default: {SAMPLE_SEED}, the sample's own)")
     demo.add_argument("--epochs", type=int, default=None,
                       help="maximum epochs of the forecast model (default: the training recipe's, 30, "
                            "with early stopping)")

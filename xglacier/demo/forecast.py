@@ -43,6 +43,19 @@ def demo_patches(ndsi: xr.DataArray, *, n_in: int = 4) -> tuple[Any, Any, Any]:
     return train, val, test
 
 
+def held_out_year(test: Any, ndsi: xr.DataArray) -> Any:
+    """The test samples whose targets are the held-out year: the last window, whose four
+    targets are the series' last four quarters (forecast from the four before)."""
+    from ..errors import InputError
+
+    t0 = test.plan.samples[:, 0]
+    last = int(t0.max()) if len(test) else -1
+    if last + test.n_in + test.n_out != ndsi.sizes["time"]:
+        raise InputError(f"held_out_year: the last test window of {ndsi.name!r} ends at frame "
+                         f"{last + test.n_in + test.n_out}, not at the series' end ({ndsi.sizes['time']})")
+    return test.subset(t0 == last)
+
+
 def verdict(table: pd.DataFrame, model: str) -> dict[str, dict[str, float | bool]]:
     """Per baseline of ``evaluate``'s table (all lead times): does ``model``'s MSE interval lie
     below the baseline's (``beats``), and the MSE difference (``delta``, model - baseline)."""
@@ -87,6 +100,8 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
     train, val, test = demo_patches(ndsi)
     history = fit(model, train, val, epochs=epochs, seed=seed, progress=progress)
     table = evaluate({"SA-LSTM-H": model}, test, n_boot=1000, seed=seed)
+    year = held_out_year(test, ndsi)
+    year_table = evaluate({"SA-LSTM-H": model}, year, n_boot=1000, seed=seed)
     ckpt = save_model(model, out / "salstm_small", variable=str(ndsi.name), value_range=(-1.0, 1.0),
                       metrics=table, extra={"recipe": history.attrs["recipe"]})
 
@@ -105,10 +120,18 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
     flow_png = _forecast_flow_png(out, vel, fc)
     skill_png, skill_share = _skill_png(out, fc, future, seasonal)
     overall = table[table["lead"].astype(str) == "all"].set_index("model")
+    year_overall = year_table[year_table["lead"].astype(str) == "all"].set_index("model")
     ceiling = held_out_ceiling(ndsi, block=int(table.attrs.get("block") or 40), seed=seed)
+    times = pd.DatetimeIndex(ndsi["time"].values)
+    t0 = test.plan.samples[:, 0]
     return {
         "patch": PATCH, "train": len(train), "val": len(val), "test": len(test),
         "epochs_run": int(history["epoch"].max()), "best_epoch": int(history.attrs["best_epoch"]),
+        "year": int(times[-1].year), "year_patches": len(year),
+        "year_table": year_overall[["mse", "mse_low", "mse_high", "mae"]],
+        "year_verdict": verdict(year_table, "SA-LSTM-H"),
+        "test_windows": int(np.unique(t0).size),
+        "test_targets": (f"{times[t0.min() + 4]:%Y-%m}", f"{times[-1]:%Y-%m}"),
         "table": overall[["mse", "mse_low", "mse_high", "mae"]],
         "verdict": verdict(table, "SA-LSTM-H"),
         "skill": overall.loc["SA-LSTM-H", ["skill", "skill_low", "skill_high", "skill_reference"]].to_dict(),
@@ -196,47 +219,67 @@ def _forecast_flow_png(out: Path, vel: xr.Dataset, fc: xr.DataArray) -> Path:
     return path
 
 
+def _verdict_lines(v: dict[str, dict[str, float | bool]], where: str) -> list[str]:
+    """Which baselines the model's MSE interval lies below ``where``, and by how much it
+    misses the others."""
+    won = [n for n, x in v.items() if x["beats"]]
+    lost = {n: x for n, x in v.items() if not x["beats"]}
+    if not lost:
+        return [f"    {where}, SA-LSTM-H beats every baseline ({', '.join(won)}): its MSE interval lies "
+                "below each one's"]
+    lines = ([f"    {where}, SA-LSTM-H beats {', '.join(won)}: its MSE interval lies below each one's"]
+             if won else [])
+    for name, x in lost.items():
+        how = (f"MSE {x['delta']:+.4f} ({x['ratio'] - 1:+.0%}), intervals overlap" if x["delta"] < 0
+               else f"MSE {x['delta']:+.4f} ({x['ratio'] - 1:+.0%}): worse")
+        lines.append(f"    {where}, SA-LSTM-H does NOT beat {name}: {how}")
+    return lines
+
+
+def _table_lines(table: pd.DataFrame) -> list[str]:
+    return [f"      {name:<22} {row['mse']:.4f} ({row['mse_low']:.4f}-{row['mse_high']:.4f})  "
+            f"MAE {row['mae']:.4f}" for name, row in table.iterrows()]
+
+
 def format_forecast(s: dict[str, Any]) -> list[str]:
-    """Report lines of the forecasting demo, with the verdict against every baseline."""
+    """Report lines of the forecasting demo: the held-out year's table and verdict against
+    every baseline, then the test windows', the climate oracle and the whole-scene forecast."""
+    year = f"on the held-out year {s['year']}"
     lines = [
         f"  forecasting: small SA-LSTM-H (change over each quarter's mean over the earlier years) on "
         f"{s['patch']}x{s['patch']} NDSI patches, time split {s['train']} train / {s['val']} val / "
         f"{s['test']} test samples, {s['epochs_run']} epochs (best {s['best_epoch']})",
-        f"    test MSE, all lead times, with 95 % intervals ({s['interval']}):",
+        f"    held-out year {s['year']} (its four quarters forecast from the four before, "
+        f"{s['year_patches']} patches), MSE with 95 % intervals ({s['interval']}):",
+        *_table_lines(s["year_table"]),
+        *_verdict_lines(s["year_verdict"], year),
     ]
-    for name, row in s["table"].iterrows():
-        lines.append(f"      {name:<22} {row['mse']:.4f} ({row['mse_low']:.4f}-{row['mse_high']:.4f})"
-                     f"  MAE {row['mae']:.4f}")
-    won = [n for n, v in s["verdict"].items() if v["beats"]]
-    lost = {n: v for n, v in s["verdict"].items() if not v["beats"]}
-    if not lost:
-        lines.append(f"    SA-LSTM-H beats every baseline ({', '.join(won)}): its MSE interval lies below "
-                     "each baseline's")
-    else:
-        if won:
-            lines.append(f"    SA-LSTM-H beats {', '.join(won)}: its MSE interval lies below each one's")
-        for name, v in lost.items():
-            how = (f"MSE {v['delta']:+.4f} ({v['ratio'] - 1:+.0%}), intervals overlap" if v["delta"] < 0
-                   else f"MSE {v['delta']:+.4f} ({v['ratio'] - 1:+.0%}): worse")
-            lines.append(f"    SA-LSTM-H does NOT beat {name}: {how}")
-        if "history_climatology" in lost:
-            lines.append("      (history_climatology is the model's own starting point: what training added "
-                         "did not carry over to the test years; the sample draws each year's snowline "
-                         "anomaly at random, so earlier years do not foretell the next)")
+    if not s["year_verdict"].get("history_climatology", {"beats": True})["beats"]:
+        lines.append("      (history_climatology is the model's own starting point: what training added "
+                     "did not carry over to the test years; the sample draws each year's snowline "
+                     "anomaly at random, so earlier years do not foretell the next)")
+    first, last = s["test_targets"]
+    lines += [f"    all {s['test_windows']} test windows (targets {first} to {last}), MSE:",
+              *_table_lines(s["table"]),
+              *_verdict_lines(s["verdict"], "on the test windows")]
     sk = s["skill"]
     if sk["skill"] == sk["skill"]:  # NaN without a reference
-        lines.append(f"    skill against {sk['skill_reference']} (1 - MSE ratio, paired over the same "
-                     f"blocks): {sk['skill']:+.3f} ({sk['skill_low']:+.3f} to {sk['skill_high']:+.3f})")
+        lines.append(f"    skill on the test windows against {sk['skill_reference']} (1 - MSE ratio, paired "
+                     f"over the same blocks): {sk['skill']:+.3f} ({sk['skill_low']:+.3f} to "
+                     f"{sk['skill_high']:+.3f})")
     c = s["ceiling"]
+    helps = ("the year differs from the one before more than from the place's climate, so it can tell "
+             "a forecaster from seasonal persistence" if c["ratio_high"] < 1 else
+             "the year is as close to the one before as to the place's climate, so no verdict on it "
+             "can tell a forecaster from seasonal persistence (docs/forecasting.md)")
     lines.append(
-        f"    on the held-out year alone, each quarter's mean over the {c['years']} earlier years scores "
-        f"MSE {c['oracle']:.4f} against seasonal persistence's {c['seasonal']:.4f}, ratio {c['ratio']:.2f} "
-        f"(paired 95 %: {c['ratio_low']:.2f}-{c['ratio_high']:.2f}): most of the climatology's lead on the "
-        f"test windows is a quarter without a scene, whose interpolation seasonal persistence carries a "
-        f"year on (docs/forecasting.md)")
+        f"    {year}, each quarter's mean over the {c['years']} earlier years scores MSE {c['oracle']:.4f} "
+        f"against seasonal persistence's {c['seasonal']:.4f}, ratio {c['ratio']:.2f} (paired 95 %: "
+        f"{c['ratio_low']:.2f}-{c['ratio_high']:.2f}): {helps}")
     lines += [
-        f"    forecast of the held-out year: MSE {s['forecast_mse']:.4f}, MAE {s['forecast_mae']:.3f} "
-        f"(same quarter one year earlier: MSE {s['seasonal_mse']:.4f}, MAE {s['seasonal_mae']:.3f});",
+        f"    whole-scene forecast of the held-out year: MSE {s['forecast_mse']:.4f}, "
+        f"MAE {s['forecast_mae']:.3f} (same quarter one year earlier: MSE {s['seasonal_mse']:.4f}, "
+        f"MAE {s['seasonal_mae']:.3f});",
         f"      better than it on {s['skill_share']:.0%} of the pixels (skill_map.png); flow over "
         f"{s['flow_pairs']} forecast pairs ({s['flow_above_noise']} above their noise floor)"]
     return lines

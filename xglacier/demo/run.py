@@ -14,6 +14,7 @@ from typing import Any
 
 from .._validate import check_int
 from ..datasets import open_sample
+from ..datasets.synthetic import SAMPLE_SEED
 from ..nn.threads import torch_threads
 from .forecast import format_forecast, run_forecast_demo
 from .preprocess import format_motion, format_preprocess, run_preprocess_demo
@@ -26,7 +27,7 @@ def _step(message: str, progress: bool) -> None:
         print(f"xglacier demo: {message}", file=sys.stderr, flush=True)
 
 
-def run_demo(out: str | Path = "demo-output", *, seed: int = 42, epochs: int | None = None,
+def run_demo(out: str | Path = "demo-output", *, seed: int = SAMPLE_SEED, epochs: int | None = None,
              seg_epochs: int = 40, threads: int | None = 1, progress: bool = True) -> dict[str, Any]:
     """Run filter -> cloud mask -> ECC alignment -> gap fill -> NDSI -> 3-month composites
     -> flow on the sample, then forecasting and segmentation.
