@@ -46,6 +46,17 @@ def test_demo_command(tmp_path, capsys):
     assert low <= point <= high
     # the model's verdict against its own reference, the long-term climatology
     assert "history_climatology" in text
+    # the held-out year's own table, then the test windows'; on the sample's held-out year the
+    # long-term climatology (no model) lies below seasonal persistence: the year can tell a
+    # forecaster from seasonal persistence, which is why the sample has its seed
+    year = text.split("held-out year 2021 (its four quarters forecast from the four before")[1]
+    year = year.split("on the held-out year 2021, SA-LSTM-H")[0]
+    rows = {name: (float(lo), float(hi)) for name, lo, hi in
+            re.findall(r"^\s+(\w+)\s+\d\.\d+ \((\d\.\d+)-(\d\.\d+)\)", year, re.M)}
+    assert set(rows) == {"persistence", "seasonal_persistence", "history_climatology", "climatology",
+                         "linear_trend"}  # and the model's row, whose name has a hyphen
+    assert rows["history_climatology"][1] < rows["seasonal_persistence"][0]
+    assert "all 3 test windows (targets 2020-07 to 2021-10)" in text
     # the held-out year's ceiling: the climatology over the seven earlier years
     line = next(x for x in text.splitlines() if "on the held-out year alone" in x)
     assert "over the 7 earlier years" in line
