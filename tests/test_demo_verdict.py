@@ -49,3 +49,29 @@ def test_verdict_compares_intervals_and_the_report_names_each_side():
     assert "no verdict on it can tell a forecaster from seasonal persistence" in text
     summary["ceiling"] = {**summary["ceiling"], "ratio": 0.2, "ratio_low": 0.1, "ratio_high": 0.3}
     assert "so it can tell a forecaster from seasonal persistence" in "\n".join(format_forecast(summary))
+
+
+def test_held_out_year_is_the_last_window_and_checked():
+    """The held-out year's samples are the test windows whose targets are the last four frames."""
+    import numpy as np
+    import pytest
+    import xarray as xr
+
+    import xglacier
+    from xglacier.demo.forecast import held_out_year
+    from xglacier.errors import InputError
+
+    nt = 24
+    da = xr.DataArray(np.random.default_rng(0).random((nt, 24, 24), dtype="f4"), dims=("time", "y", "x"),
+                      name="ndsi", coords={"time": pd.date_range("2014-01-01", periods=nt, freq="3MS")})
+    _, _, test = xglacier.patches(da, size=8, stride=8, n_in=4, n_out=4).split(by="time", test=0.15, val=0.15)
+    year = held_out_year(test, da)
+    assert len(year) == 9 and set(year.plan.samples[:, 0]) == {nt - 8}
+    assert len(test) > len(year)
+    _, targets = year.gather(np.arange(len(year)))
+    _, y0, x0 = year.plan.samples[0]
+    np.testing.assert_array_equal(targets[0], da.values[-4:, y0:y0 + 8, x0:x0 + 8])
+    longer = xr.concat([da, da.isel(time=[-1]).assign_coords(time=[pd.Timestamp("2020-01-01")])], "time")
+    with pytest.raises(InputError, match=r"held_out_year: the last test window of 'ndsi' ends at frame 24, "
+                                         r"not at the series' end \(25\)"):
+        held_out_year(test, longer)
