@@ -41,7 +41,7 @@ def test_demo_command(tmp_path, capsys):
     assert "ECC alignment" in text and "surface velocity" in text
     assert "forecasting" in text and "seasonal_persistence" in text
     # the paired skill against the best baseline, with its interval, low <= point <= high
-    line = next(x for x in text.splitlines() if "skill against" in x)
+    line = next(x for x in text.splitlines() if "skill on the test windows against" in x)
     point, low, high = (float(v) for v in re.findall(r"[-+]\d+\.\d+", line.split("blocks):")[1]))
     assert low <= point <= high
     # the model's verdict against its own reference, the long-term climatology
@@ -58,7 +58,7 @@ def test_demo_command(tmp_path, capsys):
     assert rows["history_climatology"][1] < rows["seasonal_persistence"][0]
     assert "all 3 test windows (targets 2020-07 to 2021-10)" in text
     # the held-out year's ceiling: the climatology over the seven earlier years
-    line = next(x for x in text.splitlines() if "on the held-out year alone" in x)
+    line = next(x for x in text.splitlines() if "earlier years scores MSE" in x)
     assert "over the 7 earlier years" in line
     found = re.findall(r"ratio (\d+\.\d+) \(paired 95 %: (\d+\.\d+)-(\d+\.\d+)\)", line)
     ratio, low, high = (float(v) for v in found[0])
