@@ -131,7 +131,7 @@ def run_forecast_demo(ndsi: xr.DataArray, out: Path, *, epochs: int | None = Non
         "year_table": year_overall[["mse", "mse_low", "mse_high", "mae"]],
         "year_verdict": verdict(year_table, "SA-LSTM-H"),
         "test_windows": int(np.unique(t0).size),
-        "test_targets": (f"{times[t0.min() + 4]:%Y-%m}", f"{times[-1]:%Y-%m}"),
+        "test_targets": (f"{times[t0.min() + test.n_in]:%Y-%m}", f"{times[-1]:%Y-%m}"),
         "table": overall[["mse", "mse_low", "mse_high", "mae"]],
         "verdict": verdict(table, "SA-LSTM-H"),
         "skill": overall.loc["SA-LSTM-H", ["skill", "skill_low", "skill_high", "skill_reference"]].to_dict(),
