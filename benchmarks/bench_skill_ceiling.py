@@ -47,7 +47,8 @@ SETTINGS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="42,7,123", help="sample seeds (42 is the demo's)")
+    parser.add_argument("--seeds", default="42,7,123",
+                        help="sample seeds (42 was the demo's until 2026-12-08, 3 is)")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"of {', '.join(SETTINGS)}")
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()}", flush=True)
